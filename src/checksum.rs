@@ -1,0 +1,757 @@
+//! Checksum stage: a position-independent XXH3-64 per FUNC and OBJECT symbol.
+//!
+//! A function is decoded instruction by instruction (iced-x86). Each
+//! instruction is reduced to a [`InsnDigest`]: its bytes with every relocated
+//! field blanked and replaced by what the relocation means (target name with
+//! compiler suffixes stripped plus the offset inside it, the string for string
+//! literals, the constant for constant-pool entries), and for branches and
+//! calls without a relocation, the opcode plus the destination as symbol and
+//! offset. So moving code or data around the file changes nothing; changing
+//! what the code does or refers to changes the digest. The special-section
+//! entries describing the function (exception fixups, alternatives, bug sites,
+//! jump labels) and its `.cold` part are folded in too.
+//!
+//! The per-instruction form ([`Fingerprint`]) is kept only where it is needed
+//! (line-only detection, `--explain`); the checksum pass streams.
+
+use std::collections::HashMap;
+
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, OpKind,
+    Register,
+};
+use rayon::prelude::*;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+use crate::elf::{ElfObject, Reloc, Section, SymbolId, SymbolKind};
+use crate::special::{SpecialEntry, SpecialIndex};
+
+/// A kernel helper that takes a source line number (`__LINE__`) as an argument.
+#[derive(Debug, Clone, Copy)]
+pub struct LineTakingCall {
+    pub name: &'static str,
+    /// The register the line is passed in; `None`: `%esi` or `%edx`.
+    pub line_register: Option<Register>,
+    /// Accept the line only when a `__FILE__`-like string (ending in `.c` or
+    /// `.h`) is also passed: for printk-style calls, whose integer arguments
+    /// are otherwise ordinary data.
+    pub needs_file_argument: bool,
+}
+
+const fn line_call(name: &'static str, reg: Register) -> LineTakingCall {
+    LineTakingCall {
+        name,
+        line_register: Some(reg),
+        needs_file_argument: false,
+    }
+}
+
+const fn printk_like(name: &'static str) -> LineTakingCall {
+    LineTakingCall {
+        name,
+        line_register: None,
+        needs_file_argument: true,
+    }
+}
+
+/// The recognised line-number patterns. A difference confined to the
+/// immediate of `mov $imm32, %esi|%edx` whose next call is one of these (in
+/// the named register) is a line-number-only change. Everything else is a
+/// real change.
+pub const LINE_TAKING_CALLS: &[LineTakingCall] = &[
+    // might_sleep(), might_fault(): (file, line, ...)
+    line_call("__might_sleep", Register::ESI),
+    line_call("___might_sleep", Register::ESI),
+    line_call("__might_resched", Register::ESI),
+    line_call("__might_fault", Register::ESI),
+    // Old WARN(): (file, line, fmt, ...)
+    line_call("warn_slowpath_fmt", Register::ESI),
+    line_call("warn_slowpath_null", Register::ESI),
+    // RCU lockdep splats: (file, line, message)
+    line_call("lockdep_rcu_suspicious", Register::ESI),
+    // btrfs_abort_transaction() and friends: (x, function, line, errno, ...)
+    line_call("__btrfs_abort_transaction", Register::EDX),
+    line_call("__btrfs_handle_fs_error", Register::EDX),
+    line_call("__btrfs_panic", Register::EDX),
+    // printk("...%s:%d...", __FILE__, __LINE__)
+    printk_like("printk"),
+    printk_like("_printk"),
+    printk_like("__warn_printk"),
+];
+
+/// Offset of the `line` field in a 12-byte x86-64 `struct bug_entry`
+/// (`bug_addr_disp`, `file_disp`, `line`, `flags`).
+const BUG_ENTRY_LINE_OFFSET: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Checksum(pub u64);
+
+impl std::fmt::Display for Checksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Checksums of one object, indexed by symbol id; `None` for symbols that
+/// have none (sections, files, undefined, empty).
+pub struct Checksums {
+    values: Vec<Option<Checksum>>,
+}
+
+impl Checksums {
+    pub fn get(&self, id: SymbolId) -> Option<Checksum> {
+        self.values.get(id as usize).copied().flatten()
+    }
+}
+
+/// The `.cold` parts of each parent function.
+pub type ColdChildren = HashMap<SymbolId, Vec<SymbolId>>;
+
+pub fn cold_children(obj: &ElfObject) -> ColdChildren {
+    let mut map = ColdChildren::new();
+    for sym in &obj.symbols {
+        if sym.kind == SymbolKind::Func
+            && sym.is_cold_child()
+            && let Some(parent) = obj.cold_parent(sym.id)
+        {
+            map.entry(parent).or_default().push(sym.id);
+        }
+    }
+    map
+}
+
+/// Compute every FUNC and OBJECT checksum of `obj`, in parallel.
+pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) -> Checksums {
+    let values = obj
+        .symbols
+        .par_iter()
+        .map(|sym| match sym.kind {
+            SymbolKind::Func if is_code(obj, sym.id) => {
+                Some(function_fingerprint(obj, specials, cold, sym.id).checksum())
+            }
+            SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls if sym.is_defined() => {
+                Some(object_checksum(obj, sym.id))
+            }
+            _ => None,
+        })
+        .collect();
+    Checksums { values }
+}
+
+fn is_code(obj: &ElfObject, id: SymbolId) -> bool {
+    let sym = obj.symbol(id);
+    sym.size > 0
+        && obj
+            .symbol_section(sym)
+            .is_some_and(|s| s.is_exec() && !s.is_nobits())
+}
+
+/// One decoded instruction of a function, reduced to what matters.
+#[derive(Debug, Clone)]
+pub struct InsnDigest<'d> {
+    /// Offset in the function's section.
+    pub offset: u64,
+    pub len: u32,
+    pub digest: u64,
+    /// Set for `mov $imm32, %esi|%edx`: the digest without the immediate,
+    /// and the register.
+    pub line_immediate: Option<(u64, Register)>,
+    /// The instruction refers to a string naming a C source or header file.
+    pub mentions_source_file: bool,
+    /// For calls: the callee's demangled name.
+    pub callee: Option<&'d str>,
+}
+
+/// One special-section entry describing the function.
+#[derive(Debug, Clone)]
+pub struct EntryDigest {
+    pub entry: SpecialEntry,
+    pub digest: u64,
+    /// The digest with a `__bug_table` line field blanked.
+    pub without_line: u64,
+}
+
+/// Everything a function checksum is made of, in order.
+#[derive(Debug, Clone)]
+pub struct Fingerprint<'d> {
+    pub function: SymbolId,
+    pub insns: Vec<InsnDigest<'d>>,
+    pub entries: Vec<EntryDigest>,
+    pub cold: Vec<Fingerprint<'d>>,
+}
+
+impl Fingerprint<'_> {
+    pub fn checksum(&self) -> Checksum {
+        let mut h = Xxh3::new();
+        self.feed(&mut h);
+        Checksum(h.digest())
+    }
+
+    fn feed(&self, h: &mut Xxh3) {
+        h.update(b"F");
+        for i in &self.insns {
+            h.update(&i.digest.to_le_bytes());
+        }
+        h.update(b"E");
+        for e in &self.entries {
+            h.update(&e.digest.to_le_bytes());
+        }
+        for c in &self.cold {
+            h.update(b"C");
+            c.feed(h);
+        }
+    }
+}
+
+/// Decode function `id` (and its `.cold` parts) into its fingerprint.
+pub fn function_fingerprint<'d>(
+    obj: &ElfObject<'d>,
+    specials: &SpecialIndex,
+    cold: &ColdChildren,
+    id: SymbolId,
+) -> Fingerprint<'d> {
+    let entries = specials
+        .entries_of(id)
+        .iter()
+        .map(|e| entry_digest(obj, e))
+        .collect();
+    let children = cold.get(&id).map_or(&[][..], Vec::as_slice);
+    Fingerprint {
+        function: id,
+        insns: decode_function(obj, id),
+        entries,
+        cold: children
+            .iter()
+            .map(|&c| function_fingerprint(obj, specials, &ColdChildren::new(), c))
+            .collect(),
+    }
+}
+
+fn decode_function<'d>(obj: &ElfObject<'d>, id: SymbolId) -> Vec<InsnDigest<'d>> {
+    let sym = obj.symbol(id);
+    let Some(sec) = obj.symbol_section(sym) else {
+        return Vec::new();
+    };
+    let start = sym.value.min(sec.data.len() as u64);
+    let end = sym.end().min(sec.data.len() as u64);
+    let code = &sec.data[start as usize..end as usize];
+    let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
+    let mut insn = Instruction::default();
+    let mut buf = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(code.len() / 4);
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        let offset = insn.ip();
+        let len = insn.len() as u64;
+        let bytes = &sec.data[offset as usize..(offset + len) as usize];
+        let relocs = sec.relocs_in(offset, offset + len);
+        let immediate = decoder.get_constant_offsets(&insn);
+        buf.clear();
+        let mut callee = None;
+        let mut line_immediate = None;
+        let mut mentions_source_file = false;
+        if relocs.is_empty() && is_near_branch(&insn) && immediate.has_immediate() {
+            // Position-independent branch: opcode, then where it lands.
+            buf.push(b'B');
+            buf.extend_from_slice(&bytes[..immediate.immediate_offset()]);
+            let dest = insn.near_branch_target();
+            let target = describe_code_address(obj, sec, dest);
+            if insn.flow_control() == FlowControl::Call
+                && let Target::Symbol { name, .. } = target
+            {
+                callee = Some(name);
+            }
+            target.feed(&mut buf);
+        } else {
+            buf.push(b'I');
+            let start_len = buf.len();
+            buf.extend_from_slice(bytes);
+            for r in relocs {
+                blank(
+                    &mut buf[start_len..],
+                    (r.offset - offset) as usize,
+                    reloc_width(r.r_type),
+                );
+            }
+            if relocs.is_empty() && is_line_register_load(&insn) {
+                let imm = immediate.immediate_offset();
+                line_immediate = Some((xxh3_64(&buf[..start_len + imm]), insn.op0_register()));
+            }
+            for r in relocs {
+                buf.push((r.offset - offset) as u8);
+                buf.extend_from_slice(&r.r_type.to_le_bytes());
+                let adjusted = adjusted_addend(r, offset + len);
+                let target = Target::of_reloc(obj, r, adjusted);
+                mentions_source_file |= target.is_source_file_name();
+                if insn.flow_control() == FlowControl::Call
+                    && let Target::Symbol { name, .. } = target
+                {
+                    callee = Some(name);
+                }
+                target.feed(&mut buf);
+            }
+        }
+        out.push(InsnDigest {
+            offset,
+            len: len as u32,
+            digest: xxh3_64(&buf),
+            line_immediate,
+            mentions_source_file,
+            callee,
+        });
+    }
+    out
+}
+
+fn is_near_branch(insn: &Instruction) -> bool {
+    matches!(
+        insn.op0_kind(),
+        OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+    )
+}
+
+/// `mov $imm32, %esi` / `mov $imm32, %edx`: how x86-64 passes a line number
+/// as the second or third argument.
+fn is_line_register_load(insn: &Instruction) -> bool {
+    insn.code() == Code::Mov_r32_imm32
+        && matches!(insn.op0_register(), Register::ESI | Register::EDX)
+}
+
+/// The addend as an offset from the referenced symbol: PC-relative fields in
+/// code are relative to the end of the instruction, not of the field.
+fn adjusted_addend(r: &Reloc, insn_end: u64) -> i64 {
+    if is_pc_relative(r.r_type) {
+        r.addend + (insn_end - r.offset) as i64
+    } else {
+        r.addend
+    }
+}
+
+fn is_pc_relative(r_type: u32) -> bool {
+    use crate::elf::rtype::*;
+    matches!(
+        r_type,
+        PC32 | PLT32 | GOTPCREL | GOTPCRELX | REX_GOTPCRELX | PC64
+    )
+}
+
+/// Bytes a relocation of this type writes.
+pub fn reloc_width(r_type: u32) -> usize {
+    use crate::elf::rtype::*;
+    match r_type {
+        NONE => 0,
+        R64 | PC64 | GOTOFF64 | GOTPC64 | SIZE64 => 8,
+        R16 | PC16 => 2,
+        R8 | PC8 => 1,
+        _ => 4,
+    }
+}
+
+fn blank(bytes: &mut [u8], at: usize, width: usize) {
+    let end = (at + width).min(bytes.len());
+    if at < end {
+        bytes[at..end].fill(0);
+    }
+}
+
+/// What a reference points at, independent of layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'d> {
+    /// A named symbol (demangled) and the offset inside it.
+    Symbol { name: &'d str, offset: i64 },
+    /// A string literal, by content.
+    String(&'d [u8]),
+    /// A constant-pool entry, by content.
+    Constant(&'d [u8]),
+    /// Anonymous data no symbol covers, by section name (numeric suffix stripped) and offset.
+    Anonymous { section: &'d str, offset: i64 },
+}
+
+impl<'d> Target<'d> {
+    pub fn of_reloc(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64) -> Self {
+        let sym = obj.symbol(r.symbol);
+        let Some(sec) = obj.symbol_section(sym) else {
+            return Target::Symbol {
+                name: sym.demangled,
+                offset: adjusted,
+            };
+        };
+        let at = if sym.kind == SymbolKind::Section {
+            adjusted
+        } else {
+            sym.value as i64 + adjusted
+        };
+        if sec.is_strings() {
+            return Target::String(
+                u64::try_from(at)
+                    .ok()
+                    .and_then(|o| sec.c_str_at(o))
+                    .unwrap_or_default(),
+            );
+        }
+        if sec.is_constant_pool() {
+            let bytes = usize::try_from(at)
+                .ok()
+                .and_then(|o| sec.data.get(o..o + sec.entsize as usize));
+            return Target::Constant(bytes.unwrap_or_default());
+        }
+        if sym.kind != SymbolKind::Section {
+            return Target::Symbol {
+                name: sym.demangled,
+                offset: adjusted,
+            };
+        }
+        match u64::try_from(at)
+            .ok()
+            .and_then(|o| obj.symbol_at(sec.id, o))
+        {
+            Some(id) => {
+                let named = obj.symbol(id);
+                Target::Symbol {
+                    name: named.demangled,
+                    offset: at - named.value as i64,
+                }
+            }
+            None => Target::Anonymous {
+                section: strip_numeric_suffix(sec.name),
+                offset: at,
+            },
+        }
+    }
+
+    fn is_source_file_name(&self) -> bool {
+        matches!(self, Target::String(s) if s.ends_with(b".c") || s.ends_with(b".h"))
+    }
+
+    fn feed(&self, buf: &mut Vec<u8>) {
+        let (tag, bytes, offset) = match *self {
+            Target::Symbol { name, offset } => (b'S', name.as_bytes(), Some(offset)),
+            Target::String(s) => (b'"', s, None),
+            Target::Constant(c) => (b'K', c, None),
+            Target::Anonymous { section, offset } => (b'A', section.as_bytes(), Some(offset)),
+        };
+        buf.push(tag);
+        buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        buf.extend_from_slice(bytes);
+        if let Some(o) = offset {
+            buf.extend_from_slice(&o.to_le_bytes());
+        }
+    }
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Target::Symbol { name, offset } => write!(f, "{name}{offset:+#x}"),
+            Target::String(s) => write!(f, "{:?}", String::from_utf8_lossy(s)),
+            Target::Constant(c) => write!(f, "constant {c:02x?}"),
+            Target::Anonymous { section, offset } => write!(f, "{section}{offset:+#x}"),
+        }
+    }
+}
+
+fn describe_code_address<'d>(obj: &ElfObject<'d>, sec: &Section<'d>, address: u64) -> Target<'d> {
+    match obj.symbol_at(sec.id, address) {
+        Some(id) => {
+            let sym = obj.symbol(id);
+            Target::Symbol {
+                name: sym.demangled,
+                offset: address as i64 - sym.value as i64,
+            }
+        }
+        None => Target::Anonymous {
+            section: strip_numeric_suffix(sec.name),
+            offset: address as i64,
+        },
+    }
+}
+
+fn strip_numeric_suffix(name: &str) -> &str {
+    let t = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    if t.is_empty() { name } else { t }
+}
+
+/// Checksum of a data object: size, bytes (relocated fields blanked), and
+/// what each relocation inside it refers to.
+pub fn object_checksum(obj: &ElfObject, id: SymbolId) -> Checksum {
+    let sym = obj.symbol(id);
+    let mut buf = Vec::with_capacity(64 + sym.size.min(1 << 20) as usize);
+    buf.push(b'O');
+    buf.extend_from_slice(&sym.size.to_le_bytes());
+    if let Some(sec) = obj.symbol_section(sym) {
+        let start = sym.value.min(sec.data.len() as u64) as usize;
+        let end = sym.end().min(sec.data.len() as u64) as usize;
+        let data_start = buf.len();
+        buf.extend_from_slice(&sec.data[start..end]);
+        let relocs = sec.relocs_in(sym.value, sym.end());
+        for r in relocs {
+            blank(
+                &mut buf[data_start..],
+                (r.offset - sym.value) as usize,
+                reloc_width(r.r_type),
+            );
+        }
+        for r in relocs {
+            buf.extend_from_slice(&(r.offset - sym.value).to_le_bytes());
+            buf.extend_from_slice(&r.r_type.to_le_bytes());
+            Target::of_reloc(obj, r, r.addend).feed(&mut buf);
+        }
+    }
+    Checksum(xxh3_64(&buf))
+}
+
+fn entry_digest(obj: &ElfObject, entry: &SpecialEntry) -> EntryDigest {
+    let sec = obj.section(entry.section);
+    let (start, end) = (entry.offset, entry.offset + entry.size);
+    let relocs = sec.relocs_in(start, end);
+    let mut buf = Vec::with_capacity(128);
+    buf.extend_from_slice(sec.name.as_bytes());
+    buf.push(0);
+    let data_start = buf.len();
+    buf.extend_from_slice(
+        sec.data
+            .get(start as usize..end as usize)
+            .unwrap_or_default(),
+    );
+    for r in relocs {
+        blank(
+            &mut buf[data_start..],
+            (r.offset - start) as usize,
+            reloc_width(r.r_type),
+        );
+    }
+    for r in relocs {
+        buf.extend_from_slice(&(r.offset - start).to_le_bytes());
+        buf.extend_from_slice(&r.r_type.to_le_bytes());
+        let target = obj.symbol(r.symbol);
+        let target_sec = obj.symbol_section(target);
+        if let Some(repl) = target_sec.filter(|s| s.name == ".altinstr_replacement") {
+            feed_alt_replacement(obj, repl, target.value as i64 + r.addend, entry, &mut buf);
+        } else {
+            Target::of_reloc(obj, r, r.addend).feed(&mut buf);
+        }
+    }
+    let digest = xxh3_64(&buf);
+    let without_line = match bug_line_field(sec.name, entry.size, relocs, start) {
+        Some(at) => {
+            blank(&mut buf[data_start..], at, 2);
+            xxh3_64(&buf)
+        }
+        None => digest,
+    };
+    EntryDigest {
+        entry: *entry,
+        digest,
+        without_line,
+    }
+}
+
+/// Offset of the line field within a `__bug_table` entry that has one.
+fn bug_line_field(section: &str, size: u64, relocs: &[Reloc], start: u64) -> Option<usize> {
+    let has_file = relocs.iter().any(|r| r.offset == start + 4);
+    (section == "__bug_table" && size == 12 && has_file).then_some(BUG_ENTRY_LINE_OFFSET)
+}
+
+/// Hash the replacement code of an alternative. Its length is the
+/// `replacementlen` byte of the entry: the last byte of a 14-byte entry
+/// (v4.x+ with 32-bit feature flags), byte 11 of 12/13-byte entries.
+fn feed_alt_replacement(
+    obj: &ElfObject,
+    repl: &Section,
+    at: i64,
+    entry: &SpecialEntry,
+    buf: &mut Vec<u8>,
+) {
+    let alt = obj.section(entry.section);
+    let len_at = match entry.size {
+        14 => 13,
+        12 | 13 => 11,
+        _ => return buf.push(b'?'),
+    };
+    let len = alt
+        .data
+        .get((entry.offset + len_at) as usize)
+        .copied()
+        .unwrap_or(0) as u64;
+    let Ok(start) = u64::try_from(at) else {
+        return buf.push(b'?');
+    };
+    let end = (start + len).min(repl.data.len() as u64);
+    let start = start.min(end);
+    buf.push(b'R');
+    let data_start = buf.len();
+    buf.extend_from_slice(&repl.data[start as usize..end as usize]);
+    let relocs = repl.relocs_in(start, end);
+    for r in relocs {
+        blank(
+            &mut buf[data_start..],
+            (r.offset - start) as usize,
+            reloc_width(r.r_type),
+        );
+    }
+    for r in relocs {
+        buf.extend_from_slice(&(r.offset - start).to_le_bytes());
+        Target::of_reloc(obj, r, r.addend).feed(buf);
+    }
+}
+
+/// True when `a` and `b` differ, and only in line numbers: the immediate of a
+/// `mov $line, %esi|%edx` whose next call is a line-taking helper, or the
+/// line field of a `__bug_table` entry.
+pub fn differs_only_in_lines(a: &Fingerprint, b: &Fingerprint) -> bool {
+    a.checksum() != b.checksum() && same_but_lines(a, b)
+}
+
+fn same_but_lines(a: &Fingerprint, b: &Fingerprint) -> bool {
+    if a.insns.len() != b.insns.len()
+        || a.entries.len() != b.entries.len()
+        || a.cold.len() != b.cold.len()
+    {
+        return false;
+    }
+    let insns_ok = (0..a.insns.len()).all(|i| {
+        let (x, y) = (&a.insns[i], &b.insns[i]);
+        x.digest == y.digest
+            || (x.line_immediate.is_some()
+                && x.line_immediate == y.line_immediate
+                && passes_line_to_next_call(&a.insns[i..])
+                && passes_line_to_next_call(&b.insns[i..]))
+    });
+    let entries_ok = a
+        .entries
+        .iter()
+        .zip(&b.entries)
+        .all(|(x, y)| x.without_line == y.without_line);
+    insns_ok
+        && entries_ok
+        && a.cold
+            .iter()
+            .zip(&b.cold)
+            .all(|(x, y)| same_but_lines(x, y))
+}
+
+/// `insns[0]` loads an immediate into a register that the next call takes
+/// as a line number.
+fn passes_line_to_next_call(insns: &[InsnDigest]) -> bool {
+    let Some((_, register)) = insns[0].line_immediate else {
+        return false;
+    };
+    let Some(call_at) = insns.iter().position(|i| i.callee.is_some()) else {
+        return false;
+    };
+    let callee = insns[call_at].callee.unwrap_or_default();
+    let Some(rule) = LINE_TAKING_CALLS.iter().find(|c| c.name == callee) else {
+        return false;
+    };
+    let register_ok = rule.line_register.is_none_or(|r| r == register);
+    let file_ok =
+        !rule.needs_file_argument || insns[..call_at].iter().any(|i| i.mentions_source_file);
+    register_ok && file_ok
+}
+
+/// Where two fingerprints first differ: the instruction (or entry) index.
+#[derive(Debug)]
+pub enum FirstDifference<'a, 'd> {
+    Instruction {
+        orig: Option<&'a InsnDigest<'d>>,
+        patched: Option<&'a InsnDigest<'d>>,
+        index: usize,
+    },
+    Entry {
+        orig: Option<&'a EntryDigest>,
+        patched: Option<&'a EntryDigest>,
+    },
+    Cold {
+        orig: Option<&'a Fingerprint<'d>>,
+        patched: Option<&'a Fingerprint<'d>>,
+    },
+}
+
+pub fn first_difference<'a, 'd>(
+    a: &'a Fingerprint<'d>,
+    b: &'a Fingerprint<'d>,
+) -> Option<FirstDifference<'a, 'd>> {
+    let n = a.insns.len().max(b.insns.len());
+    if let Some(index) =
+        (0..n).find(|&i| a.insns.get(i).map(|x| x.digest) != b.insns.get(i).map(|x| x.digest))
+    {
+        return Some(FirstDifference::Instruction {
+            orig: a.insns.get(index),
+            patched: b.insns.get(index),
+            index,
+        });
+    }
+    let n = a.entries.len().max(b.entries.len());
+    if let Some(i) =
+        (0..n).find(|&i| a.entries.get(i).map(|x| x.digest) != b.entries.get(i).map(|x| x.digest))
+    {
+        return Some(FirstDifference::Entry {
+            orig: a.entries.get(i),
+            patched: b.entries.get(i),
+        });
+    }
+    let n = a.cold.len().max(b.cold.len());
+    for i in 0..n {
+        match (a.cold.get(i), b.cold.get(i)) {
+            (Some(x), Some(y)) => {
+                if let Some(d) = first_difference(x, y) {
+                    return Some(d);
+                }
+            }
+            (orig, patched) => return Some(FirstDifference::Cold { orig, patched }),
+        }
+    }
+    None
+}
+
+/// Disassemble the instruction at `offset` of the section holding function
+/// `func`, with what each relocation in it refers to.
+pub fn disassemble(obj: &ElfObject, func: SymbolId, offset: u64) -> String {
+    let sym = obj.symbol(func);
+    let Some(sec) = obj.symbol_section(sym) else {
+        return String::from("(no code)");
+    };
+    let end = sym.end().min(sec.data.len() as u64);
+    let Some(code) = sec.data.get(offset as usize..end as usize) else {
+        return String::from("(out of range)");
+    };
+    let mut decoder = Decoder::with_ip(64, code, offset, DecoderOptions::NONE);
+    let insn = decoder.decode();
+    let mut text = String::new();
+    IntelFormatter::new().format(&insn, &mut text);
+    let bytes = &code[..insn.len()];
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut line = format!(
+        "{}+{:#x}: {:<24} {}",
+        sym.name,
+        offset - sym.value,
+        hex.join(" "),
+        text
+    );
+    for r in sec.relocs_in(offset, offset + insn.len() as u64) {
+        let adjusted = adjusted_addend(r, offset + insn.len() as u64);
+        line.push_str(&format!(
+            "  [{} -> {}]",
+            reloc_type_name(r.r_type),
+            Target::of_reloc(obj, r, adjusted)
+        ));
+    }
+    line
+}
+
+pub fn reloc_type_name(r_type: u32) -> String {
+    use crate::elf::rtype::*;
+    let name = match r_type {
+        NONE => "R_X86_64_NONE",
+        R64 => "R_X86_64_64",
+        PC32 => "R_X86_64_PC32",
+        PLT32 => "R_X86_64_PLT32",
+        R32 => "R_X86_64_32",
+        R32S => "R_X86_64_32S",
+        GOTPCRELX => "R_X86_64_GOTPCRELX",
+        REX_GOTPCRELX => "R_X86_64_REX_GOTPCRELX",
+        PC64 => "R_X86_64_PC64",
+        other => return format!("R_X86_64_{other}"),
+    };
+    name.to_owned()
+}

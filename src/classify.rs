@@ -1,0 +1,230 @@
+//! Classify stage: from twins and checksums, what the patch changed.
+//!
+//! - a function whose checksum differs from its twin's is *changed*, unless
+//!   the only differences are line numbers (see
+//!   [`crate::checksum::differs_only_in_lines`]), which makes it *line-only*;
+//! - a changed function in init code is *refused*: it has already run;
+//! - a patched function without twin is *new*, an original one *removed*;
+//! - an existing data object whose contents changed is *refused*: live
+//!   patching replaces code, not the running kernel's data;
+//! - a new data object is fine (it will be a fresh instance).
+//!
+//! `.cold` parts are never reported on their own: they are folded into their
+//! parent's checksum and travel with it.
+
+use crate::checksum::{self, Checksums, ColdChildren};
+use crate::correlate::{Twins, is_correlatable};
+use crate::elf::{ElfObject, Symbol, SymbolId, SymbolKind};
+use crate::special::SpecialIndex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefusalKind {
+    /// A changed function in `.init.text`: it ran at boot and is gone.
+    InitCode,
+    /// An existing object's initial contents or size changed.
+    ChangedData,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub symbol: String,
+    pub section: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            RefusalKind::InitCode => write!(
+                f,
+                "changed init code: {} (in {}); init code has already run and cannot be live patched",
+                self.symbol, self.section
+            ),
+            RefusalKind::ChangedData => write!(
+                f,
+                "changed data: {} (in {}); the running kernel's data is not replaced by a live patch (use shadow variables or callbacks)",
+                self.symbol, self.section
+            ),
+        }
+    }
+}
+
+/// What the patch changed. Symbol ids of functions refer to the patched
+/// object, except `removed` (original object).
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub changed: Vec<SymbolId>,
+    pub new_functions: Vec<SymbolId>,
+    pub removed: Vec<SymbolId>,
+    pub line_only: Vec<SymbolId>,
+    pub new_data: Vec<SymbolId>,
+    pub refusals: Vec<Refusal>,
+    /// Changed functions the patch asked to ignore (kpatch's `KPATCH_IGNORE_FUNCTION`).
+    pub ignored: Vec<SymbolId>,
+    /// Sections the patch asked to ignore (kpatch's `KPATCH_IGNORE_SECTION`).
+    pub ignored_sections: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.new_functions.is_empty()
+    }
+}
+
+/// Both sides of the diff with what the earlier stages computed.
+pub struct Side<'a, 'd> {
+    pub obj: &'a ElfObject<'d>,
+    pub sums: &'a Checksums,
+    pub specials: &'a SpecialIndex,
+    pub cold: &'a ColdChildren,
+}
+
+/// A function that is reported on its own: code, not a prefix, not a `.cold` part.
+pub fn is_reportable_function(obj: &ElfObject, sym: &Symbol) -> bool {
+    sym.kind == SymbolKind::Func
+        && !sym.is_prefix()
+        && !sym.is_cold_child()
+        && sym.size > 0
+        && obj.symbol_section(sym).is_some_and(|s| s.is_exec())
+}
+
+fn is_init_section(name: &str) -> bool {
+    name.starts_with(".init.") || name == ".init"
+}
+
+/// What a patch written for kpatch-build asks to ignore:
+/// `KPATCH_IGNORE_FUNCTION(f)` stores a pointer to `f` in
+/// `.kpatch.ignore.functions`, `KPATCH_IGNORE_SECTION("s")` a pointer to the
+/// section name in `.kpatch.ignore.sections`.
+#[derive(Default)]
+struct Ignores {
+    functions: Vec<String>,
+    sections: Vec<String>,
+}
+
+impl Ignores {
+    fn of(patched: &ElfObject) -> Self {
+        let targets = |section: &str| -> Vec<String> {
+            let Some(sec) = patched.section_by_name(section) else {
+                return Vec::new();
+            };
+            sec.relocs
+                .iter()
+                .filter_map(|r| match checksum::Target::of_reloc(patched, r, r.addend) {
+                    checksum::Target::Symbol { name, .. } => Some(name.to_owned()),
+                    checksum::Target::String(s) => Some(String::from_utf8_lossy(s).into_owned()),
+                    _ => None,
+                })
+                .collect()
+        };
+        Ignores {
+            functions: targets(".kpatch.ignore.functions"),
+            sections: targets(".kpatch.ignore.sections"),
+        }
+    }
+
+    fn function(&self, sym: &Symbol) -> bool {
+        self.functions.iter().any(|f| f == sym.demangled)
+    }
+
+    fn section(&self, name: &str) -> bool {
+        self.sections.iter().any(|s| s == name)
+    }
+}
+
+/// Data sections whose contents are metadata, not state of the running kernel.
+fn is_metadata_section(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        ".modinfo",
+        ".discard",
+        "__ksymtab",
+        "___ksymtab",
+        "__kcrctab",
+        ".comment",
+        ".note",
+        ".debug",
+        ".kpatch.",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+pub fn classify(orig: &Side, patched: &Side, twins: &Twins) -> Changes {
+    let ignores = Ignores::of(patched.obj);
+    let mut changes = Changes {
+        ignored_sections: ignores.sections.clone(),
+        ..Default::default()
+    };
+    for sym in &patched.obj.symbols {
+        match twins.of_patched(sym.id) {
+            Some(o) => classify_pair(orig, patched, o, sym, &ignores, &mut changes),
+            None => classify_new(patched.obj, sym, &mut changes),
+        }
+    }
+    for sym in &orig.obj.symbols {
+        if twins.of_orig(sym.id).is_none()
+            && is_reportable_function(orig.obj, sym)
+            && is_correlatable(orig.obj, sym)
+        {
+            changes.removed.push(sym.id);
+        }
+    }
+    changes
+}
+
+fn classify_pair(
+    orig: &Side,
+    patched: &Side,
+    o: SymbolId,
+    p: &Symbol,
+    ignores: &Ignores,
+    changes: &mut Changes,
+) {
+    let (a, b) = (orig.sums.get(o), patched.sums.get(p.id));
+    if a == b || a.is_none() || b.is_none() {
+        return;
+    }
+    let section = patched.obj.symbol_section(p).map_or("", |s| s.name);
+    if ignores.section(section) {
+        return;
+    }
+    if is_reportable_function(patched.obj, p) && ignores.function(p) {
+        changes.ignored.push(p.id);
+    } else if is_reportable_function(patched.obj, p) {
+        let fa = checksum::function_fingerprint(orig.obj, orig.specials, orig.cold, o);
+        let fb = checksum::function_fingerprint(patched.obj, patched.specials, patched.cold, p.id);
+        if checksum::differs_only_in_lines(&fa, &fb) {
+            changes.line_only.push(p.id);
+        } else if is_init_section(section) {
+            changes.refusals.push(Refusal {
+                kind: RefusalKind::InitCode,
+                symbol: p.name.into(),
+                section: section.into(),
+            });
+        } else {
+            changes.changed.push(p.id);
+        }
+    } else if matches!(p.kind, SymbolKind::Object | SymbolKind::Tls)
+        && !is_metadata_section(section)
+    {
+        changes.refusals.push(Refusal {
+            kind: RefusalKind::ChangedData,
+            symbol: p.name.into(),
+            section: section.into(),
+        });
+    }
+}
+
+fn classify_new(patched: &ElfObject, sym: &Symbol, changes: &mut Changes) {
+    if !is_correlatable(patched, sym) || !sym.is_defined() {
+        return;
+    }
+    if is_reportable_function(patched, sym) {
+        changes.new_functions.push(sym.id);
+    } else if sym.kind == SymbolKind::Object {
+        let section = patched.symbol_section(sym).map_or("", |s| s.name);
+        if !is_metadata_section(section) {
+            changes.new_data.push(sym.id);
+        }
+    }
+}

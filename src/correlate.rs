@@ -1,0 +1,437 @@
+//! Correlate stage: pair each symbol of the original object with its twin in
+//! the patched object.
+//!
+//! FILE symbols are paired first, by name and order, tolerating files added
+//! or removed. Every other correlatable symbol is then paired inside its group
+//! of same demangled name and type by a funnel of ever stricter criteria:
+//! the widest level at which exactly one original and one patched candidate
+//! remain wins (1: name, maybe the same file; 2: same locality; 3: the same
+//! FILE; 4: same size and checksum). Repeating until nothing changes lets one
+//! pairing disambiguate another. What is still ambiguous is paired by
+//! position only when both sides have the same number of candidates in the
+//! same file, and reported; what cannot be paired is reported, never guessed.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use crate::checksum::Checksums;
+use crate::elf::{ElfObject, Placement, Symbol, SymbolId, SymbolKind};
+use crate::special::{is_auxiliary_section, is_special_section};
+
+/// How a pair was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairReason {
+    File,
+    Name,
+    Locality,
+    SameFile,
+    Checksum,
+    Position,
+}
+
+/// A pair of original and patched symbol.
+#[derive(Debug, Clone, Copy)]
+pub struct Twin {
+    pub orig: SymbolId,
+    pub patched: SymbolId,
+    pub reason: PairReason,
+}
+
+/// Symbols of the same name that could not be told apart.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Ambiguity {
+    pub name: String,
+    pub orig: Vec<SymbolId>,
+    pub patched: Vec<SymbolId>,
+}
+
+/// The result of correlation.
+pub struct Twins {
+    orig_to_patched: Vec<Option<SymbolId>>,
+    patched_to_orig: Vec<Option<SymbolId>>,
+    pub pairs: Vec<Twin>,
+    pub ambiguities: Vec<Ambiguity>,
+}
+
+impl Twins {
+    pub fn of_orig(&self, id: SymbolId) -> Option<SymbolId> {
+        self.orig_to_patched[id as usize]
+    }
+    pub fn of_patched(&self, id: SymbolId) -> Option<SymbolId> {
+        self.patched_to_orig[id as usize]
+    }
+}
+
+/// Statics the kernel and compilers create per use site: each patched
+/// function gets its own fresh copy instead of sharing the running kernel's
+/// (spec §3.3). GCC names them `<var>.<n>`, Clang `<func>.<var>`.
+const UNCORRELATED_STATICS: &[&str] = &[
+    "__already_done",
+    "__func__",
+    "__FUNCTION__",
+    "__key",
+    "__warned",
+    "_entry",
+    "_entry_ptr",
+    "_rs",
+    "descriptor",
+    "CSWTCH",
+];
+
+/// Sections whose content is anonymous per-site data.
+fn is_uncorrelated_section(name: &str) -> bool {
+    name.starts_with(".data..Lubsan")
+        || name.starts_with(".data..L__unnamed_")
+        || name.starts_with(".data..Lanon.")
+        || name.starts_with(".rodata.cst")
+        || name == ".data..once"
+        || name == ".data.once"
+        || name == "__dyndbg"
+        || name == "__verbose"
+        || name == ".discard.addressable"
+}
+
+/// False for symbols that never get a twin (spec §3.3).
+pub fn is_correlatable(obj: &ElfObject, sym: &Symbol) -> bool {
+    if sym.id == 0 || matches!(sym.kind, SymbolKind::File | SymbolKind::Section) || sym.is_prefix()
+    {
+        return false;
+    }
+    if sym.placement == Placement::Absolute || sym.name.is_empty() {
+        return false;
+    }
+    if sym.name.starts_with("__initcall__") || sym.name.starts_with("__initstub__") {
+        return false;
+    }
+    if sym.kind == SymbolKind::NoType && sym.name.starts_with(".L") {
+        return false;
+    }
+    if sym.is_local() && sym.kind == SymbolKind::Object && is_uncorrelated_static(sym.name) {
+        return false;
+    }
+    let Some(sec) = obj.symbol_section(sym) else {
+        return true;
+    };
+    if sec.is_strings() || is_special_section(sec.name) || is_auxiliary_section(sec.name) {
+        return false;
+    }
+    if is_uncorrelated_section(sec.name) {
+        return false;
+    }
+    // Anonymous read-only data: labels that are not objects.
+    let rodata = sec.name.starts_with(".rodata") || sec.name.starts_with(".data.rel.ro");
+    !(rodata && sym.kind != SymbolKind::Object && !sec.is_exec())
+}
+
+fn is_uncorrelated_static(name: &str) -> bool {
+    let base = crate::elf::demangle(name);
+    UNCORRELATED_STATICS
+        .iter()
+        .any(|s| base == *s || base.ends_with(&format!(".{s}")))
+}
+
+/// Pair the symbols of `orig` and `patched`.
+pub fn correlate(
+    orig: &ElfObject,
+    patched: &ElfObject,
+    orig_sums: &Checksums,
+    patched_sums: &Checksums,
+) -> Twins {
+    let mut twins = Twins {
+        orig_to_patched: vec![None; orig.symbols.len()],
+        patched_to_orig: vec![None; patched.symbols.len()],
+        pairs: Vec::new(),
+        ambiguities: Vec::new(),
+    };
+    for (o, p) in pair_files(orig, patched) {
+        twins.add(Twin {
+            orig: o,
+            patched: p,
+            reason: PairReason::File,
+        });
+    }
+    let file_twin: HashMap<SymbolId, SymbolId> =
+        twins.pairs.iter().map(|t| (t.orig, t.patched)).collect();
+    let groups = group_by_name(orig, patched);
+    let ctx = Ctx {
+        orig,
+        patched,
+        orig_sums,
+        patched_sums,
+        file_twin: &file_twin,
+    };
+    let results: Vec<(Vec<Twin>, Option<Ambiguity>)> =
+        groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
+    for (pairs, ambiguity) in results {
+        for t in pairs {
+            twins.add(t);
+        }
+        twins.ambiguities.extend(ambiguity);
+    }
+    twins.pairs.sort_by_key(|t| t.patched);
+    twins.ambiguities.sort_by(|a, b| a.name.cmp(&b.name));
+    twins
+}
+
+impl Twins {
+    fn add(&mut self, t: Twin) {
+        self.orig_to_patched[t.orig as usize] = Some(t.patched);
+        self.patched_to_orig[t.patched as usize] = Some(t.orig);
+        self.pairs.push(t);
+    }
+}
+
+/// Align the FILE symbol sequences: equal names pair in order; where they
+/// disagree, skip whichever side reaches agreement again sooner (a file
+/// added or removed by the patch).
+fn pair_files(orig: &ElfObject, patched: &ElfObject) -> Vec<(SymbolId, SymbolId)> {
+    let name_o = |i: usize| orig.symbol(orig.files[i]).name;
+    let name_p = |j: usize| patched.symbol(patched.files[j]).name;
+    let (no, np) = (orig.files.len(), patched.files.len());
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(no.min(np));
+    while i < no && j < np {
+        if name_o(i) == name_p(j) {
+            out.push((orig.files[i], patched.files[j]));
+            i += 1;
+            j += 1;
+            continue;
+        }
+        let skip_p = (j..np).position(|k| name_p(k) == name_o(i));
+        let skip_o = (i..no).position(|k| name_o(k) == name_p(j));
+        match (skip_o, skip_p) {
+            (Some(a), Some(b)) if a <= b => i += a,
+            (_, Some(b)) => j += b,
+            (Some(a), None) => i += a,
+            (None, None) => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+struct Group<'d> {
+    name: &'d str,
+    orig: Vec<SymbolId>,
+    patched: Vec<SymbolId>,
+}
+
+fn group_by_name<'d>(orig: &ElfObject<'d>, patched: &ElfObject<'d>) -> Vec<Group<'d>> {
+    let mut map: HashMap<(&'d str, SymbolKind), Group<'d>> = HashMap::new();
+    for (side, obj) in [(0, orig), (1, patched)] {
+        for sym in obj.symbols.iter().filter(|s| is_correlatable(obj, s)) {
+            let g = map
+                .entry((sym.demangled, sym.kind))
+                .or_insert_with(|| Group {
+                    name: sym.demangled,
+                    orig: Vec::new(),
+                    patched: Vec::new(),
+                });
+            if side == 0 {
+                g.orig.push(sym.id)
+            } else {
+                g.patched.push(sym.id)
+            }
+        }
+    }
+    let mut groups: Vec<Group> = map
+        .into_values()
+        .filter(|g| !g.orig.is_empty() && !g.patched.is_empty())
+        .collect();
+    groups.sort_by_key(|g| g.orig[0]);
+    groups
+}
+
+struct Ctx<'a, 'd> {
+    orig: &'a ElfObject<'d>,
+    patched: &'a ElfObject<'d>,
+    orig_sums: &'a Checksums,
+    patched_sums: &'a Checksums,
+    file_twin: &'a HashMap<SymbolId, SymbolId>,
+}
+
+/// What a symbol looks like to the funnel, with the patched side's FILE
+/// expressed as the original FILE it is paired with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Traits {
+    local: bool,
+    /// For locals: the (original-side) FILE; `None` if there is none.
+    file: Option<SymbolId>,
+    /// A patched local whose FILE has no original twin.
+    unpaired_file: bool,
+    size: u64,
+    checksum: Option<u64>,
+}
+
+impl Ctx<'_, '_> {
+    fn traits_orig(&self, id: SymbolId) -> Traits {
+        let s = self.orig.symbol(id);
+        Traits {
+            local: s.is_local(),
+            file: s.file,
+            unpaired_file: false,
+            size: s.size,
+            checksum: self.orig_sums.get(id).map(|c| c.0),
+        }
+    }
+
+    fn traits_patched(&self, id: SymbolId, orig_file_of: &HashMap<SymbolId, SymbolId>) -> Traits {
+        let s = self.patched.symbol(id);
+        let file = s.file.and_then(|f| orig_file_of.get(&f).copied());
+        Traits {
+            local: s.is_local(),
+            file,
+            unpaired_file: s.file.is_some() && file.is_none(),
+            size: s.size,
+            checksum: self.patched_sums.get(id).map(|c| c.0),
+        }
+    }
+
+    fn pair_group(&self, g: Group) -> (Vec<Twin>, Option<Ambiguity>) {
+        let orig_file_of: HashMap<SymbolId, SymbolId> =
+            self.file_twin.iter().map(|(&o, &p)| (p, o)).collect();
+        let mut o: Vec<(SymbolId, Traits)> = g
+            .orig
+            .iter()
+            .map(|&id| (id, self.traits_orig(id)))
+            .collect();
+        let mut p: Vec<(SymbolId, Traits)> = g
+            .patched
+            .iter()
+            .map(|&id| (id, self.traits_patched(id, &orig_file_of)))
+            .collect();
+        let mut pairs = Vec::new();
+        let mut progress = true;
+        while progress {
+            progress = false;
+            let mut oi = 0;
+            while oi < o.len() {
+                if let Some((pi, reason)) = funnel(&o[oi].1, &o, &p) {
+                    pairs.push(Twin {
+                        orig: o[oi].0,
+                        patched: p[pi].0,
+                        reason,
+                    });
+                    o.remove(oi);
+                    p.remove(pi);
+                    progress = true;
+                } else {
+                    oi += 1;
+                }
+            }
+        }
+        pair_by_position(&mut o, &mut p, &mut pairs);
+        let ambiguity = (!o.is_empty() && !p.is_empty()).then(|| Ambiguity {
+            name: g.name.to_owned(),
+            orig: o.iter().map(|x| x.0).collect(),
+            patched: p.iter().map(|x| x.0).collect(),
+        });
+        (pairs, ambiguity)
+    }
+}
+
+/// Could `o` and `p` be the same symbol, as far as files tell?
+fn maybe_same_file(o: &Traits, p: &Traits) -> bool {
+    if !o.local || !p.local {
+        return true;
+    }
+    match (o.file, p.file) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => !p.unpaired_file,
+        _ => false,
+    }
+}
+
+fn same_file_strict(o: &Traits, p: &Traits) -> bool {
+    o.local == p.local && (!o.local || (o.file == p.file && !p.unpaired_file))
+}
+
+type Level = fn(&Traits, &Traits) -> bool;
+
+/// The funnel: for original `t`, the patched candidate it pairs with.
+fn funnel(
+    t: &Traits,
+    o: &[(SymbolId, Traits)],
+    p: &[(SymbolId, Traits)],
+) -> Option<(usize, PairReason)> {
+    let levels: [(Level, PairReason); 4] = [
+        (maybe_same_file, PairReason::Name),
+        (
+            |a, b| maybe_same_file(a, b) && a.local == b.local,
+            PairReason::Locality,
+        ),
+        (same_file_strict, PairReason::SameFile),
+        (
+            |a, b| {
+                same_file_strict(a, b)
+                    && a.size == b.size
+                    && a.checksum.is_some()
+                    && a.checksum == b.checksum
+            },
+            PairReason::Checksum,
+        ),
+    ];
+    for (accept, reason) in levels {
+        let mut patched = p.iter().enumerate().filter(|(_, (_, q))| accept(t, q));
+        let Some((pi, (_, q))) = patched.next() else {
+            return None;
+        };
+        if patched.next().is_some() {
+            continue;
+        }
+        // The original side must be unique too: no other original symbol
+        // would accept the same patched candidate at this level.
+        if o.iter().filter(|(_, x)| accept(x, q)).count() == 1 {
+            return Some((pi, reason));
+        }
+    }
+    None
+}
+
+/// Last resort (spec §3.4 step 3): within one FILE and locality, the k-th
+/// remaining original pairs with the k-th remaining patched symbol when both
+/// sides have the same count (e.g. many `__quirk` statics in one file).
+fn pair_by_position(
+    o: &mut Vec<(SymbolId, Traits)>,
+    p: &mut Vec<(SymbolId, Traits)>,
+    pairs: &mut Vec<Twin>,
+) {
+    let mut keys: Vec<(bool, Option<SymbolId>)> =
+        o.iter().map(|(_, t)| (t.local, t.file)).collect();
+    keys.dedup();
+    for key in keys {
+        let matches = |t: &Traits| (t.local, t.file) == key && !t.unpaired_file;
+        let oi: Vec<usize> = (0..o.len()).filter(|&i| matches(&o[i].1)).collect();
+        let pi: Vec<usize> = (0..p.len()).filter(|&i| matches(&p[i].1)).collect();
+        if oi.len() != pi.len() || oi.len() < 2 {
+            continue;
+        }
+        for (&a, &b) in oi.iter().zip(&pi) {
+            pairs.push(Twin {
+                orig: o[a].0,
+                patched: p[b].0,
+                reason: PairReason::Position,
+            });
+        }
+        remove_indices(o, &oi);
+        remove_indices(p, &pi);
+    }
+}
+
+/// Remove the elements at the (ascending) `indices`, keeping the order of the rest.
+fn remove_indices<T>(v: &mut Vec<T>, indices: &[usize]) {
+    let mut k = 0;
+    let mut next = indices.iter().peekable();
+    v.retain(|_| {
+        let drop = next.peek() == Some(&&k);
+        if drop {
+            next.next();
+        }
+        k += 1;
+        !drop
+    });
+}

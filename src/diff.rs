@@ -1,0 +1,245 @@
+//! The `klp diff` pipeline: read, checksum, correlate, classify; both
+//! objects are read and checksummed in parallel.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::checksum::{self, Checksums, ColdChildren, FirstDifference};
+use crate::classify::{self, Changes, Refusal, Side};
+use crate::correlate::{self, Twins};
+use crate::elf::{ElfObject, MappedFile, ReadError, SymbolId};
+use crate::special::{EntrySizes, SpecialIndex};
+
+#[derive(Debug, Clone, Default)]
+pub struct DiffOptions {
+    pub entry_sizes: EntrySizes,
+}
+
+/// Wall time of each stage.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StageTimes {
+    pub read_ms: f64,
+    pub checksum_ms: f64,
+    pub correlate_ms: f64,
+    pub classify_ms: f64,
+}
+
+/// One object with everything computed about it.
+pub struct Analyzed<'d> {
+    pub obj: ElfObject<'d>,
+    pub specials: SpecialIndex,
+    pub cold: ColdChildren,
+    pub sums: Checksums,
+}
+
+impl<'d> Analyzed<'d> {
+    fn side(&self) -> Side<'_, 'd> {
+        Side {
+            obj: &self.obj,
+            sums: &self.sums,
+            specials: &self.specials,
+            cold: &self.cold,
+        }
+    }
+
+    pub fn fingerprint(&self, id: SymbolId) -> checksum::Fingerprint<'d> {
+        checksum::function_fingerprint(&self.obj, &self.specials, &self.cold, id)
+    }
+}
+
+/// The state of a diff after classification; extraction starts from here.
+pub struct Analysis<'d> {
+    pub orig: Analyzed<'d>,
+    pub patched: Analyzed<'d>,
+    pub twins: Twins,
+    pub changes: Changes,
+    pub times: StageTimes,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Parse one object and compute its checksums.
+fn read_side<'d>(
+    file: &'d MappedFile,
+    opts: &DiffOptions,
+    times: &mut (Duration, Duration),
+) -> Result<Analyzed<'d>, ReadError> {
+    let t = Instant::now();
+    let obj = file.parse()?;
+    times.0 = t.elapsed();
+    let t = Instant::now();
+    let specials = SpecialIndex::build(&obj, &opts.entry_sizes).map_err(|message| ReadError {
+        path: file.path().to_owned(),
+        message,
+    })?;
+    let cold = checksum::cold_children(&obj);
+    let sums = checksum::compute(&obj, &specials, &cold);
+    times.1 = t.elapsed();
+    Ok(Analyzed {
+        obj,
+        specials,
+        cold,
+        sums,
+    })
+}
+
+pub fn analyze<'d>(
+    orig: &'d MappedFile,
+    patched: &'d MappedFile,
+    opts: &DiffOptions,
+) -> Result<Analysis<'d>, ReadError> {
+    let (mut to, mut tp) = Default::default();
+    let (o, p) = rayon::join(
+        || read_side(orig, opts, &mut to),
+        || read_side(patched, opts, &mut tp),
+    );
+    let (orig, patched) = (o?, p?);
+    let mut times = StageTimes {
+        read_ms: ms(to.0.max(tp.0)),
+        checksum_ms: ms(to.1.max(tp.1)),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let twins = correlate::correlate(&orig.obj, &patched.obj, &orig.sums, &patched.sums);
+    times.correlate_ms = ms(t.elapsed());
+    let t = Instant::now();
+    let changes = classify::classify(&orig.side(), &patched.side(), &twins);
+    times.classify_ms = ms(t.elapsed());
+    Ok(Analysis {
+        orig,
+        patched,
+        twins,
+        changes,
+        times,
+    })
+}
+
+/// The machine-readable report of `klp diff`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DiffReport {
+    pub objname: String,
+    pub changed: Vec<String>,
+    pub new_functions: Vec<String>,
+    pub removed: Vec<String>,
+    pub line_only: Vec<String>,
+    pub new_data: Vec<String>,
+    pub ignored: Vec<String>,
+    pub ignored_sections: Vec<String>,
+    pub refusals: Vec<Refusal>,
+    pub uncorrelated: Vec<UncorrelatedReport>,
+    pub times: StageTimes,
+}
+
+/// Symbols of one name that could not be paired.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UncorrelatedReport {
+    pub name: String,
+    pub orig: Vec<String>,
+    pub patched: Vec<String>,
+}
+
+impl Analysis<'_> {
+    pub fn report(&self, objname: &str) -> DiffReport {
+        let p = &self.patched.obj;
+        let o = &self.orig.obj;
+        let names = |obj: &ElfObject, ids: &[SymbolId]| {
+            ids.iter()
+                .map(|&id| obj.symbol(id).name.to_owned())
+                .collect()
+        };
+        DiffReport {
+            objname: objname.to_owned(),
+            changed: names(p, &self.changes.changed),
+            new_functions: names(p, &self.changes.new_functions),
+            removed: names(o, &self.changes.removed),
+            line_only: names(p, &self.changes.line_only),
+            new_data: names(p, &self.changes.new_data),
+            ignored: names(p, &self.changes.ignored),
+            ignored_sections: self.changes.ignored_sections.clone(),
+            refusals: self.changes.refusals.clone(),
+            uncorrelated: self
+                .twins
+                .ambiguities
+                .iter()
+                .map(|a| UncorrelatedReport {
+                    name: a.name.clone(),
+                    orig: names(o, &a.orig),
+                    patched: names(p, &a.patched),
+                })
+                .collect(),
+            times: self.times.clone(),
+        }
+    }
+
+    /// Where function `name` (patched name, or demangled) first differs
+    /// from its original twin, disassembled in both objects.
+    pub fn explain(&self, name: &str) -> Result<String, String> {
+        let p = &self.patched.obj;
+        let id = p
+            .symbols_named(name)
+            .iter()
+            .chain(p.symbols_demangled(name))
+            .copied()
+            .find(|&id| classify::is_reportable_function(p, p.symbol(id)))
+            .ok_or_else(|| format!("--explain {name}: no such function in the patched object"))?;
+        let Some(twin) = self.twins.of_patched(id) else {
+            return Ok(format!(
+                "{name}: new function (no original to compare with)"
+            ));
+        };
+        let (a, b) = (self.orig.fingerprint(twin), self.patched.fingerprint(id));
+        let o = &self.orig.obj;
+        let line = |obj: &ElfObject, f: Option<&checksum::InsnDigest>, func: SymbolId| match f {
+            Some(i) => checksum::disassemble(obj, func, i.offset),
+            None => "(end of function)".to_owned(),
+        };
+        Ok(match checksum::first_difference(&a, &b) {
+            None => format!("{name}: no difference"),
+            Some(FirstDifference::Instruction {
+                orig,
+                patched,
+                index,
+            }) => format!(
+                "{name}: first difference at instruction #{index}\n  orig:    {}\n  patched: {}",
+                line(o, orig, a.function),
+                line(p, patched, b.function)
+            ),
+            Some(FirstDifference::Entry { orig, patched }) => {
+                let show = |obj: &ElfObject, e: Option<&checksum::EntryDigest>| {
+                    e.map_or("(none)".to_owned(), |e| {
+                        format!(
+                            "{}+{:#x}",
+                            obj.section(e.entry.section).name,
+                            e.entry.offset
+                        )
+                    })
+                };
+                format!(
+                    "{name}: instructions equal; special-section entry differs\n  orig:    {}\n  patched: {}",
+                    show(o, orig),
+                    show(p, patched)
+                )
+            }
+            Some(FirstDifference::Cold { orig, patched }) => format!(
+                "{name}: .cold part {} in the patched object",
+                match (orig, patched) {
+                    (Some(_), None) => "removed",
+                    _ => "added",
+                }
+            ),
+        })
+    }
+}
+
+/// Diff two object files and produce the report.
+pub fn diff_files(
+    orig: &Path,
+    patched: &Path,
+    opts: &DiffOptions,
+) -> Result<DiffReport, ReadError> {
+    let (fo, fp) = (MappedFile::open(orig)?, MappedFile::open(patched)?);
+    let analysis = analyze(&fo, &fp, opts)?;
+    Ok(analysis.report(&orig.display().to_string()))
+}

@@ -1,0 +1,739 @@
+//! Read stage: an indexed, read-only view of one ELF64 x86-64 relocatable
+//! object over its memory map.
+//!
+//! Parsing goes through the `object` crate's low-level ELF types (which handle
+//! extended section numbering and `.symtab_shndx`); on top of that we build the
+//! indexes every later stage needs: symbols by name and by demangled name,
+//! "symbol containing section+offset", relocations of a section sorted by
+//! offset, and the FILE symbol each local belongs to. Section data is borrowed
+//! from the map, never copied.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use object::LittleEndian as LE;
+use object::elf::{self, FileHeader64, SectionHeader64, Sym64};
+use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
+use rayon::prelude::*;
+
+/// Index of a section in the section header table.
+pub type SectionId = u32;
+/// Index of a symbol in `.symtab`.
+pub type SymbolId = u32;
+
+/// A problem with an input file, always naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct ReadError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+type Result<T> = std::result::Result<T, ReadError>;
+
+/// An input file mapped into memory. The map is read-only: inputs are never changed.
+pub struct MappedFile {
+    path: PathBuf,
+    map: Option<Mmap>,
+}
+
+impl MappedFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let err = |message: String| ReadError {
+            path: path.to_owned(),
+            message,
+        };
+        let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        let len = file
+            .metadata()
+            .map_err(|e| err(format!("cannot stat: {e}")))?
+            .len();
+        // An empty file cannot be mapped; keep it as an empty slice so parsing
+        // reports it like any other bad input.
+        let map = if len == 0 {
+            None
+        } else {
+            // SAFETY: the file is opened read-only; like every tool reading
+            // build outputs we assume nobody truncates it while we run.
+            Some(unsafe { Mmap::map(&file) }.map_err(|e| err(format!("cannot map: {e}")))?)
+        };
+        Ok(MappedFile {
+            path: path.to_owned(),
+            map,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    pub fn parse(&self) -> Result<ElfObject<'_>> {
+        ElfObject::parse(&self.path, self.bytes())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SymbolKind {
+    NoType,
+    Object,
+    Func,
+    Section,
+    File,
+    Tls,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Binding {
+    Local,
+    Global,
+    Weak,
+    Other,
+}
+
+/// Where a symbol is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Undefined,
+    Section(SectionId),
+    Absolute,
+    Common,
+    /// Another reserved index (e.g. SHN_LIVEPATCH in a converted module).
+    Reserved(u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct Symbol<'data> {
+    pub id: SymbolId,
+    pub name: &'data str,
+    /// The name with compiler disambiguators removed (see [`demangle`]).
+    pub demangled: &'data str,
+    pub kind: SymbolKind,
+    pub bind: Binding,
+    pub placement: Placement,
+    pub value: u64,
+    pub size: u64,
+    /// For locals: the most recent FILE symbol before this one in `.symtab`.
+    pub file: Option<SymbolId>,
+}
+
+impl Symbol<'_> {
+    pub fn section(&self) -> Option<SectionId> {
+        match self.placement {
+            Placement::Section(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn is_local(&self) -> bool {
+        self.bind == Binding::Local
+    }
+    pub fn is_defined(&self) -> bool {
+        !matches!(self.placement, Placement::Undefined)
+    }
+    pub fn end(&self) -> u64 {
+        self.value.saturating_add(self.size)
+    }
+    /// objtool-style prefix functions (`__pfx_`, `__cfi_`) that precede a function.
+    pub fn is_prefix(&self) -> bool {
+        self.kind == SymbolKind::Func && is_prefix_name(self.name)
+    }
+    /// A `.cold` part split out of its parent function.
+    pub fn is_cold_child(&self) -> bool {
+        self.kind != SymbolKind::Section
+            && self.name.contains(".cold")
+            && !self.name.starts_with(".klp.sym")
+    }
+}
+
+pub fn is_prefix_name(name: &str) -> bool {
+    ["__pfx_", "__cfi_", "__pi___pfx_", "__pi___cfi_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// x86-64 relocation types as raw values (the `object` crate wraps them in
+/// a newtype, which cannot be matched on).
+pub mod rtype {
+    use object::elf;
+    pub const NONE: u32 = elf::R_X86_64_NONE.0;
+    pub const R64: u32 = elf::R_X86_64_64.0;
+    pub const PC32: u32 = elf::R_X86_64_PC32.0;
+    pub const GOTPCREL: u32 = elf::R_X86_64_GOTPCREL.0;
+    pub const PLT32: u32 = elf::R_X86_64_PLT32.0;
+    pub const R32: u32 = elf::R_X86_64_32.0;
+    pub const R32S: u32 = elf::R_X86_64_32S.0;
+    pub const R16: u32 = elf::R_X86_64_16.0;
+    pub const PC16: u32 = elf::R_X86_64_PC16.0;
+    pub const R8: u32 = elf::R_X86_64_8.0;
+    pub const PC8: u32 = elf::R_X86_64_PC8.0;
+    pub const PC64: u32 = elf::R_X86_64_PC64.0;
+    pub const GOTOFF64: u32 = elf::R_X86_64_GOTOFF64.0;
+    pub const GOTPC64: u32 = elf::R_X86_64_GOTPC64.0;
+    pub const SIZE64: u32 = elf::R_X86_64_SIZE64.0;
+    pub const GOTPCRELX: u32 = elf::R_X86_64_GOTPCRELX.0;
+    pub const REX_GOTPCRELX: u32 = elf::R_X86_64_REX_GOTPCRELX.0;
+}
+
+/// One RELA entry, attached to the section it relocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloc {
+    pub offset: u64,
+    pub r_type: u32,
+    pub symbol: SymbolId,
+    pub addend: i64,
+}
+
+#[derive(Debug)]
+pub struct Section<'data> {
+    pub id: SectionId,
+    pub name: &'data str,
+    pub sh_type: u32,
+    pub flags: u64,
+    pub addralign: u64,
+    pub entsize: u64,
+    pub size: u64,
+    pub link: u32,
+    pub info: u32,
+    /// File bytes; empty for NOBITS.
+    pub data: &'data [u8],
+    /// Relocations applying to this section, sorted by offset.
+    pub relocs: Vec<Reloc>,
+    /// The SHT_RELA section that holds them.
+    pub rela_section: Option<SectionId>,
+    /// Named (non-section, non-file) symbols defined here, sorted by value.
+    symbols: Vec<SymbolId>,
+    /// `max_end[i]` = the largest end of `symbols[..=i]`, so containment
+    /// queries can stop scanning backwards early.
+    max_end: Vec<u64>,
+    pub section_symbol: Option<SymbolId>,
+}
+
+impl<'data> Section<'data> {
+    pub fn is_exec(&self) -> bool {
+        self.flags & u64::from(elf::SHF_EXECINSTR.0) != 0
+    }
+    pub fn is_alloc(&self) -> bool {
+        self.flags & u64::from(elf::SHF_ALLOC.0) != 0
+    }
+    pub fn is_strings(&self) -> bool {
+        self.flags & u64::from(elf::SHF_STRINGS.0) != 0
+    }
+    pub fn is_nobits(&self) -> bool {
+        self.sh_type == elf::SHT_NOBITS.0
+    }
+    /// Merge-able constant pool (`.rodata.cst16` and the like).
+    pub fn is_constant_pool(&self) -> bool {
+        !self.is_strings() && self.flags & u64::from(elf::SHF_MERGE.0) != 0 && self.entsize > 0
+    }
+    /// Symbols defined in this section, sorted by value.
+    pub fn symbols(&self) -> &[SymbolId] {
+        &self.symbols
+    }
+    /// Relocations whose offset lies in `[start, end)`.
+    pub fn relocs_in(&self, start: u64, end: u64) -> &[Reloc] {
+        let lo = self.relocs.partition_point(|r| r.offset < start);
+        let hi = self.relocs.partition_point(|r| r.offset < end);
+        &self.relocs[lo..hi.max(lo)]
+    }
+    /// The NUL-terminated string starting at `offset` (without the NUL).
+    pub fn c_str_at(&self, offset: u64) -> Option<&'data [u8]> {
+        let rest = self.data.get(usize::try_from(offset).ok()?..)?;
+        let len = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        Some(&rest[..len])
+    }
+}
+
+/// A parsed relocatable object with its indexes.
+pub struct ElfObject<'data> {
+    pub path: PathBuf,
+    pub sections: Vec<Section<'data>>,
+    pub symbols: Vec<Symbol<'data>>,
+    /// FILE symbols in symbol-table order.
+    pub files: Vec<SymbolId>,
+    by_name: HashMap<&'data str, Vec<SymbolId>>,
+    by_demangled: HashMap<&'data str, Vec<SymbolId>>,
+    section_by_name: HashMap<&'data str, SectionId>,
+    pub modinfo_name: Option<&'data str>,
+}
+
+impl<'data> ElfObject<'data> {
+    pub fn parse(path: &Path, data: &'data [u8]) -> Result<Self> {
+        let err = |message: String| ReadError {
+            path: path.to_owned(),
+            message,
+        };
+        let header = check_header(data).map_err(err)?;
+        let endian = LE;
+        let table = header
+            .sections(endian, data)
+            .map_err(|e| err(format!("cannot read the section header table: {e}")))?;
+        let mut sections = read_sections(&table, data).map_err(err)?;
+        let symbols = read_symbols(&table, data, sections.len()).map_err(err)?;
+        attach_relocations(&table, data, &mut sections, &symbols).map_err(err)?;
+        index_section_symbols(&mut sections, &symbols);
+        let mut obj = ElfObject {
+            path: path.to_owned(),
+            files: symbols
+                .iter()
+                .filter(|s| s.kind == SymbolKind::File)
+                .map(|s| s.id)
+                .collect(),
+            by_name: HashMap::with_capacity(symbols.len()),
+            by_demangled: HashMap::with_capacity(symbols.len()),
+            section_by_name: HashMap::with_capacity(sections.len()),
+            sections,
+            symbols,
+            modinfo_name: None,
+        };
+        obj.build_name_indexes();
+        obj.modinfo_name = obj.find_modinfo_name();
+        Ok(obj)
+    }
+
+    fn build_name_indexes(&mut self) {
+        for s in &self.symbols {
+            if s.name.is_empty() || matches!(s.kind, SymbolKind::Section) {
+                continue;
+            }
+            self.by_name.entry(s.name).or_default().push(s.id);
+            self.by_demangled.entry(s.demangled).or_default().push(s.id);
+        }
+        for s in &self.sections {
+            self.section_by_name.entry(s.name).or_insert(s.id);
+        }
+    }
+
+    fn find_modinfo_name(&self) -> Option<&'data str> {
+        let sec = self.section_by_name(".modinfo")?;
+        sec.data
+            .split(|&b| b == 0)
+            .filter_map(|rec| std::str::from_utf8(rec).ok())
+            .find_map(|rec| rec.strip_prefix("name="))
+    }
+
+    pub fn symbol(&self, id: SymbolId) -> &Symbol<'data> {
+        &self.symbols[id as usize]
+    }
+    pub fn section(&self, id: SectionId) -> &Section<'data> {
+        &self.sections[id as usize]
+    }
+    pub fn section_by_name(&self, name: &str) -> Option<&Section<'data>> {
+        self.section_by_name.get(name).map(|&id| self.section(id))
+    }
+    pub fn symbol_section(&self, sym: &Symbol) -> Option<&Section<'data>> {
+        sym.section().map(|s| self.section(s))
+    }
+    pub fn symbols_named(&self, name: &str) -> &[SymbolId] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
+    }
+    pub fn symbols_demangled(&self, name: &str) -> &[SymbolId] {
+        self.by_demangled.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// The named symbol covering `offset` in `section`: FUNC/OBJECT preferred
+    /// over NOTYPE, real functions over prefixes; a zero-sized symbol exactly
+    /// at `offset`, or one ending exactly there (a "one past the end" pointer),
+    /// is accepted only when nothing covers the offset.
+    pub fn symbol_at(&self, section: SectionId, offset: u64) -> Option<SymbolId> {
+        let sec = self.section(section);
+        let upto = sec
+            .symbols
+            .partition_point(|&id| self.symbol(id).value <= offset);
+        let mut best: Option<(u8, SymbolId)> = None;
+        for i in (0..upto).rev() {
+            if sec.max_end[i] < offset {
+                break;
+            }
+            let sym = self.symbol(sec.symbols[i]);
+            let rank = if offset < sym.end() {
+                match (sym.kind, sym.is_prefix()) {
+                    (SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls, false) => 4,
+                    (_, false) => 3,
+                    (_, true) => 2,
+                }
+            } else if sym.value == offset {
+                1
+            } else if sym.end() == offset && sym.size > 0 {
+                0
+            } else {
+                continue;
+            };
+            // Among equal ranks keep the lowest symbol index: deterministic.
+            if best.is_none_or(|(r, id)| rank > r || (rank == r && sym.id < id)) {
+                best = Some((rank, sym.id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// The function a `.cold` part was split from: the symbol named like the
+    /// part up to `.cold`, a local of the same FILE first, else a global.
+    pub fn cold_parent(&self, child: SymbolId) -> Option<SymbolId> {
+        let c = self.symbol(child);
+        let parent_name = &c.name[..c.name.find(".cold")?];
+        let candidates = self.symbols_named(parent_name);
+        let is_func = |id: &&SymbolId| self.symbol(**id).kind == SymbolKind::Func;
+        candidates
+            .iter()
+            .filter(is_func)
+            .find(|&&id| self.symbol(id).is_local() && self.symbol(id).file == c.file)
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .filter(is_func)
+                    .find(|&&id| !self.symbol(id).is_local())
+            })
+            .copied()
+    }
+
+    /// The object's name as a livepatch object: `.modinfo` `name=`, else the
+    /// path normalised like a module name.
+    pub fn derived_objname(&self) -> String {
+        match self.modinfo_name {
+            Some(name) => name.to_owned(),
+            None => module_name_from_path(&self.path.to_string_lossy()),
+        }
+    }
+}
+
+/// `vmlinux.o` -> `vmlinux`, `fs/xfs/xfs.o` -> `xfs`, `kvm-intel` -> `kvm_intel`.
+pub fn module_name_from_path(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let stem = base.split('.').next().unwrap_or(base);
+    stem.replace('-', "_")
+}
+
+/// Strip what compilers append to make names unique, so the same entity has
+/// the same name in both builds: `.llvm.<hash>` (ThinLTO promotion) and,
+/// for names with a dot or `__UNIQUE_ID_` names, a trailing run of digits,
+/// dots and underscores (`foo.123`, `foo.isra.0` -> `foo.isra`,
+/// `__UNIQUE_ID_quirk_x_661` -> `__UNIQUE_ID_quirk_x`). `.cold`, `.isra`,
+/// `.part`, `.constprop` stay: they name a different function.
+pub fn demangle(name: &str) -> &str {
+    if let Some(i) = name.find(".llvm.") {
+        return &name[..i];
+    }
+    if name.starts_with("__UNIQUE_ID_") || name.contains('.') {
+        let trimmed = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '_');
+        if !trimmed.is_empty() {
+            return trimmed;
+        }
+    }
+    name
+}
+
+fn check_header(data: &[u8]) -> std::result::Result<&FileHeader64<LE>, String> {
+    if data.is_empty() {
+        return Err("file is empty".into());
+    }
+    if data.len() < 4 || data[..4] != elf::ELFMAG {
+        return Err("not an ELF file (bad magic)".into());
+    }
+    if data.len() < 6 {
+        return Err("truncated ELF header".into());
+    }
+    match data[4] {
+        c if c == elf::ELFCLASS64.0 => {}
+        c if c == elf::ELFCLASS32.0 => {
+            return Err("32-bit ELF (ELFCLASS32); klp handles 64-bit x86-64 objects only".into());
+        }
+        c => return Err(format!("unknown ELF class {c}")),
+    }
+    if data[5] != elf::ELFDATA2LSB.0 {
+        return Err("big-endian ELF; klp handles little-endian x86-64 objects only".into());
+    }
+    let header = FileHeader64::<LE>::parse(data).map_err(|e| format!("bad ELF header: {e}"))?;
+    let e_type = header.e_type(LE);
+    if e_type != elf::ET_REL {
+        let what = match e_type {
+            elf::ET_EXEC => "an executable (ET_EXEC)".to_string(),
+            elf::ET_DYN => "a shared object or PIE (ET_DYN)".to_string(),
+            elf::ET_CORE => "a core file (ET_CORE)".to_string(),
+            t => format!("ELF type {}", t.0),
+        };
+        return Err(format!("{what}, not a relocatable object (ET_REL)"));
+    }
+    let machine = header.e_machine(LE);
+    if machine != elf::EM_X86_64 {
+        return Err(format!("machine {} is not x86-64 (EM_X86_64)", machine.0));
+    }
+    Ok(header)
+}
+
+fn utf8<'d>(
+    bytes: &'d [u8],
+    what: impl FnOnce() -> String,
+) -> std::result::Result<&'d str, String> {
+    std::str::from_utf8(bytes).map_err(|_| format!("{} is not valid UTF-8", what()))
+}
+
+fn read_sections<'d>(
+    table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>,
+    data: &'d [u8],
+) -> std::result::Result<Vec<Section<'d>>, String> {
+    table
+        .iter()
+        .enumerate()
+        .map(|(i, sh): (usize, &SectionHeader64<LE>)| {
+            let raw_name = table.section_name(LE, sh).map_err(|_| {
+                format!(
+                    "section #{i}: name offset {:#x} is outside the section name table",
+                    sh.sh_name(LE)
+                )
+            })?;
+            let name = utf8(raw_name, || format!("section #{i} name"))?;
+            let sec_data = if sh.sh_type(LE) == elf::SHT_NOBITS {
+                &[][..]
+            } else {
+                sh.data(LE, data).map_err(|_| {
+                    format!(
+                        "section {name}: data (offset {:#x}, size {:#x}) is outside the file",
+                        sh.sh_offset(LE),
+                        sh.sh_size(LE)
+                    )
+                })?
+            };
+            Ok(Section {
+                id: i as SectionId,
+                name,
+                sh_type: sh.sh_type(LE).0,
+                flags: sh.sh_flags(LE).0,
+                addralign: sh.sh_addralign(LE),
+                entsize: sh.sh_entsize(LE),
+                size: sh.sh_size(LE),
+                link: sh.sh_link(LE),
+                info: sh.sh_info(LE),
+                data: sec_data,
+                relocs: Vec::new(),
+                rela_section: None,
+                symbols: Vec::new(),
+                max_end: Vec::new(),
+                section_symbol: None,
+            })
+        })
+        .collect()
+}
+
+fn read_symbols<'d>(
+    table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>,
+    data: &'d [u8],
+    nsections: usize,
+) -> std::result::Result<Vec<Symbol<'d>>, String> {
+    let symtab = table
+        .symbols(LE, data, elf::SHT_SYMTAB)
+        .map_err(|e| format!("cannot read .symtab: {e}"))?;
+    let strings = symtab.strings();
+    let mut out = Vec::with_capacity(symtab.len());
+    let mut current_file = None;
+    for (i, sym) in symtab.iter().enumerate() {
+        let sym: &Sym64<LE> = sym;
+        let raw = strings.get(sym.st_name(LE)).map_err(|_| {
+            format!(
+                "symbol #{i}: name offset {:#x} is outside the string table",
+                sym.st_name(LE)
+            )
+        })?;
+        let name = utf8(raw, || format!("symbol #{i} name"))?;
+        let kind = match sym.st_type() {
+            elf::STT_NOTYPE => SymbolKind::NoType,
+            elf::STT_OBJECT => SymbolKind::Object,
+            elf::STT_FUNC => SymbolKind::Func,
+            elf::STT_SECTION => SymbolKind::Section,
+            elf::STT_FILE => SymbolKind::File,
+            elf::STT_TLS => SymbolKind::Tls,
+            _ => SymbolKind::Other,
+        };
+        let bind = match sym.st_bind() {
+            elf::STB_LOCAL => Binding::Local,
+            elf::STB_GLOBAL => Binding::Global,
+            elf::STB_WEAK => Binding::Weak,
+            _ => Binding::Other,
+        };
+        let placement = placement_of(&symtab, sym, i, name, nsections)?;
+        if kind == SymbolKind::File {
+            current_file = Some(i as SymbolId);
+        }
+        let file =
+            if bind == Binding::Local && kind != SymbolKind::File && kind != SymbolKind::Section {
+                current_file
+            } else {
+                None
+            };
+        out.push(Symbol {
+            id: i as SymbolId,
+            name,
+            demangled: demangle(name),
+            kind,
+            bind,
+            placement,
+            value: sym.st_value(LE),
+            size: sym.st_size(LE),
+            file,
+        });
+    }
+    Ok(out)
+}
+
+fn placement_of<'d>(
+    symtab: &object::read::elf::SymbolTable<'d, FileHeader64<LE>, &'d [u8]>,
+    sym: &Sym64<LE>,
+    i: usize,
+    name: &str,
+    nsections: usize,
+) -> std::result::Result<Placement, String> {
+    let shndx = sym.st_shndx(LE);
+    let index = if shndx == elf::SHN_UNDEF {
+        return Ok(Placement::Undefined);
+    } else if shndx == elf::SHN_ABS {
+        return Ok(Placement::Absolute);
+    } else if shndx == elf::SHN_COMMON {
+        return Ok(Placement::Common);
+    } else if shndx == elf::SHN_XINDEX {
+        symtab.shndx(LE, object::SymbolIndex(i)).ok_or_else(|| {
+            format!(
+                "symbol #{i} '{name}' uses SHN_XINDEX but there is no .symtab_shndx entry for it"
+            )
+        })? as usize
+    } else if shndx.is_reserved() {
+        return Ok(Placement::Reserved(shndx.0));
+    } else {
+        usize::from(shndx.0)
+    };
+    if index >= nsections {
+        return Err(format!(
+            "symbol #{i} '{name}' has section index {index}, out of range (the file has {nsections} sections)"
+        ));
+    }
+    Ok(Placement::Section(index as SectionId))
+}
+
+fn attach_relocations<'d>(
+    table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>,
+    data: &'d [u8],
+    sections: &mut [Section<'d>],
+    symbols: &[Symbol<'d>],
+) -> std::result::Result<(), String> {
+    let rela_sections: Vec<(usize, &SectionHeader64<LE>)> = table
+        .iter()
+        .enumerate()
+        .filter(|(_, sh)| sh.sh_type(LE) == elf::SHT_RELA)
+        .collect();
+    let nsections = sections.len();
+    let parsed: Vec<(usize, usize, Vec<Reloc>)> = rela_sections
+        .par_iter()
+        .map(|&(i, sh)| {
+            let name = sections[i].name;
+            let target = sh.sh_info(LE) as usize;
+            if target == 0 || target >= nsections {
+                return Err(format!("relocation section {name} applies to section index {target}, out of range"));
+            }
+            let entries: &[elf::Rela64<LE>] = sh
+                .data_as_array(LE, data)
+                .map_err(|_| format!("relocation section {name}: entries are outside the file or misaligned"))?;
+            let target_size = sections[target].size;
+            let mut relocs = Vec::with_capacity(entries.len());
+            for (k, r) in entries.iter().enumerate() {
+                let reloc = Reloc {
+                    offset: r.r_offset.get(LE),
+                    r_type: r.r_type(LE, false).0,
+                    symbol: r.r_sym(LE, false),
+                    addend: r.r_addend.get(LE),
+                };
+                if reloc.symbol as usize >= symbols.len() {
+                    return Err(format!(
+                        "{name}: relocation #{k} at offset {:#x} refers to symbol index {}, but the symbol table has {} entries",
+                        reloc.offset,
+                        reloc.symbol,
+                        symbols.len()
+                    ));
+                }
+                if reloc.offset >= target_size {
+                    return Err(format!(
+                        "{name}: relocation #{k} at offset {:#x} is outside {} (size {:#x})",
+                        reloc.offset, sections[target].name, target_size
+                    ));
+                }
+                relocs.push(reloc);
+            }
+            if !relocs.is_sorted_by_key(|r| r.offset) {
+                relocs.sort_by_key(|r| r.offset);
+            }
+            Ok((i, target, relocs))
+        })
+        .collect::<std::result::Result<_, String>>()?;
+    for (rela, target, relocs) in parsed {
+        let sec = &mut sections[target];
+        if sec.rela_section.is_some() {
+            // Two RELA sections for one base section: keep them all, in order.
+            sec.relocs.extend(relocs);
+            sec.relocs.sort_by_key(|r| r.offset);
+        } else {
+            sec.relocs = relocs;
+        }
+        sec.rela_section = Some(rela as SectionId);
+    }
+    Ok(())
+}
+
+fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) {
+    for sym in symbols {
+        let Some(sec) = sym.section() else { continue };
+        let sec = &mut sections[sec as usize];
+        match sym.kind {
+            SymbolKind::Section => {
+                sec.section_symbol.get_or_insert(sym.id);
+            }
+            SymbolKind::File => {}
+            _ if sym.name.is_empty() => {}
+            _ => sec.symbols.push(sym.id),
+        }
+    }
+    sections.par_iter_mut().for_each(|sec| {
+        sec.symbols
+            .sort_by_key(|&id| (symbols[id as usize].value, id));
+        let mut max_end = 0;
+        sec.max_end = sec
+            .symbols
+            .iter()
+            .map(|&id| {
+                max_end = max_end.max(symbols[id as usize].end());
+                max_end
+            })
+            .collect();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demangle_strips_only_disambiguators() {
+        assert_eq!(demangle("foo.123"), "foo");
+        assert_eq!(demangle("foo.isra.0"), "foo.isra");
+        assert_eq!(demangle("foo.constprop.12"), "foo.constprop");
+        assert_eq!(demangle("foo.cold"), "foo.cold");
+        assert_eq!(demangle("__UNIQUE_ID_quirk_x_661"), "__UNIQUE_ID_quirk_x");
+        assert_eq!(demangle("c_start.llvm.1525"), "c_start");
+        assert_eq!(demangle("plain_name_2"), "plain_name_2");
+        assert_eq!(demangle("..."), "...");
+    }
+
+    #[test]
+    fn module_names_are_normalised() {
+        assert_eq!(module_name_from_path("vmlinux.o"), "vmlinux");
+        assert_eq!(module_name_from_path("fs/xfs/xfs.o"), "xfs");
+        assert_eq!(
+            module_name_from_path("arch/x86/kvm/kvm-intel.o"),
+            "kvm_intel"
+        );
+    }
+}

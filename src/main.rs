@@ -1,0 +1,216 @@
+//! The `klp` command: argument parsing and output formatting only; the work
+//! is in the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use klp::diff::{DiffOptions, DiffReport, analyze};
+use klp::elf::MappedFile;
+use klp::special::EntrySizes;
+
+/// Build Linux kernel livepatch objects.
+#[derive(Parser)]
+#[command(name = "klp", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Find the functions a patch changed between two builds of an object.
+    Diff {
+        orig: PathBuf,
+        patched: PathBuf,
+        /// Where the livepatch object will be written (extraction is not implemented yet).
+        out: PathBuf,
+        /// Write the report as JSON instead of text lines.
+        #[arg(long)]
+        json: bool,
+        /// Show where FUNC first differs, disassembled in both objects (repeatable).
+        #[arg(long, value_name = "FUNC")]
+        explain: Vec<String>,
+        /// Entry size of a special section (SECTION=N), for objects whose layout cannot be inferred.
+        #[arg(long, value_name = "SECTION=N")]
+        entsize: Vec<String>,
+        /// Print the time of each stage to stderr.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Print the checksum of every function and data object.
+    Checksum {
+        object: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "SECTION=N")]
+        entsize: Vec<String>,
+    },
+}
+
+/// Exit status for a change that cannot be live patched.
+const EXIT_UNPATCHABLE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Diff {
+            orig,
+            patched,
+            out,
+            json,
+            explain,
+            entsize,
+            timings,
+        } => run_diff(&orig, &patched, &out, json, &explain, &entsize, timings),
+        Command::Checksum {
+            object,
+            json,
+            entsize,
+        } => run_checksum(&object, json, &entsize),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("klp: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn entry_sizes(specs: &[String]) -> anyhow::Result<EntrySizes> {
+    let mut sizes = EntrySizes::default();
+    for s in specs {
+        sizes.add_override(s).map_err(anyhow::Error::msg)?;
+    }
+    Ok(sizes)
+}
+
+fn run_diff(
+    orig: &std::path::Path,
+    patched: &std::path::Path,
+    out: &std::path::Path,
+    json: bool,
+    explain: &[String],
+    entsize: &[String],
+    timings: bool,
+) -> anyhow::Result<ExitCode> {
+    let opts = DiffOptions {
+        entry_sizes: entry_sizes(entsize)?,
+    };
+    let (fo, fp) = (MappedFile::open(orig)?, MappedFile::open(patched)?);
+    let analysis = analyze(&fo, &fp, &opts)?;
+    let objname = orig.display().to_string();
+    let report = analysis.report(&objname);
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        print_report(&mut stdout, &report)?;
+    }
+    for name in explain {
+        writeln!(
+            stdout,
+            "{}",
+            analysis.explain(name).map_err(anyhow::Error::msg)?
+        )?;
+    }
+    for a in &report.uncorrelated {
+        eprintln!(
+            "{objname}: warning: cannot pair {} original and {} patched symbols named '{}': treated as removed and new",
+            a.orig.len(),
+            a.patched.len(),
+            a.name
+        );
+    }
+    if timings {
+        let t = &report.times;
+        eprintln!(
+            "timings: read {:.1} ms, checksum {:.1} ms, correlate {:.1} ms, classify {:.1} ms",
+            t.read_ms, t.checksum_ms, t.correlate_ms, t.classify_ms
+        );
+    }
+    if !report.refusals.is_empty() {
+        for r in &report.refusals {
+            eprintln!("{objname}: error: {r}");
+        }
+        return Ok(ExitCode::from(EXIT_UNPATCHABLE));
+    }
+    if !report.changed.is_empty() || !report.new_functions.is_empty() {
+        eprintln!(
+            "{objname}: note: extraction is not implemented yet; {} was not written",
+            out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(w: &mut impl Write, r: &DiffReport) -> std::io::Result<()> {
+    let obj = &r.objname;
+    for name in &r.new_functions {
+        writeln!(w, "{obj}: new function: {name}")?;
+    }
+    for name in &r.changed {
+        writeln!(w, "{obj}: changed function: {name}")?;
+    }
+    for name in &r.line_only {
+        writeln!(w, "{obj}: line-only change: {name}")?;
+    }
+    for name in &r.removed {
+        writeln!(w, "{obj}: removed function: {name}")?;
+    }
+    for name in &r.ignored_sections {
+        writeln!(w, "{obj}: ignoring section: {name}")?;
+    }
+    for name in &r.ignored {
+        writeln!(w, "{obj}: ignoring function: {name}")?;
+    }
+    for name in &r.new_data {
+        writeln!(w, "{obj}: new data: {name}")?;
+    }
+    Ok(())
+}
+
+fn run_checksum(
+    object: &std::path::Path,
+    json: bool,
+    entsize: &[String],
+) -> anyhow::Result<ExitCode> {
+    let sizes = entry_sizes(entsize)?;
+    let file = MappedFile::open(object)?;
+    let obj = file.parse()?;
+    let specials = klp::special::SpecialIndex::build(&obj, &sizes)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", object.display()))?;
+    let cold = klp::checksum::cold_children(&obj);
+    let sums = klp::checksum::compute(&obj, &specials, &cold);
+    let rows: Vec<ChecksumRow> = obj
+        .symbols
+        .iter()
+        .filter_map(|s| {
+            sums.get(s.id).map(|c| ChecksumRow {
+                checksum: c.to_string(),
+                kind: s.kind,
+                name: s.name,
+            })
+        })
+        .collect();
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &rows)?;
+        writeln!(stdout)?;
+    } else {
+        for r in rows {
+            writeln!(stdout, "{} {:?} {}", r.checksum, r.kind, r.name)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(serde::Serialize)]
+struct ChecksumRow<'a> {
+    checksum: String,
+    kind: klp::elf::SymbolKind,
+    name: &'a str,
+}

@@ -1,0 +1,319 @@
+//! The kernel's special sections: arrays of fixed-size entries that describe
+//! code (exception fixups, alternatives, jump labels, bug sites...).
+//!
+//! An entry belongs to the function its first code reference points at. The
+//! entry size comes, in order of trust, from the user (`--entsize`), from
+//! `sh_entsize`, from the known size for that section when it fits the
+//! section's relocation layout, or from the layout itself: the smallest size
+//! at which every entry carries relocations of the same types at the same
+//! offsets.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::elf::{ElfObject, Reloc, SectionId, SymbolId, SymbolKind};
+
+/// The special sections we know, with the entry size of recent x86-64
+/// kernels (used only when it agrees with the section's relocations).
+const KNOWN: &[(&str, u64)] = &[
+    ("__ex_table", 12),
+    ("__bug_table", 12),
+    ("__jump_table", 16),
+    (".altinstructions", 14),
+    (".parainstructions", 16),
+    (".static_call_sites", 8),
+    (".smp_locks", 4),
+    ("__mcount_loc", 8),
+    (".kcfi_traps", 4),
+];
+
+/// Older layouts seen in real objects, tried after the current ones.
+const LEGACY: &[(&str, u64)] = &[
+    ("__jump_table", 24),
+    (".altinstructions", 13),
+    (".altinstructions", 12),
+];
+
+pub fn is_special_section(name: &str) -> bool {
+    KNOWN.iter().any(|(n, _)| *n == name)
+}
+
+/// Sections whose content is code referenced from special entries and is
+/// never a unit of its own.
+pub fn is_auxiliary_section(name: &str) -> bool {
+    name == ".altinstr_replacement" || name == ".altinstr_aux"
+}
+
+/// Entry sizes given by the user, by section name.
+#[derive(Debug, Clone, Default)]
+pub struct EntrySizes {
+    pub overrides: HashMap<String, u64>,
+}
+
+impl EntrySizes {
+    /// Parse `SECTION=N` (the `--entsize` option).
+    pub fn add_override(&mut self, spec: &str) -> Result<(), String> {
+        let (sec, n) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--entsize {spec}: expected SECTION=N"))?;
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("--entsize {spec}: '{n}' is not a number"))?;
+        if n == 0 {
+            return Err(format!("--entsize {spec}: size must be positive"));
+        }
+        self.overrides.insert(sec.to_owned(), n);
+        Ok(())
+    }
+}
+
+/// One entry of a special section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecialEntry {
+    pub section: SectionId,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Entries of all special sections, grouped by the function they belong to.
+#[derive(Debug, Default)]
+pub struct SpecialIndex {
+    pub by_function: HashMap<SymbolId, Vec<SpecialEntry>>,
+    /// Entry size chosen for each special section present.
+    pub entry_sizes: BTreeMap<String, u64>,
+}
+
+impl SpecialIndex {
+    pub fn build(obj: &ElfObject, sizes: &EntrySizes) -> Result<Self, String> {
+        let mut index = SpecialIndex::default();
+        for sec in &obj.sections {
+            if !is_special_section(sec.name) || sec.size == 0 {
+                continue;
+            }
+            let size = entry_size(obj, sec.id, sizes)?;
+            index.entry_sizes.insert(sec.name.to_owned(), size);
+            let mut offset = 0;
+            while offset + size <= sec.size {
+                if let Some(owner) = entry_owner(obj, sec.relocs_in(offset, offset + size)) {
+                    index
+                        .by_function
+                        .entry(owner)
+                        .or_default()
+                        .push(SpecialEntry {
+                            section: sec.id,
+                            offset,
+                            size,
+                        });
+                }
+                offset += size;
+            }
+        }
+        for entries in index.by_function.values_mut() {
+            entries.sort_by_key(|e| (obj.section(e.section).name, e.offset));
+        }
+        Ok(index)
+    }
+
+    pub fn entries_of(&self, func: SymbolId) -> &[SpecialEntry] {
+        self.by_function.get(&func).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The function an entry describes: the first relocation target that is a
+/// function in executable code (section references resolved to the symbol
+/// containing them).
+fn entry_owner(obj: &ElfObject, relocs: &[Reloc]) -> Option<SymbolId> {
+    relocs.iter().find_map(|r| {
+        let id = resolve_data_reference(obj, r)?;
+        let sym = obj.symbol(id);
+        let in_code = obj.symbol_section(sym).is_some_and(|s| s.is_exec());
+        (sym.kind == SymbolKind::Func && in_code && !sym.is_prefix()).then_some(id)
+    })
+}
+
+/// The named symbol a data relocation points at (section symbols resolved).
+pub fn resolve_data_reference(obj: &ElfObject, r: &Reloc) -> Option<SymbolId> {
+    let sym = obj.symbol(r.symbol);
+    if sym.kind == SymbolKind::Section {
+        let offset = u64::try_from(r.addend).ok()?;
+        obj.symbol_at(sym.section()?, offset)
+    } else {
+        Some(sym.id)
+    }
+}
+
+/// Decide the entry size of special section `sec`.
+pub fn entry_size(obj: &ElfObject, sec: SectionId, sizes: &EntrySizes) -> Result<u64, String> {
+    let s = obj.section(sec);
+    if let Some(&n) = sizes.overrides.get(s.name) {
+        return Ok(n);
+    }
+    if s.entsize > 0 {
+        return Ok(s.entsize);
+    }
+    if s.relocs.is_empty() {
+        return Err(format!(
+            "{}: special section has no relocations, cannot find its entries",
+            s.name
+        ));
+    }
+    let layout: Vec<RelocShape> = s.relocs.iter().map(|r| RelocShape::of(obj, r)).collect();
+    let known = KNOWN
+        .iter()
+        .chain(LEGACY)
+        .filter(|(n, _)| *n == s.name)
+        .map(|&(_, size)| size);
+    for size in known {
+        if layout_fits(s.size, &layout, size, true) || sparse_layout_fits(s.size, &layout, size) {
+            return Ok(size);
+        }
+    }
+    (1..=s.size.min(256))
+        .find(|&size| layout_fits(s.size, &layout, size, false))
+        .ok_or_else(|| {
+            format!(
+                "{}: cannot infer the entry size; pass --entsize {}=N",
+                s.name, s.name
+            )
+        })
+}
+
+/// What distinguishes one field of an entry from another: where it is, its
+/// relocation type, and whether it points at code (so that an array of
+/// 24-byte {code, target, key} entries does not look like 8-byte pointers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RelocShape {
+    offset: u64,
+    r_type: u32,
+    /// `None` for undefined targets, which could be either.
+    to_code: Option<bool>,
+}
+
+impl RelocShape {
+    fn of(obj: &ElfObject, r: &Reloc) -> Self {
+        let to_code = obj
+            .symbol_section(obj.symbol(r.symbol))
+            .map(|s| s.is_exec());
+        RelocShape {
+            offset: r.offset,
+            r_type: r.r_type,
+            to_code,
+        }
+    }
+}
+
+/// True when every entry of `size` bytes carries relocations of the same
+/// shape at the same in-entry offsets as the first entry, and `size` divides
+/// the section. With `allow_short_tail`, the last entry may be cut short
+/// (old kernels' `.parainstructions` lost its tail padding at link time).
+fn layout_fits(
+    section_size: u64,
+    relocs: &[RelocShape],
+    size: u64,
+    allow_short_tail: bool,
+) -> bool {
+    if size == 0 || (section_size % size != 0 && !allow_short_tail) {
+        return false;
+    }
+    let entries = section_size.div_ceil(size);
+    let pattern: Vec<RelocShape> = relocs
+        .iter()
+        .take_while(|r| r.offset < size)
+        .copied()
+        .collect();
+    if pattern.is_empty() || relocs.len() as u64 != pattern.len() as u64 * entries {
+        return false;
+    }
+    let compatible = |a: Option<bool>, b: Option<bool>| a.is_none() || b.is_none() || a == b;
+    relocs.chunks(pattern.len()).enumerate().all(|(i, chunk)| {
+        let base = i as u64 * size;
+        chunk.iter().zip(&pattern).all(|(r, p)| {
+            r.offset == base + p.offset && r.r_type == p.r_type && compatible(r.to_code, p.to_code)
+        })
+    })
+}
+
+/// A known size also fits when some entries lack an optional relocation
+/// (an alternative with an empty replacement has none for it): every entry
+/// has its first field relocated, and each in-entry offset always carries
+/// the same relocation shape.
+fn sparse_layout_fits(section_size: u64, relocs: &[RelocShape], size: u64) -> bool {
+    if size == 0 || section_size % size != 0 {
+        return false;
+    }
+    let mut shape_at: HashMap<u64, RelocShape> = HashMap::new();
+    let mut first_field = vec![false; (section_size / size) as usize];
+    for r in relocs {
+        let (entry, at) = (r.offset / size, r.offset % size);
+        let p = shape_at
+            .entry(at)
+            .or_insert(RelocShape { offset: at, ..*r });
+        if p.r_type != r.r_type
+            || (p.to_code.is_some() && r.to_code.is_some() && p.to_code != r.to_code)
+        {
+            return false;
+        }
+        if at == 0 {
+            first_field[entry as usize] = true;
+        }
+    }
+    first_field.iter().all(|&f| f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relocs(offsets: &[u64]) -> Vec<RelocShape> {
+        offsets
+            .iter()
+            .map(|&offset| RelocShape {
+                offset,
+                r_type: 2,
+                to_code: Some(true),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn absolute_jump_entries_are_not_pointer_arrays() {
+        // 24-byte entries: code, target (both code), key (data).
+        let shape = |offset, code: bool| RelocShape {
+            offset,
+            r_type: 1,
+            to_code: Some(code),
+        };
+        let r = vec![
+            shape(0, true),
+            shape(8, true),
+            shape(16, false),
+            shape(24, true),
+            shape(32, true),
+            shape(40, false),
+        ];
+        assert!(!layout_fits(48, &r, 8, false));
+        assert!(!layout_fits(48, &r, 16, false));
+        assert!(layout_fits(48, &r, 24, false));
+    }
+
+    #[test]
+    fn layout_inference_finds_the_true_entry_size() {
+        // 16-byte jump entries: code, target, key at 0, 4, 8.
+        let r = relocs(&[0, 4, 8, 16, 20, 24]);
+        assert!(!layout_fits(32, &r, 8, false));
+        assert!(layout_fits(32, &r, 16, false));
+        // 12-byte bug entries with relocations at 0 and 4.
+        let r = relocs(&[0, 4, 12, 16, 24, 28]);
+        assert!(!layout_fits(36, &r, 4, false));
+        assert!(layout_fits(36, &r, 12, false));
+        assert!(!layout_fits(36, &r, 18, false));
+        // A last entry cut short is accepted only for a known size.
+        let r = relocs(&[0, 16, 32]);
+        assert!(layout_fits(44, &r, 16, true));
+        assert!(!layout_fits(44, &r, 16, false));
+        // Alternatives without a replacement relocation in some entries.
+        let r = relocs(&[0, 4, 13, 26, 30]);
+        assert!(!layout_fits(39, &r, 13, false));
+        assert!(sparse_layout_fits(39, &r, 13));
+        assert!(!sparse_layout_fits(39, &relocs(&[0, 4, 26]), 13));
+    }
+}
