@@ -16,10 +16,7 @@
 
 use std::collections::HashMap;
 
-use iced_x86::{
-    Code, Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, OpKind,
-    Register,
-};
+use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, OpKind, Register};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
@@ -39,19 +36,11 @@ pub struct LineTakingCall {
 }
 
 const fn line_call(name: &'static str, reg: Register) -> LineTakingCall {
-    LineTakingCall {
-        name,
-        line_register: Some(reg),
-        needs_file_argument: false,
-    }
+    LineTakingCall { name, line_register: Some(reg), needs_file_argument: false }
 }
 
 const fn printk_like(name: &'static str) -> LineTakingCall {
-    LineTakingCall {
-        name,
-        line_register: None,
-        needs_file_argument: true,
-    }
+    LineTakingCall { name, line_register: None, needs_file_argument: true }
 }
 
 /// The recognised line-number patterns. A difference confined to the
@@ -127,7 +116,7 @@ pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) ->
         .par_iter()
         .map(|sym| match sym.kind {
             SymbolKind::Func if is_code(obj, sym.id) => {
-                Some(function_fingerprint(obj, specials, cold, sym.id).checksum())
+                Some(function_fingerprint(Refs::plain(obj), specials, cold, sym.id).checksum())
             }
             SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls if sym.is_defined() => {
                 Some(object_checksum(obj, sym.id))
@@ -140,10 +129,47 @@ pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) ->
 
 fn is_code(obj: &ElfObject, id: SymbolId) -> bool {
     let sym = obj.symbol(id);
-    sym.size > 0
-        && obj
-            .symbol_section(sym)
-            .is_some_and(|s| s.is_exec() && !s.is_nobits())
+    sym.size > 0 && obj.symbol_section(sym).is_some_and(|s| s.is_exec() && !s.is_nobits())
+}
+
+/// How references are named while hashing: by each symbol's own demangled
+/// name, or, for the patched side after correlation, by its original twin's
+/// name, so that a reference to a renamed twin (`foo.isra.0` that became
+/// `foo.constprop.0.isra.0` with identical code) is not a change.
+#[derive(Clone, Copy)]
+pub struct Refs<'a, 'd> {
+    pub obj: &'a ElfObject<'d>,
+    rename: Option<&'a (dyn Fn(SymbolId) -> Option<&'d str> + Sync)>,
+}
+
+impl<'a, 'd> Refs<'a, 'd> {
+    pub fn plain(obj: &'a ElfObject<'d>) -> Self {
+        Refs { obj, rename: None }
+    }
+
+    pub fn renamed(obj: &'a ElfObject<'d>, rename: &'a (dyn Fn(SymbolId) -> Option<&'d str> + Sync)) -> Self {
+        Refs { obj, rename: Some(rename) }
+    }
+
+    fn name(&self, id: SymbolId) -> &'d str {
+        self.rename.and_then(|f| f(id)).unwrap_or(self.obj.symbol(id).demangled)
+    }
+
+    pub fn target(&self, r: &Reloc, adjusted: i64) -> Target<'d> {
+        match Target::resolve(self.obj, r, adjusted) {
+            (Target::Symbol { offset, .. }, Some(id)) => Target::Symbol { name: self.name(id), offset },
+            (t, _) => t,
+        }
+    }
+
+    fn code_address(&self, sec: &Section<'d>, address: u64) -> Target<'d> {
+        match self.obj.symbol_at(sec.id, address) {
+            Some(id) => {
+                Target::Symbol { name: self.name(id), offset: address as i64 - self.obj.symbol(id).value as i64 }
+            }
+            None => Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: address as i64 },
+        }
+    }
 }
 
 /// One decoded instruction of a function, reduced to what matters.
@@ -205,29 +231,23 @@ impl Fingerprint<'_> {
 
 /// Decode function `id` (and its `.cold` parts) into its fingerprint.
 pub fn function_fingerprint<'d>(
-    obj: &ElfObject<'d>,
+    refs: Refs<'_, 'd>,
     specials: &SpecialIndex,
     cold: &ColdChildren,
     id: SymbolId,
 ) -> Fingerprint<'d> {
-    let entries = specials
-        .entries_of(id)
-        .iter()
-        .map(|e| entry_digest(obj, e))
-        .collect();
+    let entries = specials.entries_of(id).iter().map(|e| entry_digest(refs, e)).collect();
     let children = cold.get(&id).map_or(&[][..], Vec::as_slice);
     Fingerprint {
         function: id,
-        insns: decode_function(obj, id),
+        insns: decode_function(refs, id),
         entries,
-        cold: children
-            .iter()
-            .map(|&c| function_fingerprint(obj, specials, &ColdChildren::new(), c))
-            .collect(),
+        cold: children.iter().map(|&c| function_fingerprint(refs, specials, &ColdChildren::new(), c)).collect(),
     }
 }
 
-fn decode_function<'d>(obj: &ElfObject<'d>, id: SymbolId) -> Vec<InsnDigest<'d>> {
+fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> {
+    let obj = refs.obj;
     let sym = obj.symbol(id);
     let Some(sec) = obj.symbol_section(sym) else {
         return Vec::new();
@@ -255,7 +275,7 @@ fn decode_function<'d>(obj: &ElfObject<'d>, id: SymbolId) -> Vec<InsnDigest<'d>>
             buf.push(b'B');
             buf.extend_from_slice(&bytes[..immediate.immediate_offset()]);
             let dest = insn.near_branch_target();
-            let target = describe_code_address(obj, sec, dest);
+            let target = refs.code_address(sec, dest);
             if insn.flow_control() == FlowControl::Call
                 && let Target::Symbol { name, .. } = target
             {
@@ -267,11 +287,7 @@ fn decode_function<'d>(obj: &ElfObject<'d>, id: SymbolId) -> Vec<InsnDigest<'d>>
             let start_len = buf.len();
             buf.extend_from_slice(bytes);
             for r in relocs {
-                blank(
-                    &mut buf[start_len..],
-                    (r.offset - offset) as usize,
-                    reloc_width(r.r_type),
-                );
+                blank(&mut buf[start_len..], (r.offset - offset) as usize, reloc_width(r.r_type));
             }
             if relocs.is_empty() && is_line_register_load(&insn) {
                 let imm = immediate.immediate_offset();
@@ -279,9 +295,9 @@ fn decode_function<'d>(obj: &ElfObject<'d>, id: SymbolId) -> Vec<InsnDigest<'d>>
             }
             for r in relocs {
                 buf.push((r.offset - offset) as u8);
-                buf.extend_from_slice(&r.r_type.to_le_bytes());
+                buf.extend_from_slice(&reloc_class(r.r_type).to_le_bytes());
                 let adjusted = adjusted_addend(r, offset + len);
-                let target = Target::of_reloc(obj, r, adjusted);
+                let target = refs.target(r, adjusted);
                 mentions_source_file |= target.is_source_file_name();
                 if insn.flow_control() == FlowControl::Call
                     && let Target::Symbol { name, .. } = target
@@ -304,35 +320,32 @@ fn decode_function<'d>(obj: &ElfObject<'d>, id: SymbolId) -> Vec<InsnDigest<'d>>
 }
 
 fn is_near_branch(insn: &Instruction) -> bool {
-    matches!(
-        insn.op0_kind(),
-        OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-    )
+    matches!(insn.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64)
 }
 
 /// `mov $imm32, %esi` / `mov $imm32, %edx`: how x86-64 passes a line number
 /// as the second or third argument.
 fn is_line_register_load(insn: &Instruction) -> bool {
-    insn.code() == Code::Mov_r32_imm32
-        && matches!(insn.op0_register(), Register::ESI | Register::EDX)
+    insn.code() == Code::Mov_r32_imm32 && matches!(insn.op0_register(), Register::ESI | Register::EDX)
 }
 
 /// The addend as an offset from the referenced symbol: PC-relative fields in
 /// code are relative to the end of the instruction, not of the field.
 fn adjusted_addend(r: &Reloc, insn_end: u64) -> i64 {
-    if is_pc_relative(r.r_type) {
-        r.addend + (insn_end - r.offset) as i64
-    } else {
-        r.addend
-    }
+    if is_pc_relative(r.r_type) { r.addend + (insn_end - r.offset) as i64 } else { r.addend }
 }
 
 fn is_pc_relative(r_type: u32) -> bool {
     use crate::elf::rtype::*;
-    matches!(
-        r_type,
-        PC32 | PLT32 | GOTPCREL | GOTPCRELX | REX_GOTPCRELX | PC64
-    )
+    matches!(r_type, PC32 | PLT32 | GOTPCREL | GOTPCRELX | REX_GOTPCRELX | PC64)
+}
+
+/// Relocation types that mean the same reference: a `PLT32` call and a
+/// `PC32` one reach the same function in the kernel (GCC picks one or the
+/// other depending on the callee's binding).
+fn reloc_class(r_type: u32) -> u32 {
+    use crate::elf::rtype::*;
+    if r_type == PLT32 { PC32 } else { r_type }
 }
 
 /// Bytes a relocation of this type writes.
@@ -368,54 +381,35 @@ pub enum Target<'d> {
 }
 
 impl<'d> Target<'d> {
+    /// What relocation `r` refers to; `adjusted` is its addend as an offset
+    /// from the referenced symbol or section start.
     pub fn of_reloc(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64) -> Self {
+        Self::resolve(obj, r, adjusted).0
+    }
+
+    /// Also returns the named symbol a `Target::Symbol` stands for.
+    fn resolve(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64) -> (Self, Option<SymbolId>) {
         let sym = obj.symbol(r.symbol);
         let Some(sec) = obj.symbol_section(sym) else {
-            return Target::Symbol {
-                name: sym.demangled,
-                offset: adjusted,
-            };
+            return (Target::Symbol { name: sym.demangled, offset: adjusted }, Some(sym.id));
         };
-        let at = if sym.kind == SymbolKind::Section {
-            adjusted
-        } else {
-            sym.value as i64 + adjusted
-        };
+        let at = if sym.kind == SymbolKind::Section { adjusted } else { sym.value as i64 + adjusted };
         if sec.is_strings() {
-            return Target::String(
-                u64::try_from(at)
-                    .ok()
-                    .and_then(|o| sec.c_str_at(o))
-                    .unwrap_or_default(),
-            );
+            return (Target::String(u64::try_from(at).ok().and_then(|o| sec.c_str_at(o)).unwrap_or_default()), None);
         }
         if sec.is_constant_pool() {
-            let bytes = usize::try_from(at)
-                .ok()
-                .and_then(|o| sec.data.get(o..o + sec.entsize as usize));
-            return Target::Constant(bytes.unwrap_or_default());
+            let bytes = usize::try_from(at).ok().and_then(|o| sec.data.get(o..o + sec.entsize as usize));
+            return (Target::Constant(bytes.unwrap_or_default()), None);
         }
         if sym.kind != SymbolKind::Section {
-            return Target::Symbol {
-                name: sym.demangled,
-                offset: adjusted,
-            };
+            return (Target::Symbol { name: sym.demangled, offset: adjusted }, Some(sym.id));
         }
-        match u64::try_from(at)
-            .ok()
-            .and_then(|o| obj.symbol_at(sec.id, o))
-        {
+        match u64::try_from(at).ok().and_then(|o| obj.symbol_at(sec.id, o)) {
             Some(id) => {
                 let named = obj.symbol(id);
-                Target::Symbol {
-                    name: named.demangled,
-                    offset: at - named.value as i64,
-                }
+                (Target::Symbol { name: named.demangled, offset: at - named.value as i64 }, Some(id))
             }
-            None => Target::Anonymous {
-                section: strip_numeric_suffix(sec.name),
-                offset: at,
-            },
+            None => (Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: at }, None),
         }
     }
 
@@ -450,22 +444,6 @@ impl std::fmt::Display for Target<'_> {
     }
 }
 
-fn describe_code_address<'d>(obj: &ElfObject<'d>, sec: &Section<'d>, address: u64) -> Target<'d> {
-    match obj.symbol_at(sec.id, address) {
-        Some(id) => {
-            let sym = obj.symbol(id);
-            Target::Symbol {
-                name: sym.demangled,
-                offset: address as i64 - sym.value as i64,
-            }
-        }
-        None => Target::Anonymous {
-            section: strip_numeric_suffix(sec.name),
-            offset: address as i64,
-        },
-    }
-}
-
 fn strip_numeric_suffix(name: &str) -> &str {
     let t = name.trim_end_matches(|c: char| c.is_ascii_digit());
     if t.is_empty() { name } else { t }
@@ -485,22 +463,19 @@ pub fn object_checksum(obj: &ElfObject, id: SymbolId) -> Checksum {
         buf.extend_from_slice(&sec.data[start..end]);
         let relocs = sec.relocs_in(sym.value, sym.end());
         for r in relocs {
-            blank(
-                &mut buf[data_start..],
-                (r.offset - sym.value) as usize,
-                reloc_width(r.r_type),
-            );
+            blank(&mut buf[data_start..], (r.offset - sym.value) as usize, reloc_width(r.r_type));
         }
         for r in relocs {
             buf.extend_from_slice(&(r.offset - sym.value).to_le_bytes());
-            buf.extend_from_slice(&r.r_type.to_le_bytes());
+            buf.extend_from_slice(&reloc_class(r.r_type).to_le_bytes());
             Target::of_reloc(obj, r, r.addend).feed(&mut buf);
         }
     }
     Checksum(xxh3_64(&buf))
 }
 
-fn entry_digest(obj: &ElfObject, entry: &SpecialEntry) -> EntryDigest {
+fn entry_digest(refs: Refs, entry: &SpecialEntry) -> EntryDigest {
+    let obj = refs.obj;
     let sec = obj.section(entry.section);
     let (start, end) = (entry.offset, entry.offset + entry.size);
     let relocs = sec.relocs_in(start, end);
@@ -508,27 +483,19 @@ fn entry_digest(obj: &ElfObject, entry: &SpecialEntry) -> EntryDigest {
     buf.extend_from_slice(sec.name.as_bytes());
     buf.push(0);
     let data_start = buf.len();
-    buf.extend_from_slice(
-        sec.data
-            .get(start as usize..end as usize)
-            .unwrap_or_default(),
-    );
+    buf.extend_from_slice(sec.data.get(start as usize..end as usize).unwrap_or_default());
     for r in relocs {
-        blank(
-            &mut buf[data_start..],
-            (r.offset - start) as usize,
-            reloc_width(r.r_type),
-        );
+        blank(&mut buf[data_start..], (r.offset - start) as usize, reloc_width(r.r_type));
     }
     for r in relocs {
         buf.extend_from_slice(&(r.offset - start).to_le_bytes());
-        buf.extend_from_slice(&r.r_type.to_le_bytes());
+        buf.extend_from_slice(&reloc_class(r.r_type).to_le_bytes());
         let target = obj.symbol(r.symbol);
         let target_sec = obj.symbol_section(target);
         if let Some(repl) = target_sec.filter(|s| s.name == ".altinstr_replacement") {
-            feed_alt_replacement(obj, repl, target.value as i64 + r.addend, entry, &mut buf);
+            feed_alt_replacement(refs, repl, target.value as i64 + r.addend, entry, &mut buf);
         } else {
-            Target::of_reloc(obj, r, r.addend).feed(&mut buf);
+            refs.target(r, r.addend).feed(&mut buf);
         }
     }
     let digest = xxh3_64(&buf);
@@ -539,11 +506,7 @@ fn entry_digest(obj: &ElfObject, entry: &SpecialEntry) -> EntryDigest {
         }
         None => digest,
     };
-    EntryDigest {
-        entry: *entry,
-        digest,
-        without_line,
-    }
+    EntryDigest { entry: *entry, digest, without_line }
 }
 
 /// Offset of the line field within a `__bug_table` entry that has one.
@@ -555,24 +518,14 @@ fn bug_line_field(section: &str, size: u64, relocs: &[Reloc], start: u64) -> Opt
 /// Hash the replacement code of an alternative. Its length is the
 /// `replacementlen` byte of the entry: the last byte of a 14-byte entry
 /// (v4.x+ with 32-bit feature flags), byte 11 of 12/13-byte entries.
-fn feed_alt_replacement(
-    obj: &ElfObject,
-    repl: &Section,
-    at: i64,
-    entry: &SpecialEntry,
-    buf: &mut Vec<u8>,
-) {
-    let alt = obj.section(entry.section);
+fn feed_alt_replacement(refs: Refs, repl: &Section, at: i64, entry: &SpecialEntry, buf: &mut Vec<u8>) {
+    let alt = refs.obj.section(entry.section);
     let len_at = match entry.size {
         14 => 13,
         12 | 13 => 11,
         _ => return buf.push(b'?'),
     };
-    let len = alt
-        .data
-        .get((entry.offset + len_at) as usize)
-        .copied()
-        .unwrap_or(0) as u64;
+    let len = alt.data.get((entry.offset + len_at) as usize).copied().unwrap_or(0) as u64;
     let Ok(start) = u64::try_from(at) else {
         return buf.push(b'?');
     };
@@ -583,15 +536,11 @@ fn feed_alt_replacement(
     buf.extend_from_slice(&repl.data[start as usize..end as usize]);
     let relocs = repl.relocs_in(start, end);
     for r in relocs {
-        blank(
-            &mut buf[data_start..],
-            (r.offset - start) as usize,
-            reloc_width(r.r_type),
-        );
+        blank(&mut buf[data_start..], (r.offset - start) as usize, reloc_width(r.r_type));
     }
     for r in relocs {
         buf.extend_from_slice(&(r.offset - start).to_le_bytes());
-        Target::of_reloc(obj, r, r.addend).feed(buf);
+        refs.target(r, r.addend).feed(buf);
     }
 }
 
@@ -603,10 +552,7 @@ pub fn differs_only_in_lines(a: &Fingerprint, b: &Fingerprint) -> bool {
 }
 
 fn same_but_lines(a: &Fingerprint, b: &Fingerprint) -> bool {
-    if a.insns.len() != b.insns.len()
-        || a.entries.len() != b.entries.len()
-        || a.cold.len() != b.cold.len()
-    {
+    if a.insns.len() != b.insns.len() || a.entries.len() != b.entries.len() || a.cold.len() != b.cold.len() {
         return false;
     }
     let insns_ok = (0..a.insns.len()).all(|i| {
@@ -617,17 +563,8 @@ fn same_but_lines(a: &Fingerprint, b: &Fingerprint) -> bool {
                 && passes_line_to_next_call(&a.insns[i..])
                 && passes_line_to_next_call(&b.insns[i..]))
     });
-    let entries_ok = a
-        .entries
-        .iter()
-        .zip(&b.entries)
-        .all(|(x, y)| x.without_line == y.without_line);
-    insns_ok
-        && entries_ok
-        && a.cold
-            .iter()
-            .zip(&b.cold)
-            .all(|(x, y)| same_but_lines(x, y))
+    let entries_ok = a.entries.iter().zip(&b.entries).all(|(x, y)| x.without_line == y.without_line);
+    insns_ok && entries_ok && a.cold.iter().zip(&b.cold).all(|(x, y)| same_but_lines(x, y))
 }
 
 /// `insns[0]` loads an immediate into a register that the next call takes
@@ -644,51 +581,26 @@ fn passes_line_to_next_call(insns: &[InsnDigest]) -> bool {
         return false;
     };
     let register_ok = rule.line_register.is_none_or(|r| r == register);
-    let file_ok =
-        !rule.needs_file_argument || insns[..call_at].iter().any(|i| i.mentions_source_file);
+    let file_ok = !rule.needs_file_argument || insns[..call_at].iter().any(|i| i.mentions_source_file);
     register_ok && file_ok
 }
 
 /// Where two fingerprints first differ: the instruction (or entry) index.
 #[derive(Debug)]
 pub enum FirstDifference<'a, 'd> {
-    Instruction {
-        orig: Option<&'a InsnDigest<'d>>,
-        patched: Option<&'a InsnDigest<'d>>,
-        index: usize,
-    },
-    Entry {
-        orig: Option<&'a EntryDigest>,
-        patched: Option<&'a EntryDigest>,
-    },
-    Cold {
-        orig: Option<&'a Fingerprint<'d>>,
-        patched: Option<&'a Fingerprint<'d>>,
-    },
+    Instruction { orig: Option<&'a InsnDigest<'d>>, patched: Option<&'a InsnDigest<'d>>, index: usize },
+    Entry { orig: Option<&'a EntryDigest>, patched: Option<&'a EntryDigest> },
+    Cold { orig: Option<&'a Fingerprint<'d>>, patched: Option<&'a Fingerprint<'d>> },
 }
 
-pub fn first_difference<'a, 'd>(
-    a: &'a Fingerprint<'d>,
-    b: &'a Fingerprint<'d>,
-) -> Option<FirstDifference<'a, 'd>> {
+pub fn first_difference<'a, 'd>(a: &'a Fingerprint<'d>, b: &'a Fingerprint<'d>) -> Option<FirstDifference<'a, 'd>> {
     let n = a.insns.len().max(b.insns.len());
-    if let Some(index) =
-        (0..n).find(|&i| a.insns.get(i).map(|x| x.digest) != b.insns.get(i).map(|x| x.digest))
-    {
-        return Some(FirstDifference::Instruction {
-            orig: a.insns.get(index),
-            patched: b.insns.get(index),
-            index,
-        });
+    if let Some(index) = (0..n).find(|&i| a.insns.get(i).map(|x| x.digest) != b.insns.get(i).map(|x| x.digest)) {
+        return Some(FirstDifference::Instruction { orig: a.insns.get(index), patched: b.insns.get(index), index });
     }
     let n = a.entries.len().max(b.entries.len());
-    if let Some(i) =
-        (0..n).find(|&i| a.entries.get(i).map(|x| x.digest) != b.entries.get(i).map(|x| x.digest))
-    {
-        return Some(FirstDifference::Entry {
-            orig: a.entries.get(i),
-            patched: b.entries.get(i),
-        });
+    if let Some(i) = (0..n).find(|&i| a.entries.get(i).map(|x| x.digest) != b.entries.get(i).map(|x| x.digest)) {
+        return Some(FirstDifference::Entry { orig: a.entries.get(i), patched: b.entries.get(i) });
     }
     let n = a.cold.len().max(b.cold.len());
     for i in 0..n {
@@ -721,20 +633,10 @@ pub fn disassemble(obj: &ElfObject, func: SymbolId, offset: u64) -> String {
     IntelFormatter::new().format(&insn, &mut text);
     let bytes = &code[..insn.len()];
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut line = format!(
-        "{}+{:#x}: {:<24} {}",
-        sym.name,
-        offset - sym.value,
-        hex.join(" "),
-        text
-    );
+    let mut line = format!("{}+{:#x}: {:<24} {}", sym.name, offset - sym.value, hex.join(" "), text);
     for r in sec.relocs_in(offset, offset + insn.len() as u64) {
         let adjusted = adjusted_addend(r, offset + insn.len() as u64);
-        line.push_str(&format!(
-            "  [{} -> {}]",
-            reloc_type_name(r.r_type),
-            Target::of_reloc(obj, r, adjusted)
-        ));
+        line.push_str(&format!("  [{} -> {}]", reloc_type_name(r.r_type), Target::of_reloc(obj, r, adjusted)));
     }
     line
 }

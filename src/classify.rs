@@ -12,7 +12,7 @@
 //! `.cold` parts are never reported on their own: they are folded into their
 //! parent's checksum and travel with it.
 
-use crate::checksum::{self, Checksums, ColdChildren};
+use crate::checksum::{self, Checksums, ColdChildren, Fingerprint, Refs};
 use crate::correlate::{Twins, is_correlatable};
 use crate::elf::{ElfObject, Symbol, SymbolId, SymbolKind};
 use crate::special::SpecialIndex;
@@ -118,10 +118,7 @@ impl Ignores {
                 })
                 .collect()
         };
-        Ignores {
-            functions: targets(".kpatch.ignore.functions"),
-            sections: targets(".kpatch.ignore.sections"),
-        }
+        Ignores { functions: targets(".kpatch.ignore.functions"), sections: targets(".kpatch.ignore.sections") }
     }
 
     fn function(&self, sym: &Symbol) -> bool {
@@ -135,46 +132,48 @@ impl Ignores {
 
 /// Data sections whose contents are metadata, not state of the running kernel.
 fn is_metadata_section(name: &str) -> bool {
-    const PREFIXES: &[&str] = &[
-        ".modinfo",
-        ".discard",
-        "__ksymtab",
-        "___ksymtab",
-        "__kcrctab",
-        ".comment",
-        ".note",
-        ".debug",
-        ".kpatch.",
-    ];
+    const PREFIXES: &[&str] =
+        &[".modinfo", ".discard", "__ksymtab", "___ksymtab", "__kcrctab", ".comment", ".note", ".debug", ".kpatch."];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 pub fn classify(orig: &Side, patched: &Side, twins: &Twins) -> Changes {
     let ignores = Ignores::of(patched.obj);
-    let mut changes = Changes {
-        ignored_sections: ignores.sections.clone(),
-        ..Default::default()
-    };
+    let mut changes = Changes::default();
     for sym in &patched.obj.symbols {
         match twins.of_patched(sym.id) {
-            Some(o) => classify_pair(orig, patched, o, sym, &ignores, &mut changes),
+            Some(o) => classify_pair(orig, patched, twins, o, sym, &ignores, &mut changes),
             None => classify_new(patched.obj, sym, &mut changes),
         }
     }
     for sym in &orig.obj.symbols {
-        if twins.of_orig(sym.id).is_none()
-            && is_reportable_function(orig.obj, sym)
-            && is_correlatable(orig.obj, sym)
-        {
+        if twins.of_orig(sym.id).is_none() && is_reportable_function(orig.obj, sym) && is_correlatable(orig.obj, sym) {
             changes.removed.push(sym.id);
         }
     }
     changes
 }
 
+/// The fingerprints of twin functions `o` and `p`, the patched one with its
+/// references named after their original twins.
+pub fn twin_fingerprints<'d>(
+    orig: &Side<'_, 'd>,
+    patched: &Side<'_, 'd>,
+    twins: &Twins,
+    o: SymbolId,
+    p: SymbolId,
+) -> (Fingerprint<'d>, Fingerprint<'d>) {
+    let orig_obj = orig.obj;
+    let rename = |id: SymbolId| twins.of_patched(id).map(|t| orig_obj.symbol(t).demangled);
+    let fa = checksum::function_fingerprint(Refs::plain(orig.obj), orig.specials, orig.cold, o);
+    let fb = checksum::function_fingerprint(Refs::renamed(patched.obj, &rename), patched.specials, patched.cold, p);
+    (fa, fb)
+}
+
 fn classify_pair(
     orig: &Side,
     patched: &Side,
+    twins: &Twins,
     o: SymbolId,
     p: &Symbol,
     ignores: &Ignores,
@@ -186,14 +185,18 @@ fn classify_pair(
     }
     let section = patched.obj.symbol_section(p).map_or("", |s| s.name);
     if ignores.section(section) {
+        if !changes.ignored_sections.iter().any(|s| s == section) {
+            changes.ignored_sections.push(section.to_owned());
+        }
         return;
     }
     if is_reportable_function(patched.obj, p) && ignores.function(p) {
         changes.ignored.push(p.id);
     } else if is_reportable_function(patched.obj, p) {
-        let fa = checksum::function_fingerprint(orig.obj, orig.specials, orig.cold, o);
-        let fb = checksum::function_fingerprint(patched.obj, patched.specials, patched.cold, p.id);
-        if checksum::differs_only_in_lines(&fa, &fb) {
+        let (fa, fb) = twin_fingerprints(orig, patched, twins, o, p.id);
+        if fa.checksum() == fb.checksum() {
+            // The only differences were references to renamed twins.
+        } else if checksum::differs_only_in_lines(&fa, &fb) {
             changes.line_only.push(p.id);
         } else if is_init_section(section) {
             changes.refusals.push(Refusal {
@@ -204,9 +207,7 @@ fn classify_pair(
         } else {
             changes.changed.push(p.id);
         }
-    } else if matches!(p.kind, SymbolKind::Object | SymbolKind::Tls)
-        && !is_metadata_section(section)
-    {
+    } else if matches!(p.kind, SymbolKind::Object | SymbolKind::Tls) && !is_metadata_section(section) {
         changes.refusals.push(Refusal {
             kind: RefusalKind::ChangedData,
             symbol: p.name.into(),

@@ -29,6 +29,8 @@ pub enum PairReason {
     SameFile,
     Checksum,
     Position,
+    /// An IPA clone renamed (`foo.isra.0` -> `foo.constprop.0.isra.0`) with identical code.
+    CloneRename,
 }
 
 /// A pair of original and patched symbol.
@@ -95,8 +97,7 @@ fn is_uncorrelated_section(name: &str) -> bool {
 
 /// False for symbols that never get a twin (spec §3.3).
 pub fn is_correlatable(obj: &ElfObject, sym: &Symbol) -> bool {
-    if sym.id == 0 || matches!(sym.kind, SymbolKind::File | SymbolKind::Section) || sym.is_prefix()
-    {
+    if sym.id == 0 || matches!(sym.kind, SymbolKind::File | SymbolKind::Section) || sym.is_prefix() {
         return false;
     }
     if sym.placement == Placement::Absolute || sym.name.is_empty() {
@@ -127,18 +128,11 @@ pub fn is_correlatable(obj: &ElfObject, sym: &Symbol) -> bool {
 
 fn is_uncorrelated_static(name: &str) -> bool {
     let base = crate::elf::demangle(name);
-    UNCORRELATED_STATICS
-        .iter()
-        .any(|s| base == *s || base.ends_with(&format!(".{s}")))
+    UNCORRELATED_STATICS.iter().any(|s| base == *s || base.ends_with(&format!(".{s}")))
 }
 
 /// Pair the symbols of `orig` and `patched`.
-pub fn correlate(
-    orig: &ElfObject,
-    patched: &ElfObject,
-    orig_sums: &Checksums,
-    patched_sums: &Checksums,
-) -> Twins {
+pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, patched_sums: &Checksums) -> Twins {
     let mut twins = Twins {
         orig_to_patched: vec![None; orig.symbols.len()],
         patched_to_orig: vec![None; patched.symbols.len()],
@@ -146,30 +140,20 @@ pub fn correlate(
         ambiguities: Vec::new(),
     };
     for (o, p) in pair_files(orig, patched) {
-        twins.add(Twin {
-            orig: o,
-            patched: p,
-            reason: PairReason::File,
-        });
+        twins.add(Twin { orig: o, patched: p, reason: PairReason::File });
     }
-    let file_twin: HashMap<SymbolId, SymbolId> =
-        twins.pairs.iter().map(|t| (t.orig, t.patched)).collect();
+    // Patched FILE -> original FILE, to express both sides' files in one namespace.
+    let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched, t.orig)).collect();
     let groups = group_by_name(orig, patched);
-    let ctx = Ctx {
-        orig,
-        patched,
-        orig_sums,
-        patched_sums,
-        file_twin: &file_twin,
-    };
-    let results: Vec<(Vec<Twin>, Option<Ambiguity>)> =
-        groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
+    let ctx = Ctx { orig, patched, orig_sums, patched_sums, orig_file_of: &orig_file_of };
+    let results: Vec<(Vec<Twin>, Option<Ambiguity>)> = groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
     for (pairs, ambiguity) in results {
         for t in pairs {
             twins.add(t);
         }
         twins.ambiguities.extend(ambiguity);
     }
+    ctx.pair_clone_renames(&mut twins);
     twins.pairs.sort_by_key(|t| t.patched);
     twins.ambiguities.sort_by(|a, b| a.name.cmp(&b.name));
     twins
@@ -187,6 +171,10 @@ impl Twins {
 /// disagree, skip whichever side reaches agreement again sooner (a file
 /// added or removed by the patch).
 fn pair_files(orig: &ElfObject, patched: &ElfObject) -> Vec<(SymbolId, SymbolId)> {
+    // One translation unit compiled under another name is still one file.
+    if let ([o], [p]) = (orig.files.as_slice(), patched.files.as_slice()) {
+        return vec![(*o, *p)];
+    }
     let name_o = |i: usize| orig.symbol(orig.files[i]).name;
     let name_p = |j: usize| patched.symbol(patched.files[j]).name;
     let (no, np) = (orig.files.len(), patched.files.len());
@@ -224,24 +212,15 @@ fn group_by_name<'d>(orig: &ElfObject<'d>, patched: &ElfObject<'d>) -> Vec<Group
     let mut map: HashMap<(&'d str, SymbolKind), Group<'d>> = HashMap::new();
     for (side, obj) in [(0, orig), (1, patched)] {
         for sym in obj.symbols.iter().filter(|s| is_correlatable(obj, s)) {
-            let g = map
-                .entry((sym.demangled, sym.kind))
-                .or_insert_with(|| Group {
-                    name: sym.demangled,
-                    orig: Vec::new(),
-                    patched: Vec::new(),
-                });
-            if side == 0 {
-                g.orig.push(sym.id)
-            } else {
-                g.patched.push(sym.id)
-            }
+            let g = map.entry((sym.demangled, sym.kind)).or_insert_with(|| Group {
+                name: sym.demangled,
+                orig: Vec::new(),
+                patched: Vec::new(),
+            });
+            if side == 0 { g.orig.push(sym.id) } else { g.patched.push(sym.id) }
         }
     }
-    let mut groups: Vec<Group> = map
-        .into_values()
-        .filter(|g| !g.orig.is_empty() && !g.patched.is_empty())
-        .collect();
+    let mut groups: Vec<Group> = map.into_values().filter(|g| !g.orig.is_empty() && !g.patched.is_empty()).collect();
     groups.sort_by_key(|g| g.orig[0]);
     groups
 }
@@ -251,7 +230,7 @@ struct Ctx<'a, 'd> {
     patched: &'a ElfObject<'d>,
     orig_sums: &'a Checksums,
     patched_sums: &'a Checksums,
-    file_twin: &'a HashMap<SymbolId, SymbolId>,
+    orig_file_of: &'a HashMap<SymbolId, SymbolId>,
 }
 
 /// What a symbol looks like to the funnel, with the patched side's FILE
@@ -279,9 +258,9 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn traits_patched(&self, id: SymbolId, orig_file_of: &HashMap<SymbolId, SymbolId>) -> Traits {
+    fn traits_patched(&self, id: SymbolId) -> Traits {
         let s = self.patched.symbol(id);
-        let file = s.file.and_then(|f| orig_file_of.get(&f).copied());
+        let file = s.file.and_then(|f| self.orig_file_of.get(&f).copied());
         Traits {
             local: s.is_local(),
             file,
@@ -292,18 +271,8 @@ impl Ctx<'_, '_> {
     }
 
     fn pair_group(&self, g: Group) -> (Vec<Twin>, Option<Ambiguity>) {
-        let orig_file_of: HashMap<SymbolId, SymbolId> =
-            self.file_twin.iter().map(|(&o, &p)| (p, o)).collect();
-        let mut o: Vec<(SymbolId, Traits)> = g
-            .orig
-            .iter()
-            .map(|&id| (id, self.traits_orig(id)))
-            .collect();
-        let mut p: Vec<(SymbolId, Traits)> = g
-            .patched
-            .iter()
-            .map(|&id| (id, self.traits_patched(id, &orig_file_of)))
-            .collect();
+        let mut o: Vec<(SymbolId, Traits)> = g.orig.iter().map(|&id| (id, self.traits_orig(id))).collect();
+        let mut p: Vec<(SymbolId, Traits)> = g.patched.iter().map(|&id| (id, self.traits_patched(id))).collect();
         let mut pairs = Vec::new();
         let mut progress = true;
         while progress {
@@ -311,11 +280,7 @@ impl Ctx<'_, '_> {
             let mut oi = 0;
             while oi < o.len() {
                 if let Some((pi, reason)) = funnel(&o[oi].1, &o, &p) {
-                    pairs.push(Twin {
-                        orig: o[oi].0,
-                        patched: p[pi].0,
-                        reason,
-                    });
+                    pairs.push(Twin { orig: o[oi].0, patched: p[pi].0, reason });
                     o.remove(oi);
                     p.remove(pi);
                     progress = true;
@@ -332,6 +297,52 @@ impl Ctx<'_, '_> {
         });
         (pairs, ambiguity)
     }
+}
+
+impl Ctx<'_, '_> {
+    /// GCC renames an IPA clone when the set of optimisations applied to it
+    /// changes, even if its code does not. Among symbols still without twin,
+    /// pair those with the same base name (before the first `.`), type,
+    /// file, size and checksum, when exactly one of each side qualifies.
+    fn pair_clone_renames(&self, twins: &mut Twins) {
+        let free = |obj: &ElfObject, id: SymbolId, paired: bool| {
+            let s = obj.symbol(id);
+            !paired && s.kind == SymbolKind::Func && s.name.contains('.') && is_correlatable(obj, s)
+        };
+        type Candidates = (Vec<SymbolId>, Vec<SymbolId>);
+        let mut by_stem: HashMap<(&str, Option<u64>), Candidates> = HashMap::new();
+        for s in &self.orig.symbols {
+            if free(self.orig, s.id, twins.of_orig(s.id).is_some()) {
+                let key = (stem(s.name), self.orig_sums.get(s.id).map(|c| c.0));
+                by_stem.entry(key).or_default().0.push(s.id);
+            }
+        }
+        for s in &self.patched.symbols {
+            if free(self.patched, s.id, twins.of_patched(s.id).is_some()) {
+                let key = (stem(s.name), self.patched_sums.get(s.id).map(|c| c.0));
+                if let Some(entry) = by_stem.get_mut(&key) {
+                    entry.1.push(s.id);
+                }
+            }
+        }
+        let mut found: Vec<Twin> = by_stem
+            .into_iter()
+            .filter(|((_, sum), (o, p))| sum.is_some() && o.len() == 1 && p.len() == 1)
+            .filter(|(_, (o, p))| {
+                let (a, b) = (self.traits_orig(o[0]), self.traits_patched(p[0]));
+                same_file_strict(&a, &b) || (a.file.is_none() && b.file.is_none())
+            })
+            .map(|(_, (o, p))| Twin { orig: o[0], patched: p[0], reason: PairReason::CloneRename })
+            .collect();
+        found.sort_by_key(|t| t.orig);
+        for t in found {
+            twins.add(t);
+        }
+    }
+}
+
+fn stem(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
 }
 
 /// Could `o` and `p` be the same symbol, as far as files tell?
@@ -353,33 +364,19 @@ fn same_file_strict(o: &Traits, p: &Traits) -> bool {
 type Level = fn(&Traits, &Traits) -> bool;
 
 /// The funnel: for original `t`, the patched candidate it pairs with.
-fn funnel(
-    t: &Traits,
-    o: &[(SymbolId, Traits)],
-    p: &[(SymbolId, Traits)],
-) -> Option<(usize, PairReason)> {
+fn funnel(t: &Traits, o: &[(SymbolId, Traits)], p: &[(SymbolId, Traits)]) -> Option<(usize, PairReason)> {
     let levels: [(Level, PairReason); 4] = [
         (maybe_same_file, PairReason::Name),
-        (
-            |a, b| maybe_same_file(a, b) && a.local == b.local,
-            PairReason::Locality,
-        ),
+        (|a, b| maybe_same_file(a, b) && a.local == b.local, PairReason::Locality),
         (same_file_strict, PairReason::SameFile),
         (
-            |a, b| {
-                same_file_strict(a, b)
-                    && a.size == b.size
-                    && a.checksum.is_some()
-                    && a.checksum == b.checksum
-            },
+            |a, b| same_file_strict(a, b) && a.size == b.size && a.checksum.is_some() && a.checksum == b.checksum,
             PairReason::Checksum,
         ),
     ];
     for (accept, reason) in levels {
         let mut patched = p.iter().enumerate().filter(|(_, (_, q))| accept(t, q));
-        let Some((pi, (_, q))) = patched.next() else {
-            return None;
-        };
+        let (pi, (_, q)) = patched.next()?;
         if patched.next().is_some() {
             continue;
         }
@@ -395,13 +392,8 @@ fn funnel(
 /// Last resort (spec §3.4 step 3): within one FILE and locality, the k-th
 /// remaining original pairs with the k-th remaining patched symbol when both
 /// sides have the same count (e.g. many `__quirk` statics in one file).
-fn pair_by_position(
-    o: &mut Vec<(SymbolId, Traits)>,
-    p: &mut Vec<(SymbolId, Traits)>,
-    pairs: &mut Vec<Twin>,
-) {
-    let mut keys: Vec<(bool, Option<SymbolId>)> =
-        o.iter().map(|(_, t)| (t.local, t.file)).collect();
+fn pair_by_position(o: &mut Vec<(SymbolId, Traits)>, p: &mut Vec<(SymbolId, Traits)>, pairs: &mut Vec<Twin>) {
+    let mut keys: Vec<(bool, Option<SymbolId>)> = o.iter().map(|(_, t)| (t.local, t.file)).collect();
     keys.dedup();
     for key in keys {
         let matches = |t: &Traits| (t.local, t.file) == key && !t.unpaired_file;
@@ -411,11 +403,7 @@ fn pair_by_position(
             continue;
         }
         for (&a, &b) in oi.iter().zip(&pi) {
-            pairs.push(Twin {
-                orig: o[a].0,
-                patched: p[b].0,
-                reason: PairReason::Position,
-            });
+            pairs.push(Twin { orig: o[a].0, patched: p[b].0, reason: PairReason::Position });
         }
         remove_indices(o, &oi);
         remove_indices(p, &pi);

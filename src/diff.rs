@@ -34,16 +34,7 @@ pub struct Analyzed<'d> {
 
 impl<'d> Analyzed<'d> {
     fn side(&self) -> Side<'_, 'd> {
-        Side {
-            obj: &self.obj,
-            sums: &self.sums,
-            specials: &self.specials,
-            cold: &self.cold,
-        }
-    }
-
-    pub fn fingerprint(&self, id: SymbolId) -> checksum::Fingerprint<'d> {
-        checksum::function_fingerprint(&self.obj, &self.specials, &self.cold, id)
+        Side { obj: &self.obj, sums: &self.sums, specials: &self.specials, cold: &self.cold }
     }
 }
 
@@ -70,19 +61,12 @@ fn read_side<'d>(
     let obj = file.parse()?;
     times.0 = t.elapsed();
     let t = Instant::now();
-    let specials = SpecialIndex::build(&obj, &opts.entry_sizes).map_err(|message| ReadError {
-        path: file.path().to_owned(),
-        message,
-    })?;
+    let specials = SpecialIndex::build(&obj, &opts.entry_sizes)
+        .map_err(|message| ReadError { path: file.path().to_owned(), message })?;
     let cold = checksum::cold_children(&obj);
     let sums = checksum::compute(&obj, &specials, &cold);
     times.1 = t.elapsed();
-    Ok(Analyzed {
-        obj,
-        specials,
-        cold,
-        sums,
-    })
+    Ok(Analyzed { obj, specials, cold, sums })
 }
 
 pub fn analyze<'d>(
@@ -91,29 +75,16 @@ pub fn analyze<'d>(
     opts: &DiffOptions,
 ) -> Result<Analysis<'d>, ReadError> {
     let (mut to, mut tp) = Default::default();
-    let (o, p) = rayon::join(
-        || read_side(orig, opts, &mut to),
-        || read_side(patched, opts, &mut tp),
-    );
+    let (o, p) = rayon::join(|| read_side(orig, opts, &mut to), || read_side(patched, opts, &mut tp));
     let (orig, patched) = (o?, p?);
-    let mut times = StageTimes {
-        read_ms: ms(to.0.max(tp.0)),
-        checksum_ms: ms(to.1.max(tp.1)),
-        ..Default::default()
-    };
+    let mut times = StageTimes { read_ms: ms(to.0.max(tp.0)), checksum_ms: ms(to.1.max(tp.1)), ..Default::default() };
     let t = Instant::now();
     let twins = correlate::correlate(&orig.obj, &patched.obj, &orig.sums, &patched.sums);
     times.correlate_ms = ms(t.elapsed());
     let t = Instant::now();
     let changes = classify::classify(&orig.side(), &patched.side(), &twins);
     times.classify_ms = ms(t.elapsed());
-    Ok(Analysis {
-        orig,
-        patched,
-        twins,
-        changes,
-        times,
-    })
+    Ok(Analysis { orig, patched, twins, changes, times })
 }
 
 /// The machine-readable report of `klp diff`.
@@ -144,11 +115,7 @@ impl Analysis<'_> {
     pub fn report(&self, objname: &str) -> DiffReport {
         let p = &self.patched.obj;
         let o = &self.orig.obj;
-        let names = |obj: &ElfObject, ids: &[SymbolId]| {
-            ids.iter()
-                .map(|&id| obj.symbol(id).name.to_owned())
-                .collect()
-        };
+        let names = |obj: &ElfObject, ids: &[SymbolId]| ids.iter().map(|&id| obj.symbol(id).name.to_owned()).collect();
         DiffReport {
             objname: objname.to_owned(),
             changed: names(p, &self.changes.changed),
@@ -185,11 +152,9 @@ impl Analysis<'_> {
             .find(|&id| classify::is_reportable_function(p, p.symbol(id)))
             .ok_or_else(|| format!("--explain {name}: no such function in the patched object"))?;
         let Some(twin) = self.twins.of_patched(id) else {
-            return Ok(format!(
-                "{name}: new function (no original to compare with)"
-            ));
+            return Ok(format!("{name}: new function (no original to compare with)"));
         };
-        let (a, b) = (self.orig.fingerprint(twin), self.patched.fingerprint(id));
+        let (a, b) = classify::twin_fingerprints(&self.orig.side(), &self.patched.side(), &self.twins, twin, id);
         let o = &self.orig.obj;
         let line = |obj: &ElfObject, f: Option<&checksum::InsnDigest>, func: SymbolId| match f {
             Some(i) => checksum::disassemble(obj, func, i.offset),
@@ -197,11 +162,7 @@ impl Analysis<'_> {
         };
         Ok(match checksum::first_difference(&a, &b) {
             None => format!("{name}: no difference"),
-            Some(FirstDifference::Instruction {
-                orig,
-                patched,
-                index,
-            }) => format!(
+            Some(FirstDifference::Instruction { orig, patched, index }) => format!(
                 "{name}: first difference at instruction #{index}\n  orig:    {}\n  patched: {}",
                 line(o, orig, a.function),
                 line(p, patched, b.function)
@@ -209,11 +170,7 @@ impl Analysis<'_> {
             Some(FirstDifference::Entry { orig, patched }) => {
                 let show = |obj: &ElfObject, e: Option<&checksum::EntryDigest>| {
                     e.map_or("(none)".to_owned(), |e| {
-                        format!(
-                            "{}+{:#x}",
-                            obj.section(e.entry.section).name,
-                            e.entry.offset
-                        )
+                        format!("{}+{:#x}", obj.section(e.entry.section).name, e.entry.offset)
                     })
                 };
                 format!(
@@ -234,11 +191,7 @@ impl Analysis<'_> {
 }
 
 /// Diff two object files and produce the report.
-pub fn diff_files(
-    orig: &Path,
-    patched: &Path,
-    opts: &DiffOptions,
-) -> Result<DiffReport, ReadError> {
+pub fn diff_files(orig: &Path, patched: &Path, opts: &DiffOptions) -> Result<DiffReport, ReadError> {
     let (fo, fp) = (MappedFile::open(orig)?, MappedFile::open(patched)?);
     let analysis = analyze(&fo, &fp, opts)?;
     Ok(analysis.report(&orig.display().to_string()))

@@ -41,15 +41,9 @@ pub struct MappedFile {
 
 impl MappedFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let err = |message: String| ReadError {
-            path: path.to_owned(),
-            message,
-        };
+        let err = |message: String| ReadError { path: path.to_owned(), message };
         let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-        let len = file
-            .metadata()
-            .map_err(|e| err(format!("cannot stat: {e}")))?
-            .len();
+        let len = file.metadata().map_err(|e| err(format!("cannot stat: {e}")))?.len();
         // An empty file cannot be mapped; keep it as an empty slice so parsing
         // reports it like any other bad input.
         let map = if len == 0 {
@@ -59,10 +53,7 @@ impl MappedFile {
             // build outputs we assume nobody truncates it while we run.
             Some(unsafe { Mmap::map(&file) }.map_err(|e| err(format!("cannot map: {e}")))?)
         };
-        Ok(MappedFile {
-            path: path.to_owned(),
-            map,
-        })
+        Ok(MappedFile { path: path.to_owned(), map })
     }
 
     pub fn path(&self) -> &Path {
@@ -147,16 +138,12 @@ impl Symbol<'_> {
     }
     /// A `.cold` part split out of its parent function.
     pub fn is_cold_child(&self) -> bool {
-        self.kind != SymbolKind::Section
-            && self.name.contains(".cold")
-            && !self.name.starts_with(".klp.sym")
+        self.kind != SymbolKind::Section && self.name.contains(".cold") && !self.name.starts_with(".klp.sym")
     }
 }
 
 pub fn is_prefix_name(name: &str) -> bool {
-    ["__pfx_", "__cfi_", "__pi___pfx_", "__pi___cfi_"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    ["__pfx_", "__cfi_", "__pi___pfx_", "__pi___cfi_"].iter().any(|p| name.starts_with(p))
 }
 
 /// x86-64 relocation types as raw values (the `object` crate wraps them in
@@ -218,20 +205,20 @@ pub struct Section<'data> {
 
 impl<'data> Section<'data> {
     pub fn is_exec(&self) -> bool {
-        self.flags & u64::from(elf::SHF_EXECINSTR.0) != 0
+        self.flags & elf::SHF_EXECINSTR.0 != 0
     }
     pub fn is_alloc(&self) -> bool {
-        self.flags & u64::from(elf::SHF_ALLOC.0) != 0
+        self.flags & elf::SHF_ALLOC.0 != 0
     }
     pub fn is_strings(&self) -> bool {
-        self.flags & u64::from(elf::SHF_STRINGS.0) != 0
+        self.flags & elf::SHF_STRINGS.0 != 0
     }
     pub fn is_nobits(&self) -> bool {
         self.sh_type == elf::SHT_NOBITS.0
     }
     /// Merge-able constant pool (`.rodata.cst16` and the like).
     pub fn is_constant_pool(&self) -> bool {
-        !self.is_strings() && self.flags & u64::from(elf::SHF_MERGE.0) != 0 && self.entsize > 0
+        !self.is_strings() && self.flags & elf::SHF_MERGE.0 != 0 && self.entsize > 0
     }
     /// Symbols defined in this section, sorted by value.
     pub fn symbols(&self) -> &[SymbolId] {
@@ -266,26 +253,18 @@ pub struct ElfObject<'data> {
 
 impl<'data> ElfObject<'data> {
     pub fn parse(path: &Path, data: &'data [u8]) -> Result<Self> {
-        let err = |message: String| ReadError {
-            path: path.to_owned(),
-            message,
-        };
+        let err = |message: String| ReadError { path: path.to_owned(), message };
         let header = check_header(data).map_err(err)?;
         let endian = LE;
-        let table = header
-            .sections(endian, data)
-            .map_err(|e| err(format!("cannot read the section header table: {e}")))?;
+        let table =
+            header.sections(endian, data).map_err(|e| err(format!("cannot read the section header table: {e}")))?;
         let mut sections = read_sections(&table, data).map_err(err)?;
         let symbols = read_symbols(&table, data, sections.len()).map_err(err)?;
         attach_relocations(&table, data, &mut sections, &symbols).map_err(err)?;
         index_section_symbols(&mut sections, &symbols);
         let mut obj = ElfObject {
             path: path.to_owned(),
-            files: symbols
-                .iter()
-                .filter(|s| s.kind == SymbolKind::File)
-                .map(|s| s.id)
-                .collect(),
+            files: symbols.iter().filter(|s| s.kind == SymbolKind::File).map(|s| s.id).collect(),
             by_name: HashMap::with_capacity(symbols.len()),
             by_demangled: HashMap::with_capacity(symbols.len()),
             section_by_name: HashMap::with_capacity(sections.len()),
@@ -344,9 +323,7 @@ impl<'data> ElfObject<'data> {
     /// is accepted only when nothing covers the offset.
     pub fn symbol_at(&self, section: SectionId, offset: u64) -> Option<SymbolId> {
         let sec = self.section(section);
-        let upto = sec
-            .symbols
-            .partition_point(|&id| self.symbol(id).value <= offset);
+        let upto = sec.symbols.partition_point(|&id| self.symbol(id).value <= offset);
         let mut best: Option<(u8, SymbolId)> = None;
         for i in (0..upto).rev() {
             if sec.max_end[i] < offset {
@@ -385,12 +362,7 @@ impl<'data> ElfObject<'data> {
             .iter()
             .filter(is_func)
             .find(|&&id| self.symbol(id).is_local() && self.symbol(id).file == c.file)
-            .or_else(|| {
-                candidates
-                    .iter()
-                    .filter(is_func)
-                    .find(|&&id| !self.symbol(id).is_local())
-            })
+            .or_else(|| candidates.iter().filter(is_func).find(|&&id| !self.symbol(id).is_local()))
             .copied()
     }
 
@@ -468,10 +440,7 @@ fn check_header(data: &[u8]) -> std::result::Result<&FileHeader64<LE>, String> {
     Ok(header)
 }
 
-fn utf8<'d>(
-    bytes: &'d [u8],
-    what: impl FnOnce() -> String,
-) -> std::result::Result<&'d str, String> {
+fn utf8<'d>(bytes: &'d [u8], what: impl FnOnce() -> String) -> std::result::Result<&'d str, String> {
     std::str::from_utf8(bytes).map_err(|_| format!("{} is not valid UTF-8", what()))
 }
 
@@ -484,10 +453,7 @@ fn read_sections<'d>(
         .enumerate()
         .map(|(i, sh): (usize, &SectionHeader64<LE>)| {
             let raw_name = table.section_name(LE, sh).map_err(|_| {
-                format!(
-                    "section #{i}: name offset {:#x} is outside the section name table",
-                    sh.sh_name(LE)
-                )
+                format!("section #{i}: name offset {:#x} is outside the section name table", sh.sh_name(LE))
             })?;
             let name = utf8(raw_name, || format!("section #{i} name"))?;
             let sec_data = if sh.sh_type(LE) == elf::SHT_NOBITS {
@@ -527,20 +493,15 @@ fn read_symbols<'d>(
     data: &'d [u8],
     nsections: usize,
 ) -> std::result::Result<Vec<Symbol<'d>>, String> {
-    let symtab = table
-        .symbols(LE, data, elf::SHT_SYMTAB)
-        .map_err(|e| format!("cannot read .symtab: {e}"))?;
+    let symtab = table.symbols(LE, data, elf::SHT_SYMTAB).map_err(|e| format!("cannot read .symtab: {e}"))?;
     let strings = symtab.strings();
     let mut out = Vec::with_capacity(symtab.len());
     let mut current_file = None;
     for (i, sym) in symtab.iter().enumerate() {
         let sym: &Sym64<LE> = sym;
-        let raw = strings.get(sym.st_name(LE)).map_err(|_| {
-            format!(
-                "symbol #{i}: name offset {:#x} is outside the string table",
-                sym.st_name(LE)
-            )
-        })?;
+        let raw = strings
+            .get(sym.st_name(LE))
+            .map_err(|_| format!("symbol #{i}: name offset {:#x} is outside the string table", sym.st_name(LE)))?;
         let name = utf8(raw, || format!("symbol #{i} name"))?;
         let kind = match sym.st_type() {
             elf::STT_NOTYPE => SymbolKind::NoType,
@@ -561,12 +522,11 @@ fn read_symbols<'d>(
         if kind == SymbolKind::File {
             current_file = Some(i as SymbolId);
         }
-        let file =
-            if bind == Binding::Local && kind != SymbolKind::File && kind != SymbolKind::Section {
-                current_file
-            } else {
-                None
-            };
+        let file = if bind == Binding::Local && kind != SymbolKind::File && kind != SymbolKind::Section {
+            current_file
+        } else {
+            None
+        };
         out.push(Symbol {
             id: i as SymbolId,
             name,
@@ -597,11 +557,10 @@ fn placement_of<'d>(
     } else if shndx == elf::SHN_COMMON {
         return Ok(Placement::Common);
     } else if shndx == elf::SHN_XINDEX {
-        symtab.shndx(LE, object::SymbolIndex(i)).ok_or_else(|| {
-            format!(
-                "symbol #{i} '{name}' uses SHN_XINDEX but there is no .symtab_shndx entry for it"
-            )
-        })? as usize
+        symtab
+            .shndx(LE, object::SymbolIndex(i))
+            .ok_or_else(|| format!("symbol #{i} '{name}' uses SHN_XINDEX but there is no .symtab_shndx entry for it"))?
+            as usize
     } else if shndx.is_reserved() {
         return Ok(Placement::Reserved(shndx.0));
     } else {
@@ -621,11 +580,8 @@ fn attach_relocations<'d>(
     sections: &mut [Section<'d>],
     symbols: &[Symbol<'d>],
 ) -> std::result::Result<(), String> {
-    let rela_sections: Vec<(usize, &SectionHeader64<LE>)> = table
-        .iter()
-        .enumerate()
-        .filter(|(_, sh)| sh.sh_type(LE) == elf::SHT_RELA)
-        .collect();
+    let rela_sections: Vec<(usize, &SectionHeader64<LE>)> =
+        table.iter().enumerate().filter(|(_, sh)| sh.sh_type(LE) == elf::SHT_RELA).collect();
     let nsections = sections.len();
     let parsed: Vec<(usize, usize, Vec<Reloc>)> = rela_sections
         .par_iter()
@@ -697,8 +653,7 @@ fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) {
         }
     }
     sections.par_iter_mut().for_each(|sec| {
-        sec.symbols
-            .sort_by_key(|&id| (symbols[id as usize].value, id));
+        sec.symbols.sort_by_key(|&id| (symbols[id as usize].value, id));
         let mut max_end = 0;
         sec.max_end = sec
             .symbols
@@ -731,9 +686,6 @@ mod tests {
     fn module_names_are_normalised() {
         assert_eq!(module_name_from_path("vmlinux.o"), "vmlinux");
         assert_eq!(module_name_from_path("fs/xfs/xfs.o"), "xfs");
-        assert_eq!(
-            module_name_from_path("arch/x86/kvm/kvm-intel.o"),
-            "kvm_intel"
-        );
+        assert_eq!(module_name_from_path("arch/x86/kvm/kvm-intel.o"), "kvm_intel");
     }
 }

@@ -55,20 +55,10 @@ const EXIT_UNPATCHABLE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Diff {
-            orig,
-            patched,
-            out,
-            json,
-            explain,
-            entsize,
-            timings,
-        } => run_diff(&orig, &patched, &out, json, &explain, &entsize, timings),
-        Command::Checksum {
-            object,
-            json,
-            entsize,
-        } => run_checksum(&object, json, &entsize),
+        Command::Diff { orig, patched, out, json, explain, entsize, timings } => {
+            run_diff(&orig, &patched, &out, json, &explain, &entsize, timings)
+        }
+        Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
     };
     match result {
         Ok(code) => code,
@@ -96,9 +86,7 @@ fn run_diff(
     entsize: &[String],
     timings: bool,
 ) -> anyhow::Result<ExitCode> {
-    let opts = DiffOptions {
-        entry_sizes: entry_sizes(entsize)?,
-    };
+    let opts = DiffOptions { entry_sizes: entry_sizes(entsize)? };
     let (fo, fp) = (MappedFile::open(orig)?, MappedFile::open(patched)?);
     let analysis = analyze(&fo, &fp, &opts)?;
     let objname = orig.display().to_string();
@@ -111,11 +99,7 @@ fn run_diff(
         print_report(&mut stdout, &report)?;
     }
     for name in explain {
-        writeln!(
-            stdout,
-            "{}",
-            analysis.explain(name).map_err(anyhow::Error::msg)?
-        )?;
+        writeln!(stdout, "{}", analysis.explain(name).map_err(anyhow::Error::msg)?)?;
     }
     for a in &report.uncorrelated {
         eprintln!(
@@ -139,10 +123,7 @@ fn run_diff(
         return Ok(ExitCode::from(EXIT_UNPATCHABLE));
     }
     if !report.changed.is_empty() || !report.new_functions.is_empty() {
-        eprintln!(
-            "{objname}: note: extraction is not implemented yet; {} was not written",
-            out.display()
-        );
+        eprintln!("{objname}: note: extraction is not implemented yet; {} was not written", out.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -173,28 +154,18 @@ fn print_report(w: &mut impl Write, r: &DiffReport) -> std::io::Result<()> {
     Ok(())
 }
 
-fn run_checksum(
-    object: &std::path::Path,
-    json: bool,
-    entsize: &[String],
-) -> anyhow::Result<ExitCode> {
+fn run_checksum(object: &std::path::Path, json: bool, entsize: &[String]) -> anyhow::Result<ExitCode> {
     let sizes = entry_sizes(entsize)?;
     let file = MappedFile::open(object)?;
     let obj = file.parse()?;
-    let specials = klp::special::SpecialIndex::build(&obj, &sizes)
-        .map_err(|m| anyhow::anyhow!("{}: {m}", object.display()))?;
+    let specials =
+        klp::special::SpecialIndex::build(&obj, &sizes).map_err(|m| anyhow::anyhow!("{}: {m}", object.display()))?;
     let cold = klp::checksum::cold_children(&obj);
     let sums = klp::checksum::compute(&obj, &specials, &cold);
     let rows: Vec<ChecksumRow> = obj
         .symbols
         .iter()
-        .filter_map(|s| {
-            sums.get(s.id).map(|c| ChecksumRow {
-                checksum: c.to_string(),
-                kind: s.kind,
-                name: s.name,
-            })
-        })
+        .filter_map(|s| sums.get(s.id).map(|c| ChecksumRow { checksum: c.to_string(), kind: s.kind, name: s.name }))
         .collect();
     let mut stdout = std::io::stdout().lock();
     if json {

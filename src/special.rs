@@ -27,11 +27,7 @@ const KNOWN: &[(&str, u64)] = &[
 ];
 
 /// Older layouts seen in real objects, tried after the current ones.
-const LEGACY: &[(&str, u64)] = &[
-    ("__jump_table", 24),
-    (".altinstructions", 13),
-    (".altinstructions", 12),
-];
+const LEGACY: &[(&str, u64)] = &[("__jump_table", 24), (".altinstructions", 13), (".altinstructions", 12)];
 
 pub fn is_special_section(name: &str) -> bool {
     KNOWN.iter().any(|(n, _)| *n == name)
@@ -52,12 +48,8 @@ pub struct EntrySizes {
 impl EntrySizes {
     /// Parse `SECTION=N` (the `--entsize` option).
     pub fn add_override(&mut self, spec: &str) -> Result<(), String> {
-        let (sec, n) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("--entsize {spec}: expected SECTION=N"))?;
-        let n: u64 = n
-            .parse()
-            .map_err(|_| format!("--entsize {spec}: '{n}' is not a number"))?;
+        let (sec, n) = spec.split_once('=').ok_or_else(|| format!("--entsize {spec}: expected SECTION=N"))?;
+        let n: u64 = n.parse().map_err(|_| format!("--entsize {spec}: '{n}' is not a number"))?;
         if n == 0 {
             return Err(format!("--entsize {spec}: size must be positive"));
         }
@@ -94,15 +86,7 @@ impl SpecialIndex {
             let mut offset = 0;
             while offset + size <= sec.size {
                 if let Some(owner) = entry_owner(obj, sec.relocs_in(offset, offset + size)) {
-                    index
-                        .by_function
-                        .entry(owner)
-                        .or_default()
-                        .push(SpecialEntry {
-                            section: sec.id,
-                            offset,
-                            size,
-                        });
+                    index.by_function.entry(owner).or_default().push(SpecialEntry { section: sec.id, offset, size });
                 }
                 offset += size;
             }
@@ -151,17 +135,10 @@ pub fn entry_size(obj: &ElfObject, sec: SectionId, sizes: &EntrySizes) -> Result
         return Ok(s.entsize);
     }
     if s.relocs.is_empty() {
-        return Err(format!(
-            "{}: special section has no relocations, cannot find its entries",
-            s.name
-        ));
+        return Err(format!("{}: special section has no relocations, cannot find its entries", s.name));
     }
     let layout: Vec<RelocShape> = s.relocs.iter().map(|r| RelocShape::of(obj, r)).collect();
-    let known = KNOWN
-        .iter()
-        .chain(LEGACY)
-        .filter(|(n, _)| *n == s.name)
-        .map(|&(_, size)| size);
+    let known = KNOWN.iter().chain(LEGACY).filter(|(n, _)| *n == s.name).map(|&(_, size)| size);
     for size in known {
         if layout_fits(s.size, &layout, size, true) || sparse_layout_fits(s.size, &layout, size) {
             return Ok(size);
@@ -169,12 +146,7 @@ pub fn entry_size(obj: &ElfObject, sec: SectionId, sizes: &EntrySizes) -> Result
     }
     (1..=s.size.min(256))
         .find(|&size| layout_fits(s.size, &layout, size, false))
-        .ok_or_else(|| {
-            format!(
-                "{}: cannot infer the entry size; pass --entsize {}=N",
-                s.name, s.name
-            )
-        })
+        .ok_or_else(|| format!("{}: cannot infer the entry size; pass --entsize {}=N", s.name, s.name))
 }
 
 /// What distinguishes one field of an entry from another: where it is, its
@@ -190,14 +162,8 @@ struct RelocShape {
 
 impl RelocShape {
     fn of(obj: &ElfObject, r: &Reloc) -> Self {
-        let to_code = obj
-            .symbol_section(obj.symbol(r.symbol))
-            .map(|s| s.is_exec());
-        RelocShape {
-            offset: r.offset,
-            r_type: r.r_type,
-            to_code,
-        }
+        let to_code = obj.symbol_section(obj.symbol(r.symbol)).map(|s| s.is_exec());
+        RelocShape { offset: r.offset, r_type: r.r_type, to_code }
     }
 }
 
@@ -205,30 +171,22 @@ impl RelocShape {
 /// shape at the same in-entry offsets as the first entry, and `size` divides
 /// the section. With `allow_short_tail`, the last entry may be cut short
 /// (old kernels' `.parainstructions` lost its tail padding at link time).
-fn layout_fits(
-    section_size: u64,
-    relocs: &[RelocShape],
-    size: u64,
-    allow_short_tail: bool,
-) -> bool {
+fn layout_fits(section_size: u64, relocs: &[RelocShape], size: u64, allow_short_tail: bool) -> bool {
     if size == 0 || (section_size % size != 0 && !allow_short_tail) {
         return false;
     }
     let entries = section_size.div_ceil(size);
-    let pattern: Vec<RelocShape> = relocs
-        .iter()
-        .take_while(|r| r.offset < size)
-        .copied()
-        .collect();
+    let pattern: Vec<RelocShape> = relocs.iter().take_while(|r| r.offset < size).copied().collect();
     if pattern.is_empty() || relocs.len() as u64 != pattern.len() as u64 * entries {
         return false;
     }
     let compatible = |a: Option<bool>, b: Option<bool>| a.is_none() || b.is_none() || a == b;
     relocs.chunks(pattern.len()).enumerate().all(|(i, chunk)| {
         let base = i as u64 * size;
-        chunk.iter().zip(&pattern).all(|(r, p)| {
-            r.offset == base + p.offset && r.r_type == p.r_type && compatible(r.to_code, p.to_code)
-        })
+        chunk
+            .iter()
+            .zip(&pattern)
+            .all(|(r, p)| r.offset == base + p.offset && r.r_type == p.r_type && compatible(r.to_code, p.to_code))
     })
 }
 
@@ -244,12 +202,8 @@ fn sparse_layout_fits(section_size: u64, relocs: &[RelocShape], size: u64) -> bo
     let mut first_field = vec![false; (section_size / size) as usize];
     for r in relocs {
         let (entry, at) = (r.offset / size, r.offset % size);
-        let p = shape_at
-            .entry(at)
-            .or_insert(RelocShape { offset: at, ..*r });
-        if p.r_type != r.r_type
-            || (p.to_code.is_some() && r.to_code.is_some() && p.to_code != r.to_code)
-        {
+        let p = shape_at.entry(at).or_insert(RelocShape { offset: at, ..*r });
+        if p.r_type != r.r_type || (p.to_code.is_some() && r.to_code.is_some() && p.to_code != r.to_code) {
             return false;
         }
         if at == 0 {
@@ -264,32 +218,15 @@ mod tests {
     use super::*;
 
     fn relocs(offsets: &[u64]) -> Vec<RelocShape> {
-        offsets
-            .iter()
-            .map(|&offset| RelocShape {
-                offset,
-                r_type: 2,
-                to_code: Some(true),
-            })
-            .collect()
+        offsets.iter().map(|&offset| RelocShape { offset, r_type: 2, to_code: Some(true) }).collect()
     }
 
     #[test]
     fn absolute_jump_entries_are_not_pointer_arrays() {
         // 24-byte entries: code, target (both code), key (data).
-        let shape = |offset, code: bool| RelocShape {
-            offset,
-            r_type: 1,
-            to_code: Some(code),
-        };
-        let r = vec![
-            shape(0, true),
-            shape(8, true),
-            shape(16, false),
-            shape(24, true),
-            shape(32, true),
-            shape(40, false),
-        ];
+        let shape = |offset, code: bool| RelocShape { offset, r_type: 1, to_code: Some(code) };
+        let r =
+            vec![shape(0, true), shape(8, true), shape(16, false), shape(24, true), shape(32, true), shape(40, false)];
         assert!(!layout_fits(48, &r, 8, false));
         assert!(!layout_fits(48, &r, 16, false));
         assert!(layout_fits(48, &r, 24, false));

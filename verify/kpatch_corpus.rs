@@ -17,11 +17,7 @@ struct Case {
 }
 
 fn list(field: &str) -> Vec<String> {
-    if field == "-" {
-        Vec::new()
-    } else {
-        sorted_stripped(field.split(','))
-    }
+    if field == "-" { Vec::new() } else { sorted_stripped(field.split(',')) }
 }
 
 fn cases(dir: &Path) -> Vec<Case> {
@@ -30,12 +26,7 @@ fn cases(dir: &Path) -> Vec<Case> {
         .skip(1)
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            Case {
-                name: f[0].into(),
-                expect: f[1].into(),
-                changed: list(f[2]),
-                new: list(f[3]),
-            }
+            Case { name: f[0].into(), expect: f[1].into(), changed: list(f[2]), new: list(f[3]) }
         })
         .collect()
 }
@@ -68,12 +59,8 @@ fn check(dir: &Path, case: &Case) -> Result<(), String> {
         patched = dir.join(format!("{}.PATCHED.FAIL.o", case.name));
     }
     let out = std::env::temp_dir().join(format!("klp-kpatch-{}.o", case.name));
-    let mut args = vec![
-        "diff".to_owned(),
-        orig.display().to_string(),
-        patched.display().to_string(),
-        out.display().to_string(),
-    ];
+    let mut args =
+        vec!["diff".to_owned(), orig.display().to_string(), patched.display().to_string(), out.display().to_string()];
     args.extend(entsize_args(dir, &case.name));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = klp(&refs);
@@ -83,10 +70,7 @@ fn check(dir: &Path, case: &Case) -> Result<(), String> {
     match case.expect.as_str() {
         "error" => {
             if o.status.code() != Some(2) {
-                return Err(format!(
-                    "expected exit 2, got {:?}; stderr: {stderr}",
-                    o.status.code()
-                ));
+                return Err(format!("expected exit 2, got {:?}; stderr: {stderr}", o.status.code()));
             }
             if !stderr.contains("error: changed init code: ") {
                 return Err(format!("refusal does not name the init function: {stderr}"));
@@ -94,10 +78,7 @@ fn check(dir: &Path, case: &Case) -> Result<(), String> {
         }
         "nochange" => {
             if !changed.is_empty() || o.status.code() != Some(0) {
-                return Err(format!(
-                    "expected no change, got changed {changed:?}, exit {:?}",
-                    o.status.code()
-                ));
+                return Err(format!("expected no change, got changed {changed:?}, exit {:?}", o.status.code()));
             }
         }
         _ => {
@@ -119,10 +100,7 @@ fn check(dir: &Path, case: &Case) -> Result<(), String> {
 fn known_differences() -> BTreeSet<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/KNOWN-DIFFERENCES.md");
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("## "))
-        .map(|s| s.trim().to_owned())
-        .collect()
+    text.lines().filter_map(|l| l.strip_prefix("## ")).map(|s| s.trim().to_owned()).collect()
 }
 
 #[test]
@@ -145,9 +123,5 @@ fn kpatch_corpus_matches_the_oracle() {
     let passed = all.len() - differing.len();
     eprintln!("{passed} of {} kpatch cases equal the oracle", all.len());
     assert!(passed >= 35, "only {passed} of 37 cases match EXPECTED.tsv");
-    assert_eq!(
-        differing,
-        known_differences(),
-        "corpus/KNOWN-DIFFERENCES.md must list exactly the differing cases"
-    );
+    assert_eq!(differing, known_differences(), "corpus/KNOWN-DIFFERENCES.md must list exactly the differing cases");
 }

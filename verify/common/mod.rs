@@ -15,28 +15,19 @@ pub fn shared_asset(rel: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!(
-            "SKIPPED: {} is absent (it comes with the project's shared/ directory; see README)",
-            p.display()
-        );
+        eprintln!("SKIPPED: {} is absent (it comes with the project's shared/ directory; see README)", p.display());
         None
     }
 }
 
 pub fn klp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_klp"))
-        .args(args)
-        .output()
-        .expect("run klp")
+    Command::new(env!("CARGO_BIN_EXE_klp")).args(args).output().expect("run klp")
 }
 
 /// Names reported on stdout lines `<obj>: <kind>: <name>`.
 pub fn reported(stdout: &[u8], kind: &str) -> Vec<String> {
     let marker = format!(": {kind}: ");
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| l.split_once(&marker).map(|(_, n)| n.to_owned()))
-        .collect()
+    String::from_utf8_lossy(stdout).lines().filter_map(|l| l.split_once(&marker).map(|(_, n)| n.to_owned())).collect()
 }
 
 /// Strip trailing numeric `.N` suffixes: `foo.isra.16` -> `foo.isra`.
@@ -53,32 +44,16 @@ pub fn strip_numbers(name: &str) -> String {
 }
 
 pub fn sorted_stripped<I: IntoIterator<Item = S>, S: AsRef<str>>(names: I) -> Vec<String> {
-    let mut v: Vec<String> = names
-        .into_iter()
-        .map(|n| strip_numbers(n.as_ref()))
-        .collect();
+    let mut v: Vec<String> = names.into_iter().map(|n| strip_numbers(n.as_ref())).collect();
     v.sort();
     v
 }
 
 /// Decompress `NAME.zst` from shared into the target directory once.
 pub fn unzstd_cached(src: &Path) -> PathBuf {
-    let name = src
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .trim_end_matches(".zst")
-        .to_owned();
-    let kernel = src
-        .parent()
-        .unwrap()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("kernel")
-        .join(kernel);
+    let name = src.file_name().unwrap().to_string_lossy().trim_end_matches(".zst").to_owned();
+    let kernel = src.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel").join(kernel);
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(name);
     let fresh = out
@@ -88,12 +63,7 @@ pub fn unzstd_cached(src: &Path) -> PathBuf {
         .is_some_and(|(o, s)| o.modified().unwrap() >= s.modified().unwrap());
     if !fresh {
         let tmp = out.with_extension("partial");
-        let status = Command::new("zstd")
-            .args(["-d", "-q", "-f", "-o"])
-            .arg(&tmp)
-            .arg(src)
-            .status()
-            .expect("run zstd");
+        let status = Command::new("zstd").args(["-d", "-q", "-f", "-o"]).arg(&tmp).arg(src).status().expect("run zstd");
         assert!(status.success(), "zstd -d {}", src.display());
         std::fs::rename(&tmp, &out).unwrap();
     }

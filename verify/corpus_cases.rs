@@ -1,0 +1,138 @@
+//! Our own C corpus (corpus/cases/*): each case is compiled at test time with
+//! gcc and kernel-like flags, diffed, and checked against its `expected` file.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// The flags the kernel builds with that matter for the differ.
+const KERNEL_CFLAGS: &[&str] = &[
+    "-O2",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-mcmodel=kernel",
+    "-fno-pic",
+    "-mno-red-zone",
+    "-pg",
+    "-mfentry",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-stack-protector",
+    "-w",
+];
+
+#[derive(Debug, Default)]
+struct Expected {
+    changed: BTreeSet<String>,
+    new: BTreeSet<String>,
+    removed: Option<BTreeSet<String>>,
+    line_only: Option<BTreeSet<String>>,
+    exit: i32,
+    refused: Vec<String>,
+}
+
+fn parse_expected(text: &str) -> Expected {
+    let mut e = Expected::default();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (kind, value) = line.split_once(char::is_whitespace).expect("`kind value` line");
+        let value = strip_numbers(value.trim());
+        match kind {
+            "changed" => drop(e.changed.insert(value)),
+            "new" => drop(e.new.insert(value)),
+            "removed" => drop(e.removed.get_or_insert_default().insert(value)),
+            "line-only" => drop(e.line_only.get_or_insert_default().insert(value)),
+            "exit" => e.exit = value.parse().expect("exit status"),
+            "refused" => e.refused.push(value),
+            other => panic!("unknown expectation '{other}'"),
+        }
+    }
+    e
+}
+
+/// Compile `src` as `<unit>.c`, the way both builds of a kernel see the same
+/// file name (it is recorded in the FILE symbol).
+pub fn compile_as(src: &Path, unit: &str, out: &Path) {
+    let dir = out.with_extension("src");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join(format!("{unit}.c"));
+    std::fs::copy(src, &copy).unwrap();
+    compile(&copy, out);
+}
+
+pub fn compile(src: &Path, out: &Path) {
+    let status =
+        Command::new("gcc").arg("-c").args(KERNEL_CFLAGS).arg("-o").arg(out).arg(src).status().expect("run gcc");
+    assert!(status.success(), "gcc failed on {}", src.display());
+}
+
+fn set(names: Vec<String>) -> BTreeSet<String> {
+    names.iter().map(|n| strip_numbers(n)).collect()
+}
+
+fn check_case(dir: &Path) -> Result<(), String> {
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let expected = parse_expected(&std::fs::read_to_string(dir.join("expected")).unwrap());
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus").join(&name);
+    std::fs::create_dir_all(&work).unwrap();
+    let (orig, patched) = (work.join("orig.o"), work.join("patched.o"));
+    compile_as(&dir.join("orig.c"), &name, &orig);
+    compile_as(&dir.join("patched.c"), &name, &patched);
+    let out = work.join("out.o");
+    let o = klp(&["diff", orig.to_str().unwrap(), patched.to_str().unwrap(), out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let mut problems = Vec::new();
+    if o.status.code() != Some(expected.exit) {
+        problems.push(format!("exit {:?}, expected {}; stderr: {stderr}", o.status.code(), expected.exit));
+    }
+    for sym in &expected.refused {
+        if !stderr.lines().any(|l| l.contains("error: ") && l.contains(&format!(": {sym} ("))) {
+            problems.push(format!("refusal does not name {sym}: {stderr}"));
+        }
+    }
+    let compare = |what: &str, got: BTreeSet<String>, want: &BTreeSet<String>, problems: &mut Vec<String>| {
+        if &got != want {
+            problems.push(format!("{what}: got {got:?}, expected {want:?}"));
+        }
+    };
+    compare("changed", set(reported(&o.stdout, "changed function")), &expected.changed, &mut problems);
+    compare("new", set(reported(&o.stdout, "new function")), &expected.new, &mut problems);
+    if let Some(want) = &expected.removed {
+        compare("removed", set(reported(&o.stdout, "removed function")), want, &mut problems);
+    }
+    if let Some(want) = &expected.line_only {
+        compare("line-only", set(reported(&o.stdout, "line-only change")), want, &mut problems);
+    }
+    if problems.is_empty() { Ok(()) } else { Err(format!("{name}: {}", problems.join("; "))) }
+}
+
+fn case_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/cases");
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn every_corpus_case_gives_its_expected_outcome() {
+    let dirs = case_dirs();
+    assert!(dirs.len() >= 12, "corpus/cases should hold at least 12 cases");
+    let failures: Vec<String> = dirs.iter().filter_map(|d| check_case(d).err()).collect();
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_corpus_object_diffed_against_itself_reports_nothing() {
+    for dir in case_dirs() {
+        let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-self").join(dir.file_name().unwrap());
+        std::fs::create_dir_all(&work).unwrap();
+        let obj = work.join("patched.o");
+        compile(&dir.join("patched.c"), &obj);
+        let o = klp(&["diff", obj.to_str().unwrap(), obj.to_str().unwrap(), work.join("out.o").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", dir.display(), String::from_utf8_lossy(&o.stderr));
+        assert!(o.stdout.is_empty(), "{}: {}", dir.display(), String::from_utf8_lossy(&o.stdout));
+    }
+}
