@@ -100,7 +100,9 @@ pub struct DiffReport {
     pub ignored_sections: Vec<String>,
     pub refusals: Vec<Refusal>,
     pub uncorrelated: Vec<UncorrelatedReport>,
-    pub times: StageTimes,
+    /// Stage times; only when asked for, so that reports are reproducible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub times: Option<StageTimes>,
 }
 
 /// Symbols of one name that could not be paired.
@@ -136,7 +138,7 @@ impl Analysis<'_> {
                     patched: names(p, &a.patched),
                 })
                 .collect(),
-            times: self.times.clone(),
+            times: None,
         }
     }
 

@@ -90,7 +90,10 @@ fn run_diff(
     let (fo, fp) = (MappedFile::open(orig)?, MappedFile::open(patched)?);
     let analysis = analyze(&fo, &fp, &opts)?;
     let objname = orig.display().to_string();
-    let report = analysis.report(&objname);
+    let mut report = analysis.report(&objname);
+    if timings {
+        report.times = Some(analysis.times.clone());
+    }
     let mut stdout = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut stdout, &report)?;
@@ -109,8 +112,7 @@ fn run_diff(
             a.name
         );
     }
-    if timings {
-        let t = &report.times;
+    if let Some(t) = &report.times {
         eprintln!(
             "timings: read {:.1} ms, checksum {:.1} ms, correlate {:.1} ms, classify {:.1} ms",
             t.read_ms, t.checksum_ms, t.correlate_ms, t.classify_ms

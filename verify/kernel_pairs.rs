@@ -1,0 +1,91 @@
+//! The real Linux 6.12 kernels in ../shared/kernel: the demo patch changes
+//! exactly `cmdline_proc_show` and `version_proc_show`, whether diffed per
+//! translation unit or as a whole `vmlinux.o`; any object diffed against
+//! itself reports nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const DEMO_CHANGED: &[&str] = &["cmdline_proc_show", "version_proc_show"];
+
+fn diff(orig: &Path, patched: &Path) -> std::process::Output {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel-out.o");
+    klp(&["diff", orig.to_str().unwrap(), patched.to_str().unwrap(), out.to_str().unwrap()])
+}
+
+fn assert_reports(orig: &Path, patched: &Path, changed: &[&str]) {
+    let o = diff(orig, patched);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}: {}", orig.display(), String::from_utf8_lossy(&o.stderr));
+    let mut got = reported(&o.stdout, "changed function");
+    got.sort();
+    assert_eq!(got, changed, "{}: {stdout}", orig.display());
+    // Nothing else: no new, removed or line-only functions, no new data.
+    let other = stdout.lines().filter(|l| !l.contains(": changed function: ")).collect::<Vec<_>>();
+    assert!(other.is_empty(), "{}: unexpected report lines {other:?}", orig.display());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("warning"), "{}: {stderr}", orig.display());
+}
+
+fn vmlinux_pair(kernel: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = shared_asset(&format!("kernel/{kernel}"))?;
+    Some((unzstd_cached(&dir.join("vmlinux.o.orig.zst")), unzstd_cached(&dir.join("vmlinux.o.patched.zst"))))
+}
+
+#[test]
+fn translation_unit_pairs_report_exactly_the_demo_functions() {
+    for kernel in ["6.12-slim", "6.12-def"] {
+        let Some(dir) = shared_asset(&format!("kernel/{kernel}")) else { continue };
+        for (unit, func) in [("cmdline", "cmdline_proc_show"), ("version", "version_proc_show")] {
+            let orig = dir.join(format!("{unit}.orig.o"));
+            let patched = dir.join(format!("{unit}.patched.o"));
+            assert_reports(&orig, &patched, &[func]);
+            assert_reports(&orig, &orig, &[]);
+            assert_reports(&patched, &patched, &[]);
+        }
+    }
+}
+
+#[test]
+fn slim_vmlinux_reports_exactly_the_demo_functions() {
+    let Some((orig, patched)) = vmlinux_pair("6.12-slim") else { return };
+    assert_reports(&orig, &patched, DEMO_CHANGED);
+    assert_reports(&orig, &orig, &[]);
+}
+
+#[test]
+fn defconfig_vmlinux_reports_exactly_the_demo_functions() {
+    let Some((orig, patched)) = vmlinux_pair("6.12-def") else { return };
+    assert_reports(&orig, &patched, DEMO_CHANGED);
+    assert_reports(&patched, &patched, &[]);
+}
+
+#[test]
+fn json_report_and_explain_describe_the_change() {
+    let Some(dir) = shared_asset("kernel/6.12-slim") else { return };
+    let (orig, patched) = (dir.join("cmdline.orig.o"), dir.join("cmdline.patched.o"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("json-out.o");
+    let o = klp(&["diff", orig.to_str().unwrap(), patched.to_str().unwrap(), out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(report["changed"], serde_json::json!(["cmdline_proc_show"]));
+    assert_eq!(report["new_functions"], serde_json::json!([]));
+    let o = klp(&[
+        "diff",
+        orig.to_str().unwrap(),
+        patched.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--explain",
+        "cmdline_proc_show",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("cmdline_proc_show: first difference at instruction #"), "{text}");
+    assert!(
+        text.contains("  orig:    cmdline_proc_show+0x") && text.contains("  patched: cmdline_proc_show+0x"),
+        "{text}"
+    );
+    assert!(!out.exists(), "OUT.o must not be written before extraction exists");
+}
