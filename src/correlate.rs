@@ -167,28 +167,33 @@ impl Twins {
     }
 }
 
-/// Align the FILE symbol sequences: equal names pair in order; where they
-/// disagree, skip whichever side reaches agreement again sooner (a file
-/// added or removed by the patch).
+/// Pair FILE symbols. One translation unit compiled under another name is
+/// still one file; otherwise align the two name sequences.
 fn pair_files(orig: &ElfObject, patched: &ElfObject) -> Vec<(SymbolId, SymbolId)> {
-    // One translation unit compiled under another name is still one file.
     if let ([o], [p]) = (orig.files.as_slice(), patched.files.as_slice()) {
         return vec![(*o, *p)];
     }
-    let name_o = |i: usize| orig.symbol(orig.files[i]).name;
-    let name_p = |j: usize| patched.symbol(patched.files[j]).name;
-    let (no, np) = (orig.files.len(), patched.files.len());
+    let orig_names: Vec<&str> = orig.files.iter().map(|&f| orig.symbol(f).name).collect();
+    let patched_names: Vec<&str> = patched.files.iter().map(|&f| patched.symbol(f).name).collect();
+    align_by_name(&orig_names, &patched_names).into_iter().map(|(i, j)| (orig.files[i], patched.files[j])).collect()
+}
+
+/// Align two name sequences: equal names pair in order; where they
+/// disagree, skip whichever side reaches agreement again sooner (a file
+/// added or removed by the patch).
+fn align_by_name(orig: &[&str], patched: &[&str]) -> Vec<(usize, usize)> {
+    let (no, np) = (orig.len(), patched.len());
     let (mut i, mut j) = (0, 0);
     let mut out = Vec::with_capacity(no.min(np));
     while i < no && j < np {
-        if name_o(i) == name_p(j) {
-            out.push((orig.files[i], patched.files[j]));
+        if orig[i] == patched[j] {
+            out.push((i, j));
             i += 1;
             j += 1;
             continue;
         }
-        let skip_p = (j..np).position(|k| name_p(k) == name_o(i));
-        let skip_o = (i..no).position(|k| name_o(k) == name_p(j));
+        let skip_p = patched[j..].iter().position(|n| *n == orig[i]);
+        let skip_o = orig[i..].iter().position(|n| *n == patched[j]);
         match (skip_o, skip_p) {
             (Some(a), Some(b)) if a <= b => i += a,
             (_, Some(b)) => j += b,
@@ -422,4 +427,54 @@ fn remove_indices<T>(v: &mut Vec<T>, indices: &[usize]) {
         k += 1;
         !drop
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_align_across_added_and_removed_files() {
+        let orig = ["a.c", "b.c", "c.c", "d.c"];
+        let patched = ["a.c", "c.c", "new.c", "d.c"];
+        assert_eq!(align_by_name(&orig, &patched), vec![(0, 0), (2, 1), (3, 3)]);
+        // Repeated names (vmlinux.o has many `core.c`) pair in order.
+        let orig = ["core.c", "x.c", "core.c"];
+        let patched = ["core.c", "x.c", "core.c"];
+        assert_eq!(align_by_name(&orig, &patched), vec![(0, 0), (1, 1), (2, 2)]);
+    }
+
+    fn traits(local: bool, file: Option<u32>) -> Traits {
+        Traits { local, file, unpaired_file: false, size: 8, checksum: Some(1) }
+    }
+
+    #[test]
+    fn funnel_pairs_same_named_statics_by_file() {
+        // Two statics `foo` in files 1 and 2 on both sides.
+        let o = [(10, traits(true, Some(1))), (11, traits(true, Some(2)))];
+        let p = [(20, traits(true, Some(2))), (21, traits(true, Some(1)))];
+        assert_eq!(funnel(&o[0].1, &o, &p), Some((1, PairReason::Name)));
+        assert_eq!(funnel(&o[1].1, &o, &p), Some((0, PairReason::Name)));
+    }
+
+    #[test]
+    fn funnel_follows_a_scope_change() {
+        // A global that became static in its file.
+        let o = [(10, traits(false, None))];
+        let p = [(20, traits(true, Some(1)))];
+        assert_eq!(funnel(&o[0].1, &o, &p), Some((0, PairReason::Name)));
+    }
+
+    #[test]
+    fn funnel_refuses_to_guess_between_equals() {
+        // Two identical statics in one file: nothing tells them apart.
+        let o = [(10, traits(true, Some(1))), (11, traits(true, Some(1)))];
+        let p = [(20, traits(true, Some(1))), (21, traits(true, Some(1)))];
+        assert_eq!(funnel(&o[0].1, &o, &p), None);
+        let (mut o, mut p) = (o.to_vec(), p.to_vec());
+        let mut pairs = Vec::new();
+        pair_by_position(&mut o, &mut p, &mut pairs);
+        let got: Vec<(u32, u32)> = pairs.iter().map(|t| (t.orig, t.patched)).collect();
+        assert_eq!(got, vec![(10, 20), (11, 21)], "equal counts in one file pair by position");
+    }
 }

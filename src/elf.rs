@@ -440,7 +440,7 @@ fn check_header(data: &[u8]) -> std::result::Result<&FileHeader64<LE>, String> {
     Ok(header)
 }
 
-fn utf8<'d>(bytes: &'d [u8], what: impl FnOnce() -> String) -> std::result::Result<&'d str, String> {
+fn utf8(bytes: &[u8], what: impl FnOnce() -> String) -> std::result::Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|_| format!("{} is not valid UTF-8", what()))
 }
 

@@ -172,7 +172,7 @@ impl RelocShape {
 /// the section. With `allow_short_tail`, the last entry may be cut short
 /// (old kernels' `.parainstructions` lost its tail padding at link time).
 fn layout_fits(section_size: u64, relocs: &[RelocShape], size: u64, allow_short_tail: bool) -> bool {
-    if size == 0 || (section_size % size != 0 && !allow_short_tail) {
+    if size == 0 || (!section_size.is_multiple_of(size) && !allow_short_tail) {
         return false;
     }
     let entries = section_size.div_ceil(size);
@@ -195,7 +195,7 @@ fn layout_fits(section_size: u64, relocs: &[RelocShape], size: u64, allow_short_
 /// has its first field relocated, and each in-entry offset always carries
 /// the same relocation shape.
 fn sparse_layout_fits(section_size: u64, relocs: &[RelocShape], size: u64) -> bool {
-    if size == 0 || section_size % size != 0 {
+    if size == 0 || !section_size.is_multiple_of(size) {
         return false;
     }
     let mut shape_at: HashMap<u64, RelocShape> = HashMap::new();
