@@ -332,13 +332,9 @@ fn is_line_register_load(insn: &Instruction) -> bool {
 /// The addend as an offset from the referenced symbol: PC-relative fields in
 /// code are relative to the end of the instruction, not of the field.
 fn adjusted_addend(r: &Reloc, insn_end: u64) -> i64 {
-    if is_pc_relative(r.r_type) { r.addend + (insn_end - r.offset) as i64 } else { r.addend }
+    if crate::elf::rtype::is_pc_relative(r.r_type) { r.addend + (insn_end - r.offset) as i64 } else { r.addend }
 }
 
-fn is_pc_relative(r_type: u32) -> bool {
-    use crate::elf::rtype::*;
-    matches!(r_type, PC32 | PLT32 | GOTPCREL | GOTPCRELX | REX_GOTPCRELX | PC64)
-}
 
 /// Relocation types that mean the same reference: a `PLT32` call and a
 /// `PC32` one reach the same function in the kernel (GCC picks one or the

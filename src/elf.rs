@@ -167,6 +167,11 @@ pub mod rtype {
     pub const SIZE64: u32 = elf::R_X86_64_SIZE64.0;
     pub const GOTPCRELX: u32 = elf::R_X86_64_GOTPCRELX.0;
     pub const REX_GOTPCRELX: u32 = elf::R_X86_64_REX_GOTPCRELX.0;
+
+    /// Relocations whose value is relative to the place they patch.
+    pub fn is_pc_relative(r_type: u32) -> bool {
+        matches!(r_type, PC32 | PLT32 | GOTPCREL | GOTPCRELX | REX_GOTPCRELX | PC64)
+    }
 }
 
 /// One RELA entry, attached to the section it relocates.

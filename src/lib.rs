@@ -10,4 +10,7 @@ pub mod classify;
 pub mod correlate;
 pub mod diff;
 pub mod elf;
+pub mod extract;
+pub mod klp;
 pub mod special;
+pub mod write;

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use klp::diff::{DiffOptions, DiffReport, analyze};
 use klp::elf::MappedFile;
+use klp::extract::{ExtractError, ExtractOptions};
+use klp::klp::{Exports, ParentSymbols};
 use klp::special::EntrySizes;
 
 /// Build Linux kernel livepatch objects.
@@ -24,7 +26,7 @@ enum Command {
     Diff {
         orig: PathBuf,
         patched: PathBuf,
-        /// Where the livepatch object will be written (extraction is not implemented yet).
+        /// Where the livepatch object is written (only when something changed).
         out: PathBuf,
         /// Write the report as JSON instead of text lines.
         #[arg(long)]
@@ -38,6 +40,19 @@ enum Command {
         /// Print the time of each stage to stderr.
         #[arg(long)]
         timings: bool,
+        /// Module.symvers of the target kernel: references to symbols vmlinux
+        /// exports become ordinary undefined references.
+        #[arg(long, value_name = "FILE")]
+        symvers: Option<PathBuf>,
+        /// The livepatch object name: vmlinux, or the module the object belongs to.
+        #[arg(long, value_name = "NAME")]
+        objname: Option<String>,
+        /// The linked parent (vmlinux or MODULE.ko), for exact symbol positions.
+        #[arg(long, value_name = "FILE")]
+        parent: Option<PathBuf>,
+        /// Output names for this kernel generation: current, or v6.19.
+        #[arg(long, default_value = "current")]
+        format: klp::klp::Format,
     },
     /// Print the checksum of every function and data object.
     Checksum {
@@ -55,8 +70,9 @@ const EXIT_UNPATCHABLE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Diff { orig, patched, out, json, explain, entsize, timings } => {
-            run_diff(&orig, &patched, &out, json, &explain, &entsize, timings)
+        Command::Diff { orig, patched, out, json, explain, entsize, timings, symvers, objname, parent, format } => {
+            let extract = ExtractArgs { symvers, objname, parent, format };
+            run_diff(&orig, &patched, &out, json, &explain, &entsize, timings, &extract)
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
     };
@@ -77,6 +93,14 @@ fn entry_sizes(specs: &[String]) -> anyhow::Result<EntrySizes> {
     Ok(sizes)
 }
 
+struct ExtractArgs {
+    symvers: Option<PathBuf>,
+    objname: Option<String>,
+    parent: Option<PathBuf>,
+    format: klp::klp::Format,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_diff(
     orig: &std::path::Path,
     patched: &std::path::Path,
@@ -85,6 +109,7 @@ fn run_diff(
     explain: &[String],
     entsize: &[String],
     timings: bool,
+    extract: &ExtractArgs,
 ) -> anyhow::Result<ExitCode> {
     let opts = DiffOptions { entry_sizes: entry_sizes(entsize)? };
     let (fo, fp) = (MappedFile::open(orig)?, MappedFile::open(patched)?);
@@ -124,9 +149,30 @@ fn run_diff(
         }
         return Ok(ExitCode::from(EXIT_UNPATCHABLE));
     }
-    if !report.changed.is_empty() || !report.new_functions.is_empty() {
-        eprintln!("{objname}: note: extraction is not implemented yet; {} was not written", out.display());
+    if analysis.changes.is_empty() {
+        return Ok(ExitCode::SUCCESS);
     }
+    let exports = extract.symvers.as_deref().map(Exports::read).transpose().map_err(anyhow::Error::msg)?;
+    let parent = extract.parent.as_deref().map(ParentSymbols::read).transpose().map_err(anyhow::Error::msg)?;
+    let opts = ExtractOptions {
+        objname: extract.objname.clone(),
+        exports: exports.as_ref(),
+        parent: parent.as_ref(),
+        format: extract.format,
+    };
+    let extraction = match klp::extract::extract(&analysis, &opts) {
+        Ok(e) => e,
+        Err(ExtractError::Unsupported(why)) => {
+            eprintln!("{objname}: error: {why}");
+            return Ok(ExitCode::from(EXIT_UNPATCHABLE));
+        }
+        Err(ExtractError::Failed(why)) => anyhow::bail!("{objname}: {why}"),
+    };
+    for w in &extraction.warnings {
+        eprintln!("{objname}: warning: {w}");
+    }
+    let bytes = extraction.object.to_bytes().map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    klp::write::write_atomically(out, &bytes).map_err(anyhow::Error::msg)?;
     Ok(ExitCode::SUCCESS)
 }
 

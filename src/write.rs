@@ -1,0 +1,268 @@
+//! Write stage: an [`OutputObject`] (sections, symbols, relocations, all
+//! owned) serialised as an ELF64 x86-64 relocatable object with `object`'s
+//! ELF writer, and stored atomically: a temporary file beside the target,
+//! then a rename, so readers never see a partial object.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use object::elf;
+use object::write::elf::{FileHeader, Rel, SectionHeader, SectionIndex, Sym, SymbolIndex, Writer};
+use object::Endianness;
+
+use crate::elf::{Binding, SymbolKind};
+
+pub type OutSectionId = usize;
+pub type OutSymbolId = usize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutReloc {
+    pub offset: u64,
+    pub symbol: OutSymbolId,
+    pub r_type: u32,
+    pub addend: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutSection {
+    pub name: String,
+    pub sh_type: u32,
+    pub flags: u64,
+    pub align: u64,
+    pub entsize: u64,
+    /// Contents; for NOBITS only its length counts.
+    pub data: Vec<u8>,
+    pub relocs: Vec<OutReloc>,
+}
+
+impl OutSection {
+    pub fn new(name: &str, sh_type: u32, flags: u64, align: u64, entsize: u64) -> Self {
+        OutSection { name: name.to_owned(), sh_type, flags, align: align.max(1), entsize, data: Vec::new(), relocs: Vec::new() }
+    }
+
+    /// Append `bytes` at the next offset aligned to `align`; returns the offset.
+    pub fn append(&mut self, bytes: &[u8], align: u64) -> u64 {
+        let offset = self.data.len().next_multiple_of(align.max(1) as usize);
+        self.data.resize(offset, 0);
+        self.data.extend_from_slice(bytes);
+        offset as u64
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum OutPlacement {
+    Undefined,
+    Section(OutSectionId),
+}
+
+#[derive(Debug, Clone)]
+pub struct OutSymbol {
+    pub name: String,
+    pub kind: SymbolKind,
+    pub bind: Binding,
+    pub placement: OutPlacement,
+    pub value: u64,
+    pub size: u64,
+    /// `st_other` (visibility).
+    pub other: u8,
+}
+
+/// A relocatable object under construction.
+#[derive(Debug, Default)]
+pub struct OutputObject {
+    pub sections: Vec<OutSection>,
+    pub symbols: Vec<OutSymbol>,
+}
+
+impl OutputObject {
+    pub fn add_section(&mut self, section: OutSection) -> OutSectionId {
+        self.sections.push(section);
+        self.sections.len() - 1
+    }
+
+    pub fn add_symbol(&mut self, symbol: OutSymbol) -> OutSymbolId {
+        self.symbols.push(symbol);
+        self.symbols.len() - 1
+    }
+
+    /// Serialise to ELF bytes. Locals come first in `.symtab`, in creation
+    /// order, then globals: deterministic for the same object.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        let mut buf = Vec::new();
+        let mut w = Writer::new(Endianness::Little, true, &mut buf);
+        w.reserve_file_header();
+        let mut sec_index = Vec::with_capacity(self.sections.len());
+        let mut sec_offset = Vec::with_capacity(self.sections.len());
+        let mut names = Vec::with_capacity(self.sections.len());
+        let rela_names: Vec<Vec<u8>> = self.sections.iter().map(|s| format!(".rela{}", s.name).into_bytes()).collect();
+        for (s, rela_name) in self.sections.iter().zip(&rela_names) {
+            sec_index.push(w.reserve_section_index());
+            let len = if s.sh_type == elf::SHT_NOBITS.0 { 0 } else { s.data.len() as u64 };
+            sec_offset.push(w.reserve(len, s.align));
+            names.push((w.add_section_name(s.name.as_bytes()), (!s.relocs.is_empty()).then(|| {
+                w.reserve_section_index();
+                w.add_section_name(rela_name)
+            })));
+        }
+        let order = self.symbol_order();
+        let mut sym_index = vec![SymbolIndex(0); self.symbols.len()];
+        w.reserve_null_symbol_index();
+        let mut num_local = 1;
+        for &i in &order {
+            let section = match self.symbols[i].placement {
+                OutPlacement::Section(s) => Some(sec_index[s]),
+                OutPlacement::Undefined => None,
+            };
+            sym_index[i] = w.reserve_symbol_index(section);
+            if self.symbols[i].bind == Binding::Local {
+                num_local = w.symbol_count();
+            }
+        }
+        let str_ids: Vec<_> = self
+            .symbols
+            .iter()
+            .map(|s| (s.kind != SymbolKind::Section && !s.name.is_empty()).then(|| w.add_string(s.name.as_bytes())))
+            .collect();
+        w.reserve_symtab_section_index();
+        w.reserve_symtab();
+        if w.symtab_shndx_needed() {
+            w.reserve_symtab_shndx_section_index();
+        }
+        w.reserve_symtab_shndx();
+        w.reserve_strtab_section_index();
+        w.reserve_strtab().map_err(|e| e.to_string())?;
+        let rela_offset: Vec<u64> = self
+            .sections
+            .iter()
+            .map(|s| if s.relocs.is_empty() { 0 } else { w.reserve_relocations(s.relocs.len(), true) })
+            .collect();
+        w.reserve_shstrtab_section_index();
+        w.reserve_shstrtab().map_err(|e| e.to_string())?;
+        w.reserve_section_headers();
+
+        w.write_file_header(&FileHeader {
+            os_abi: elf::ELFOSABI_NONE,
+            abi_version: 0,
+            e_type: elf::ET_REL,
+            e_machine: elf::EM_X86_64,
+            e_entry: 0,
+            e_flags: elf::FileFlags(0),
+        })
+        .map_err(|e| e.to_string())?;
+        for s in &self.sections {
+            w.write_align(s.align);
+            if s.sh_type != elf::SHT_NOBITS.0 {
+                w.write(&s.data);
+            }
+        }
+        w.write_null_symbol();
+        for &i in &order {
+            let s = &self.symbols[i];
+            let section = match s.placement {
+                OutPlacement::Section(sec) => Some(sec_index[sec].0),
+                OutPlacement::Undefined => None,
+            };
+            w.write_symbol(&Sym {
+                section,
+                st_name: w.string_offset(str_ids[i]),
+                st_info: elf::SymbolInfo::new(elf::SymbolBind(bind_value(s.bind)), elf::SymbolType(kind_value(s.kind))),
+                st_other: elf::SymbolOther(s.other),
+                st_shndx: elf::SHN_UNDEF,
+                st_value: s.value,
+                st_size: s.size,
+            });
+        }
+        w.write_symtab_shndx();
+        w.write_strtab();
+        for s in &self.sections {
+            if s.relocs.is_empty() {
+                continue;
+            }
+            w.write_align_relocation();
+            for r in &s.relocs {
+                let rel = Rel {
+                    r_offset: r.offset,
+                    r_sym: sym_index[r.symbol].0,
+                    r_type: elf::RelocationType(r.r_type),
+                    r_addend: r.addend,
+                };
+                w.write_relocation(true, &rel);
+            }
+        }
+        w.write_shstrtab();
+        w.write_null_section_header();
+        let symtab = w.symtab_index();
+        for (i, s) in self.sections.iter().enumerate() {
+            let size = s.data.len() as u64;
+            w.write_section_header(&SectionHeader {
+                sh_name: w.section_name_offset(Some(names[i].0)),
+                sh_type: elf::SectionType(s.sh_type),
+                sh_flags: elf::SectionFlags(s.flags),
+                sh_addr: 0,
+                sh_offset: sec_offset[i],
+                sh_size: size,
+                sh_link: 0,
+                sh_info: 0,
+                sh_addralign: s.align,
+                sh_entsize: s.entsize,
+            });
+            if let Some(rela_name) = names[i].1 {
+                let index: SectionIndex = sec_index[i];
+                w.write_relocation_section_header(rela_name, index, symtab, rela_offset[i], s.relocs.len(), true);
+            }
+        }
+        w.write_symtab_section_header(num_local);
+        w.write_symtab_shndx_section_header();
+        w.write_strtab_section_header();
+        w.write_shstrtab_section_header();
+        Ok(buf)
+    }
+
+    /// Symbol-table order: locals, then globals and weaks; each in creation order.
+    fn symbol_order(&self) -> Vec<OutSymbolId> {
+        let (mut locals, globals): (Vec<_>, Vec<_>) =
+            (0..self.symbols.len()).partition(|&i| self.symbols[i].bind == Binding::Local);
+        locals.extend(globals);
+        locals
+    }
+}
+
+fn bind_value(b: Binding) -> u8 {
+    match b {
+        Binding::Local => elf::STB_LOCAL.0,
+        Binding::Global | Binding::Other => elf::STB_GLOBAL.0,
+        Binding::Weak => elf::STB_WEAK.0,
+    }
+}
+
+fn kind_value(k: SymbolKind) -> u8 {
+    match k {
+        SymbolKind::NoType | SymbolKind::Other => elf::STT_NOTYPE.0,
+        SymbolKind::Object => elf::STT_OBJECT.0,
+        SymbolKind::Func => elf::STT_FUNC.0,
+        SymbolKind::Section => elf::STT_SECTION.0,
+        SymbolKind::File => elf::STT_FILE.0,
+        SymbolKind::Tls => elf::STT_TLS.0,
+    }
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same
+/// directory, flushed, then renamed over `path`. On failure nothing is left.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| format!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: cannot write: {e}", path.display())
+    })
+}
