@@ -335,7 +335,6 @@ fn adjusted_addend(r: &Reloc, insn_end: u64) -> i64 {
     if crate::elf::rtype::is_pc_relative(r.r_type) { r.addend + (insn_end - r.offset) as i64 } else { r.addend }
 }
 
-
 /// Relocation types that mean the same reference: a `PLT32` call and a
 /// `PC32` one reach the same function in the kernel (GCC picks one or the
 /// other depending on the callee's binding).

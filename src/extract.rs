@@ -303,7 +303,14 @@ impl<'a, 'd> Builder<'a, 'd> {
 
     /// Clone the relocations of `[start, end)` of patched section `sec`,
     /// whose bytes now sit at `out_offset` of output section `osec`.
-    fn clone_relocs(&mut self, sec: SectionId, start: u64, end: u64, osec: OutSectionId, out_offset: u64) -> Result<()> {
+    fn clone_relocs(
+        &mut self,
+        sec: SectionId,
+        start: u64,
+        end: u64,
+        osec: OutSectionId,
+        out_offset: u64,
+    ) -> Result<()> {
         let relocs: Vec<Reloc> = self.p.section(sec).relocs_in(start, end).to_vec();
         for r in relocs {
             let bias = self.pc_bias(sec, start, end, &r);
@@ -422,7 +429,17 @@ impl<'a, 'd> Builder<'a, 'd> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn emit_klp(&mut self, target: SymbolId, osec: OutSectionId, site: u64, r_type: u32, addend: i64, obj: &str, name: &str, pos: u64) {
+    fn emit_klp(
+        &mut self,
+        target: SymbolId,
+        osec: OutSectionId,
+        site: u64,
+        r_type: u32,
+        addend: i64,
+        obj: &str,
+        name: &str,
+        pos: u64,
+    ) {
         let t = self.p.symbol(target);
         let kind = if t.kind == SymbolKind::Section { SymbolKind::NoType } else { t.kind };
         let placeholder = self.undefined_symbol(self.opts.format.placeholder(t.name), kind, Binding::Weak);
@@ -539,7 +556,10 @@ impl<'a, 'd> Builder<'a, 'd> {
         let relocs: Vec<Reloc> = self.p.section(sec).relocs_in(start, end).to_vec();
         let describes_clone = relocs.iter().any(|r| {
             resolve_data_reference(self.p, r).is_some_and(|t| {
-                self.included.contains(&t) || (self.clones.contains_key(&t) && self.p.symbol(t).kind == SymbolKind::Func && self.p.symbol(t).is_defined())
+                self.included.contains(&t)
+                    || (self.clones.contains_key(&t)
+                        && self.p.symbol(t).kind == SymbolKind::Func
+                        && self.p.symbol(t).is_defined())
             })
         });
         if !describes_clone {
@@ -607,8 +627,7 @@ impl<'a, 'd> Builder<'a, 'd> {
         for r in relocs {
             let site = out + (r.offset - start);
             let target = self.p.symbol(r.symbol);
-            let in_replacement =
-                self.p.symbol_section(target).is_some_and(|t| t.name == ".altinstr_replacement");
+            let in_replacement = self.p.symbol_section(target).is_some_and(|t| t.name == ".altinstr_replacement");
             if is_alt && in_replacement {
                 self.copy_replacement(sec, start, end, &r, osec, site)?;
             } else {
@@ -621,7 +640,15 @@ impl<'a, 'd> Builder<'a, 'd> {
     /// The replacement code of an alternative, whose length is the entry's
     /// `replacementlen` byte (the last byte of a 14-byte entry, byte 11 of
     /// older 12/13-byte ones).
-    fn copy_replacement(&mut self, alt: SectionId, start: u64, end: u64, r: &Reloc, osec: OutSectionId, site: u64) -> Result<()> {
+    fn copy_replacement(
+        &mut self,
+        alt: SectionId,
+        start: u64,
+        end: u64,
+        r: &Reloc,
+        osec: OutSectionId,
+        site: u64,
+    ) -> Result<()> {
         let entry = &self.p.section(alt).data[start as usize..end as usize];
         let len = match entry.len() {
             14 => entry[13],
@@ -675,7 +702,8 @@ impl<'a, 'd> Builder<'a, 'd> {
         );
         self.out.sections[strings].data.push(0);
         let str_sym = self.section_symbol(strings);
-        let funcs = self.new_out_section(format.funcs_section(), object::elf::SHT_PROGBITS.0, alloc, 8, klp::KLP_FUNC_SIZE);
+        let funcs =
+            self.new_out_section(format.funcs_section(), object::elf::SHT_PROGBITS.0, alloc, 8, klp::KLP_FUNC_SIZE);
         let funcs_sym = self.section_symbol(funcs);
         let mut changed = self.a.changes.changed.clone();
         changed.sort_unstable();

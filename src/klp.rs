@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use object::LittleEndian as LE;
 use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, SectionHeader, Sym};
-use object::LittleEndian as LE;
 
 /// `SHN_LIVEPATCH`: the section index of symbols the livepatch core resolves.
 pub const SHN_LIVEPATCH: u16 = 0xff20;
@@ -252,7 +252,9 @@ impl ParentSymbols {
     }
 
     fn find(&self, all: &[usize], q: SymbolQuery) -> Result<usize, String> {
-        let ambiguous = || format!("cannot tell which of {} symbols named {} in {} is ours", all.len(), q.name, self.path.display());
+        let ambiguous = || {
+            format!("cannot tell which of {} symbols named {} in {} is ours", all.len(), q.name, self.path.display())
+        };
         if !q.local {
             let globals: Vec<usize> = all.iter().copied().filter(|&i| !self.symbols[i].local).collect();
             return match globals.as_slice() {
@@ -289,7 +291,10 @@ mod tests {
 
     #[test]
     fn symvers_paths_become_module_names() {
-        let e = Exports::parse("0x0\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n0x1\tkvm_x\tarch/x86/kvm/kvm-intel\tEXPORT_SYMBOL_GPL\tKVM\n").unwrap();
+        let e = Exports::parse(
+            "0x0\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n0x1\tkvm_x\tarch/x86/kvm/kvm-intel\tEXPORT_SYMBOL_GPL\tKVM\n",
+        )
+        .unwrap();
         assert_eq!(e.get("printk").unwrap().module, "vmlinux");
         let k = e.get("kvm_x").unwrap();
         assert_eq!((k.module.as_str(), k.namespace.as_deref()), ("kvm_intel", Some("KVM")));

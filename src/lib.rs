@@ -1,9 +1,10 @@
 //! klp: build Linux kernel livepatch objects.
 //!
 //! The library is the pipeline, one stage per module:
-//! [`elf`] (read) -> [`checksum`] -> [`correlate`] -> [`classify`],
-//! with [`special`] describing the kernel's special sections and
-//! [`diff`] running the stages in order.
+//! [`elf`] (read) -> [`checksum`] -> [`correlate`] -> [`classify`] ->
+//! [`extract`] -> [`write`], with [`special`] describing the kernel's
+//! special sections, [`klp`] the livepatch formats, and [`diff`] running
+//! the analysis stages in order.
 
 pub mod checksum;
 pub mod classify;

@@ -6,9 +6,9 @@
 use std::io::Write as _;
 use std::path::Path;
 
+use object::Endianness;
 use object::elf;
 use object::write::elf::{FileHeader, Rel, SectionHeader, SectionIndex, Sym, SymbolIndex, Writer};
-use object::Endianness;
 
 use crate::elf::{Binding, SymbolKind};
 
@@ -37,7 +37,15 @@ pub struct OutSection {
 
 impl OutSection {
     pub fn new(name: &str, sh_type: u32, flags: u64, align: u64, entsize: u64) -> Self {
-        OutSection { name: name.to_owned(), sh_type, flags, align: align.max(1), entsize, data: Vec::new(), relocs: Vec::new() }
+        OutSection {
+            name: name.to_owned(),
+            sh_type,
+            flags,
+            align: align.max(1),
+            entsize,
+            data: Vec::new(),
+            relocs: Vec::new(),
+        }
     }
 
     /// Append `bytes` at the next offset aligned to `align`; returns the offset.
@@ -99,10 +107,13 @@ impl OutputObject {
             sec_index.push(w.reserve_section_index());
             let len = if s.sh_type == elf::SHT_NOBITS.0 { 0 } else { s.data.len() as u64 };
             sec_offset.push(w.reserve(len, s.align));
-            names.push((w.add_section_name(s.name.as_bytes()), (!s.relocs.is_empty()).then(|| {
-                w.reserve_section_index();
-                w.add_section_name(rela_name)
-            })));
+            names.push((
+                w.add_section_name(s.name.as_bytes()),
+                (!s.relocs.is_empty()).then(|| {
+                    w.reserve_section_index();
+                    w.add_section_name(rela_name)
+                }),
+            ));
         }
         let order = self.symbol_order();
         let mut sym_index = vec![SymbolIndex(0); self.symbols.len()];

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::out_check;
 use common::*;
 
 /// The flags the kernel builds with that matter for the differ.
@@ -32,6 +33,8 @@ struct Expected {
     line_only: Option<BTreeSet<String>>,
     exit: i32,
     refused: Vec<String>,
+    /// Checks of OUT.o: `defines`, `undefined`, `klp-sym`, `entries`, `section`.
+    output: Vec<(String, String)>,
 }
 
 fn parse_expected(text: &str) -> Expected {
@@ -46,6 +49,9 @@ fn parse_expected(text: &str) -> Expected {
             "line-only" => drop(e.line_only.get_or_insert_default().insert(value)),
             "exit" => e.exit = value.parse().expect("exit status"),
             "refused" => e.refused.push(value),
+            "defines" | "undefined" | "klp-sym" | "entries" | "section" => {
+                e.output.push((kind.to_owned(), line.split_once(char::is_whitespace).unwrap().1.trim().to_owned()))
+            }
             other => panic!("unknown expectation '{other}'"),
         }
     }
@@ -81,7 +87,15 @@ fn check_case(dir: &Path) -> Result<(), String> {
     compile_as(&dir.join("orig.c"), &name, &orig);
     compile_as(&dir.join("patched.c"), &name, &patched);
     let out = work.join("out.o");
-    let o = klp(&["diff", orig.to_str().unwrap(), patched.to_str().unwrap(), out.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&out);
+    let o = klp(&[
+        "diff",
+        orig.to_str().unwrap(),
+        patched.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--objname",
+        "vmlinux",
+    ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     let mut problems = Vec::new();
     if o.status.code() != Some(expected.exit) {
@@ -105,7 +119,61 @@ fn check_case(dir: &Path) -> Result<(), String> {
     if let Some(want) = &expected.line_only {
         compare("line-only", set(reported(&o.stdout, "line-only change")), want, &mut problems);
     }
+    let (changed, new) = (reported(&o.stdout, "changed function"), reported(&o.stdout, "new function"));
+    if expected.exit == 0 && (!changed.is_empty() || !new.is_empty()) {
+        let never_exported = |_: &str| false;
+        let e = out_check::Expect { changed: &changed, new: &new, exported: &never_exported };
+        if let Err(why) = out_check::check_output(&out, &orig, &e) {
+            problems.push(format!("OUT.o: {why}"));
+        }
+        problems.extend(check_output_expectations(&out, &expected.output));
+    } else if out.exists() {
+        problems.push("OUT.o written although nothing is to be patched".into());
+    }
     if problems.is_empty() { Ok(()) } else { Err(format!("{name}: {}", problems.join("; "))) }
+}
+
+/// Entry sizes of the special sections named in `entries` lines.
+fn entry_size(section: &str) -> u64 {
+    match section {
+        "__jump_table" => 16,
+        "__ex_table" => 12,
+        ".altinstructions" => 14,
+        ".static_call_sites" => 8,
+        other => panic!("no entry size known for {other}"),
+    }
+}
+
+fn check_output_expectations(out: &Path, checks: &[(String, String)]) -> Vec<String> {
+    let file = klp::elf::MappedFile::open(out).unwrap();
+    let obj = file.parse().unwrap();
+    let defined = |name: &str| {
+        obj.symbols_demangled(name).iter().chain(obj.symbols_named(name)).any(|&s| obj.symbol(s).is_defined())
+    };
+    let mut problems = Vec::new();
+    for (kind, arg) in checks {
+        let ok = match kind.as_str() {
+            "defines" => defined(arg),
+            "undefined" => !defined(arg),
+            "klp-sym" => obj.symbols.iter().any(|s| {
+                s.name
+                    .strip_prefix(".klp.sym.vmlinux.")
+                    .and_then(|r| r.rsplit_once(','))
+                    .is_some_and(|(n, _)| strip_numbers(n) == *arg)
+            }),
+            "section" => obj.section_by_name(arg).is_some(),
+            "entries" => {
+                let (sec, n) = arg.split_once(char::is_whitespace).expect("entries SECTION N");
+                let n: u64 = n.trim().parse().expect("entry count");
+                obj.section_by_name(sec).map_or(0, |s| s.size / entry_size(sec)) == n
+            }
+            _ => unreachable!(),
+        };
+        if !ok {
+            problems.push(format!("OUT.o: expected {kind} {arg}"));
+        }
+    }
+    problems
 }
 
 fn case_dirs() -> Vec<PathBuf> {

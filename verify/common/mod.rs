@@ -1,6 +1,8 @@
 //! Helpers shared by the cross-stage suites.
 #![allow(dead_code)]
 
+pub mod out_check;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
