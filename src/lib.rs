@@ -13,5 +13,6 @@ pub mod diff;
 pub mod elf;
 pub mod extract;
 pub mod klp;
+pub mod postlink;
 pub mod special;
 pub mod write;

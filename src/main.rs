@@ -54,6 +54,8 @@ enum Command {
         #[arg(long, default_value = "current")]
         format: klp::klp::Format,
     },
+    /// Convert a linked livepatch module's KLP relocations into the kernel's form, in place.
+    PostLink { module: PathBuf },
     /// Print the checksum of every function and data object.
     Checksum {
         object: PathBuf,
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             run_diff(&orig, &patched, &out, json, &explain, &entsize, timings, &extract)
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
+        Command::PostLink { module } => run_post_link(&module),
     };
     match result {
         Ok(code) => code,
@@ -160,6 +163,7 @@ fn run_diff(
         parent: parent.as_ref(),
         format: extract.format,
     };
+    let started = std::time::Instant::now();
     let extraction = match klp::extract::extract(&analysis, &opts) {
         Ok(e) => e,
         Err(ExtractError::Unsupported(why)) => {
@@ -171,8 +175,30 @@ fn run_diff(
     for w in &extraction.warnings {
         eprintln!("{objname}: warning: {w}");
     }
+    let extracted = started.elapsed();
     let bytes = extraction.object.to_bytes().map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     klp::write::write_atomically(out, &bytes).map_err(anyhow::Error::msg)?;
+    if timings {
+        eprintln!(
+            "timings: extract {:.1} ms, write {:.1} ms ({} bytes)",
+            extracted.as_secs_f64() * 1e3,
+            (started.elapsed() - extracted).as_secs_f64() * 1e3,
+            bytes.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_post_link(module: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use klp::postlink::Outcome;
+    let m = module.display();
+    match klp::postlink::post_link(module).map_err(anyhow::Error::msg)? {
+        Outcome::Converted { relocations, sections } => {
+            println!("{m}: converted {relocations} KLP relocations into {sections} .klp.rela sections")
+        }
+        Outcome::AlreadyConverted => println!("{m}: already converted (has .klp.rela sections): nothing to do"),
+        Outcome::NothingToConvert => println!("{m}: no __klp_relocs section: nothing to convert"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
