@@ -200,6 +200,9 @@ pub struct Section<'data> {
     pub relocs: Vec<Reloc>,
     /// The SHT_RELA section that holds them.
     pub rela_section: Option<SectionId>,
+    /// For a `SHF_RELA_LIVEPATCH` section: its own entries (they apply to
+    /// section `info` but are not part of its ordinary `relocs`).
+    pub own_relocs: Vec<Reloc>,
     /// Named (non-section, non-file) symbols defined here, sorted by value.
     symbols: Vec<SymbolId>,
     /// `max_end[i]` = the largest end of `symbols[..=i]`, so containment
@@ -485,6 +488,7 @@ fn read_sections<'d>(
                 data: sec_data,
                 relocs: Vec::new(),
                 rela_section: None,
+                own_relocs: Vec::new(),
                 symbols: Vec::new(),
                 max_end: Vec::new(),
                 section_symbol: None,
@@ -631,6 +635,11 @@ fn attach_relocations<'d>(
         })
         .collect::<std::result::Result<_, String>>()?;
     for (rela, target, relocs) in parsed {
+        if sections[rela].flags & crate::klp::SHF_RELA_LIVEPATCH != 0 {
+            // Applied by the livepatch core, not the module loader: kept apart.
+            sections[rela].own_relocs = relocs;
+            continue;
+        }
         let sec = &mut sections[target];
         if sec.rela_section.is_some() {
             // Two RELA sections for one base section: keep them all, in order.

@@ -178,6 +178,8 @@ pub struct ParentSymbols {
     pub path: PathBuf,
     /// vmlinux counts duplicates in address order; a module in symbol-table order.
     is_module: bool,
+    /// `vmlinux`, or the module's name.
+    objname: String,
     symbols: Vec<ParentSymbol>,
     files: Vec<String>,
     by_name: HashMap<String, Vec<usize>>,
@@ -207,9 +209,11 @@ impl ParentSymbols {
         if symtab.is_empty() {
             return Err("has no symbol table (stripped?)".into());
         }
+        let objname = if is_module { normalise_module_name(&path.to_string_lossy()) } else { "vmlinux".to_owned() };
         let mut out = ParentSymbols {
             path: path.to_owned(),
             is_module,
+            objname,
             symbols: Vec::new(),
             files: Vec::new(),
             by_name: HashMap::new(),
@@ -233,6 +237,15 @@ impl ParentSymbols {
             out.symbols.push(ParentSymbol { address: sym.st_value(LE), local, file });
         }
         Ok(out)
+    }
+
+    pub fn objname(&self) -> &str {
+        &self.objname
+    }
+
+    /// How many kallsyms-visible symbols have this name.
+    pub fn count(&self, name: &str) -> usize {
+        self.by_name.get(name).map_or(0, Vec::len)
     }
 
     /// The position the kernel will use for `q`: 0 if the name is unique,

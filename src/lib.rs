@@ -6,6 +6,7 @@
 //! special sections, [`klp`] the livepatch formats, and [`diff`] running
 //! the analysis stages in order.
 
+pub mod check;
 pub mod checksum;
 pub mod classify;
 pub mod correlate;

@@ -56,6 +56,13 @@ enum Command {
     },
     /// Convert a linked livepatch module's KLP relocations into the kernel's form, in place.
     PostLink { module: PathBuf },
+    /// Check a livepatch module against every rule the kernel's loader enforces.
+    Check {
+        module: PathBuf,
+        /// The linked parent (vmlinux or MODULE.ko): check symbol positions.
+        #[arg(long, value_name = "FILE")]
+        parent: Option<PathBuf>,
+    },
     /// Print the checksum of every function and data object.
     Checksum {
         object: PathBuf,
@@ -78,6 +85,7 @@ fn main() -> ExitCode {
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
         Command::PostLink { module } => run_post_link(&module),
+        Command::Check { module, parent } => run_check(&module, parent.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -186,6 +194,22 @@ fn run_diff(
             bytes.len()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_check(module: &std::path::Path, parent: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let parent = parent.map(ParentSymbols::read).transpose().map_err(anyhow::Error::msg)?;
+    let file = MappedFile::open(module)?;
+    let m = file.parse()?;
+    let (violations, summary) = klp::check::check(&m, parent.as_ref());
+    let name = module.display();
+    for v in &violations {
+        println!("{name}: {v}");
+    }
+    if !violations.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{name}: ok: {} functions, {} KLP relocations", summary.functions, summary.klp_relocations);
     Ok(ExitCode::SUCCESS)
 }
 

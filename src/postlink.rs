@@ -292,7 +292,7 @@ fn append_sections(m: &Module, out: &mut Vec<u8>, groups: &[((String, usize), Ve
         headers.push(section_header(SectionFields {
             name: name_offset,
             sh_type: elf::SHT_RELA.0,
-            flags: u64::from(elf::SHF_ALLOC.0) | u64::from(elf::SHF_INFO_LINK.0) | SHF_RELA_LIVEPATCH,
+            flags: elf::SHF_ALLOC.0 | elf::SHF_INFO_LINK.0 | SHF_RELA_LIVEPATCH,
             offset: offset as u64,
             size: relas.len() as u64,
             link: m.symtab_index as u32,

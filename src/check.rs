@@ -1,0 +1,359 @@
+//! `klp check`: every rule the kernel enforces when it loads a livepatch
+//! module (spec §7.3), checked on the file. One violation per problem, each
+//! naming its rule.
+
+use std::collections::HashSet;
+
+use crate::elf::{ElfObject, Placement, Section, SymbolKind};
+use crate::klp::{self, ParentSymbols, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH};
+
+/// The rules, named as they are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// `.modinfo` has `livepatch=Y`.
+    ModinfoLivepatch,
+    /// `.modinfo` has a GPL-compatible license (the livepatch API is GPL-only).
+    ModinfoLicense,
+    /// `__klp_relocs` is present but was never converted by `klp post-link`.
+    NotConverted,
+    /// A klp rela section is `SHT_RELA`.
+    RelaType,
+    /// A klp rela section has `SHF_ALLOC` and `SHF_RELA_LIVEPATCH`.
+    RelaFlags,
+    /// `.klp.rela.<obj>.<section>`, `<section>` being the section it relocates.
+    RelaName,
+    /// `sh_link` is `.symtab`, `sh_info` an allocated section.
+    RelaLink,
+    /// One klp rela section per (object, section).
+    RelaDuplicate,
+    /// Symbols of klp relocations (and every `.klp.sym` symbol) are `SHN_LIVEPATCH`.
+    SymbolNotLivepatch,
+    /// `.klp.sym.<obj>.<name>,<pos>`.
+    SymbolName,
+    /// Position 0 only for a unique name; a position that exists.
+    Sympos,
+    /// A module-specific klp rela section may not reference vmlinux.
+    ModuleReferencesVmlinux,
+    /// The bytes a KLP relocation writes are zero in the file.
+    SiteNotZero,
+    /// No ordinary relocation writes a KLP site too.
+    SiteDoublyRelocated,
+    /// The objects table exists and is well formed.
+    ObjectsTable,
+    /// Each `klp_func_ext` has an old name and a new function.
+    FuncsTable,
+    /// A new function has a size (kallsyms must know it).
+    NewFunctionSize,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::ModinfoLivepatch => "modinfo-livepatch",
+            Rule::ModinfoLicense => "modinfo-license",
+            Rule::NotConverted => "not-converted",
+            Rule::RelaType => "klp-rela-type",
+            Rule::RelaFlags => "klp-rela-flags",
+            Rule::RelaName => "klp-rela-name",
+            Rule::RelaLink => "klp-rela-link",
+            Rule::RelaDuplicate => "klp-rela-duplicate",
+            Rule::SymbolNotLivepatch => "klp-sym-not-livepatch",
+            Rule::SymbolName => "klp-sym-name",
+            Rule::Sympos => "klp-sym-sympos",
+            Rule::ModuleReferencesVmlinux => "module-references-vmlinux",
+            Rule::SiteNotZero => "klp-site-nonzero",
+            Rule::SiteDoublyRelocated => "klp-site-doubly-relocated",
+            Rule::ObjectsTable => "objects-table",
+            Rule::FuncsTable => "funcs-table",
+            Rule::NewFunctionSize => "new-function-size",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub rule: Rule,
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.rule.name(), self.message)
+    }
+}
+
+/// What a passing check saw.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub klp_relocations: usize,
+    pub functions: usize,
+}
+
+const GPL_COMPATIBLE: &[&str] =
+    &["GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"];
+
+pub fn check(m: &ElfObject, parent: Option<&ParentSymbols>) -> (Vec<Violation>, Summary) {
+    let mut c = Checker { m, parent, out: Vec::new(), summary: Summary::default() };
+    c.modinfo();
+    c.klp_relas();
+    c.klp_symbols();
+    c.tables();
+    (c.out, c.summary)
+}
+
+struct Checker<'a, 'd> {
+    m: &'a ElfObject<'d>,
+    parent: Option<&'a ParentSymbols>,
+    out: Vec<Violation>,
+    summary: Summary,
+}
+
+impl Checker<'_, '_> {
+    fn report(&mut self, rule: Rule, message: String) {
+        self.out.push(Violation { rule, message });
+    }
+
+    fn modinfo(&mut self) {
+        let records: Vec<&[u8]> =
+            self.m.section_by_name(".modinfo").map_or(Vec::new(), |s| s.data.split(|&b| b == 0).collect());
+        if !records.contains(&&b"livepatch=Y"[..]) {
+            self.report(
+                Rule::ModinfoLivepatch,
+                ".modinfo lacks livepatch=Y: the kernel will not treat this as a livepatch module".into(),
+            );
+        }
+        let license = records.iter().find_map(|r| r.strip_prefix(b"license="));
+        match license {
+            Some(l) if GPL_COMPATIBLE.iter().any(|g| g.as_bytes() == l) => {}
+            Some(l) => self.report(
+                Rule::ModinfoLicense,
+                format!(
+                    "license '{}' is not GPL-compatible; the livepatch API is GPL-only",
+                    String::from_utf8_lossy(l)
+                ),
+            ),
+            None => self.report(Rule::ModinfoLicense, ".modinfo has no license".into()),
+        }
+    }
+
+    fn is_klp_rela(s: &Section) -> bool {
+        s.name.starts_with(".klp.rela.") || s.flags & SHF_RELA_LIVEPATCH != 0
+    }
+
+    fn klp_relas(&mut self) {
+        let m = self.m;
+        let symtab = m.sections.iter().find(|s| s.sh_type == object::elf::SHT_SYMTAB.0).map(|s| s.id);
+        let klp_relas: Vec<&Section> = m.sections.iter().filter(|s| Self::is_klp_rela(s)).collect();
+        let unconverted = m.sections.iter().any(|s| s.name.starts_with("__klp_relocs") && s.size > 0);
+        if unconverted && klp_relas.is_empty() {
+            self.report(
+                Rule::NotConverted,
+                "__klp_relocs is present but there is no .klp.rela section: run klp post-link on the linked module"
+                    .into(),
+            );
+        }
+        let mut seen = HashSet::new();
+        for s in klp_relas {
+            self.rela_section(s, symtab, &mut seen);
+        }
+    }
+
+    fn rela_section(&mut self, s: &Section, symtab: Option<u32>, seen: &mut HashSet<(String, u32)>) {
+        let m = self.m;
+        if s.sh_type != object::elf::SHT_RELA.0 {
+            self.report(Rule::RelaType, format!("{}: type {} is not SHT_RELA", s.name, s.sh_type));
+        }
+        let need = object::elf::SHF_ALLOC.0 | SHF_RELA_LIVEPATCH;
+        if s.flags & need != need {
+            self.report(
+                Rule::RelaFlags,
+                format!("{}: flags {:#x} lack SHF_ALLOC|SHF_RELA_LIVEPATCH ({need:#x})", s.name, s.flags),
+            );
+        }
+        let target = m.sections.get(s.info as usize).filter(|t| t.id != 0);
+        if Some(s.link) != symtab || target.is_none_or(|t| !t.is_alloc()) {
+            self.report(
+                Rule::RelaLink,
+                format!(
+                    "{}: sh_link {} / sh_info {} do not name .symtab and an allocated section",
+                    s.name, s.link, s.info
+                ),
+            );
+        }
+        let parsed = s.name.strip_prefix(".klp.rela.").and_then(|r| r.split_once('.'));
+        let obj = match parsed {
+            Some((obj, sec)) if !obj.is_empty() && obj.len() <= klp::MAX_OBJNAME_LEN => {
+                let sec_name = sec.to_owned();
+                if target.is_some_and(|t| t.name != sec_name) {
+                    self.report(
+                        Rule::RelaName,
+                        format!("{}: names section {sec_name} but relocates {}", s.name, target.unwrap().name),
+                    );
+                }
+                obj.to_owned()
+            }
+            _ => {
+                self.report(Rule::RelaName, format!("{}: not of the form .klp.rela.<object>.<section>", s.name));
+                String::new()
+            }
+        };
+        if !seen.insert((obj.clone(), s.info)) {
+            self.report(
+                Rule::RelaDuplicate,
+                format!("{}: a second klp rela section for object {obj} and section #{}", s.name, s.info),
+            );
+        }
+        for r in &s.own_relocs {
+            self.summary.klp_relocations += 1;
+            self.klp_reloc(s, &obj, target, r);
+        }
+    }
+
+    fn klp_reloc(&mut self, s: &Section, obj: &str, target: Option<&Section>, r: &crate::elf::Reloc) {
+        let m = self.m;
+        let sym = m.symbol(r.symbol);
+        let site = format!("{}+{:#x}", target.map_or("?", |t| t.name), r.offset);
+        if sym.placement != Placement::Reserved(SHN_LIVEPATCH) {
+            self.report(Rule::SymbolNotLivepatch, format!("{site}: symbol {} is not SHN_LIVEPATCH", sym.name));
+        }
+        match klp::parse_klp_symbol(sym.name) {
+            None => self.report(
+                Rule::SymbolName,
+                format!("{site}: symbol '{}' is not .klp.sym.<object>.<name>,<position>", sym.name),
+            ),
+            Some((sym_obj, name, pos)) => {
+                if obj != "vmlinux" && sym_obj == "vmlinux" {
+                    self.report(
+                        Rule::ModuleReferencesVmlinux,
+                        format!("{}: module-specific section references vmlinux symbol {}", s.name, sym.name),
+                    );
+                }
+                self.sympos(&site, sym_obj, name, pos);
+            }
+        }
+        let Some(t) = target else { return };
+        let width = crate::checksum::reloc_width(r.r_type);
+        if !t.is_nobits()
+            && t.data.get(r.offset as usize..r.offset as usize + width).is_some_and(|b| b.iter().any(|&x| x != 0))
+        {
+            self.report(Rule::SiteNotZero, format!("{site}: the {width} bytes a KLP relocation writes are not zero"));
+        }
+        let ordinary = t.relocs_in(r.offset, r.offset + 1).iter().find(|o| o.r_type != crate::elf::rtype::NONE);
+        if let Some(o) = ordinary {
+            self.report(
+                Rule::SiteDoublyRelocated,
+                format!(
+                    "{site}: also written by an ordinary relocation (type {}) to {}",
+                    o.r_type,
+                    m.symbol(o.symbol).name
+                ),
+            );
+        }
+    }
+
+    fn sympos(&mut self, site: &str, sym_obj: &str, name: &str, pos: u64) {
+        let Some(parent) = self.parent else { return };
+        if parent.objname() != sym_obj {
+            return;
+        }
+        let count = parent.count(name);
+        if count == 0 {
+            self.report(Rule::Sympos, format!("{site}: {name} is not in {}", parent.path.display()));
+        } else if pos == 0 && count > 1 {
+            self.report(
+                Rule::Sympos,
+                format!(
+                    "{site}: {name} has position 0 but {count} symbols of that name exist (unresolvable ambiguity)"
+                ),
+            );
+        } else if pos > count as u64 {
+            self.report(
+                Rule::Sympos,
+                format!("{site}: position {pos} of {name} does not exist ({count} symbols of that name)"),
+            );
+        }
+    }
+
+    fn klp_symbols(&mut self) {
+        for s in &self.m.symbols {
+            if s.name.starts_with(".klp.sym.") && s.placement != Placement::Reserved(SHN_LIVEPATCH) {
+                self.report(Rule::SymbolNotLivepatch, format!("symbol {} is not SHN_LIVEPATCH", s.name));
+            }
+        }
+    }
+
+    fn tables(&mut self) {
+        let m = self.m;
+        let Some(objects) = m.section_by_name(".init.klp_objects").or_else(|| m.section_by_name("__klp_objects"))
+        else {
+            self.report(Rule::ObjectsTable, "no .init.klp_objects (or __klp_objects) section: nothing to patch".into());
+            return;
+        };
+        let size = klp::KLP_OBJECT_SIZE;
+        if objects.size == 0 || objects.size % size != 0 {
+            self.report(
+                Rule::ObjectsTable,
+                format!("{}: size {} is not a positive multiple of {size}", objects.name, objects.size),
+            );
+            return;
+        }
+        for j in 0..objects.size / size {
+            self.object_entry(objects, j * size);
+        }
+    }
+
+    fn object_entry(&mut self, objects: &Section, at: u64) {
+        let m = self.m;
+        let nr = u32::from_le_bytes(objects.data[(at + klp::KLP_OBJECT_NR_FUNCS) as usize..][..4].try_into().unwrap())
+            as u64;
+        let Some(funcs_reloc) = objects.relocs_in(at + klp::KLP_OBJECT_FUNCS, at + klp::KLP_OBJECT_FUNCS + 1).first()
+        else {
+            self.report(Rule::ObjectsTable, format!("{}+{at:#x}: object without a funcs array", objects.name));
+            return;
+        };
+        let target = m.symbol(funcs_reloc.symbol);
+        let Some(funcs) = m.symbol_section(target) else {
+            self.report(Rule::ObjectsTable, format!("{}+{at:#x}: funcs array is not in this module", objects.name));
+            return;
+        };
+        let start = (target.value as i64 + funcs_reloc.addend) as u64;
+        if nr == 0 || start + nr * klp::KLP_FUNC_SIZE > funcs.size {
+            self.report(
+                Rule::ObjectsTable,
+                format!(
+                    "{}+{at:#x}: {nr} functions from {}+{start:#x} do not fit its size {}",
+                    objects.name, funcs.name, funcs.size
+                ),
+            );
+            return;
+        }
+        for k in 0..nr {
+            self.func_entry(funcs, start + k * klp::KLP_FUNC_SIZE);
+        }
+    }
+
+    fn func_entry(&mut self, funcs: &Section, at: u64) {
+        let m = self.m;
+        self.summary.functions += 1;
+        let old_name = funcs.relocs_in(at, at + 1).first().and_then(|r| {
+            let t = m.symbol(r.symbol);
+            let s = m.symbol_section(t)?;
+            s.c_str_at((t.value as i64 + r.addend) as u64)
+        });
+        match old_name {
+            Some(n) if !n.is_empty() && n.len() <= klp::MAX_SYMBOL_NAME_LEN => {}
+            _ => self.report(Rule::FuncsTable, format!("{}+{at:#x}: klp_func_ext has no (valid) old_name", funcs.name)),
+        }
+        let new_func = funcs.relocs_in(at + 8, at + 9).first().map(|r| m.symbol(r.symbol));
+        match new_func {
+            None => self.report(Rule::FuncsTable, format!("{}+{at:#x}: klp_func_ext has a NULL new_func", funcs.name)),
+            Some(f) if !f.is_defined() || f.kind != SymbolKind::Func => self.report(
+                Rule::FuncsTable,
+                format!("{}+{at:#x}: new_func {} is not a function of this module", funcs.name, f.name),
+            ),
+            Some(f) if f.size == 0 => self
+                .report(Rule::NewFunctionSize, format!("new function {} has no size: kallsyms cannot size it", f.name)),
+            Some(_) => {}
+        }
+    }
+}
