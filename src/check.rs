@@ -317,7 +317,7 @@ impl Checker<'_, '_> {
             return;
         };
         let start = (target.value as i64 + funcs_reloc.addend) as u64;
-        if nr == 0 || start + nr * klp::KLP_FUNC_SIZE > funcs.size {
+        if start + nr * klp::KLP_FUNC_SIZE > funcs.size {
             self.report(
                 Rule::ObjectsTable,
                 format!(

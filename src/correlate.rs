@@ -127,8 +127,17 @@ pub fn is_correlatable(obj: &ElfObject, sym: &Symbol) -> bool {
 }
 
 fn is_uncorrelated_static(name: &str) -> bool {
-    let base = crate::elf::demangle(name);
-    UNCORRELATED_STATICS.iter().any(|s| base == *s || base.ends_with(&format!(".{s}")))
+    // GCC: `<var>.<n>`; Clang: `<func>.<var>[.<n>]`. Only numeric suffixes
+    // are dropped here: `demangle` would also eat the `__` of `__func__`.
+    let mut base = name;
+    while let Some((head, tail)) = base.rsplit_once('.') {
+        if tail.is_empty() || !tail.bytes().all(|b| b.is_ascii_digit()) {
+            break;
+        }
+        base = head;
+    }
+    let var = base.rsplit('.').next().unwrap_or(base);
+    UNCORRELATED_STATICS.contains(&var)
 }
 
 /// Pair the symbols of `orig` and `patched`.
@@ -432,6 +441,18 @@ fn remove_indices<T>(v: &mut Vec<T>, indices: &[usize]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_site_statics_are_recognised() {
+        for name in
+            ["__func__.65905", "__func__", "foo.__func__", "__key.3", "_rs.12", "__already_done.7", "CSWTCH.150"]
+        {
+            assert!(is_uncorrelated_static(name), "{name}");
+        }
+        for name in ["lock.65417", "counter.0", "__funcs", "my_key"] {
+            assert!(!is_uncorrelated_static(name), "{name}");
+        }
+    }
 
     #[test]
     fn files_align_across_added_and_removed_files() {

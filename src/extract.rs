@@ -312,7 +312,8 @@ impl<'a, 'd> Builder<'a, 'd> {
         out_offset: u64,
     ) -> Result<()> {
         let relocs: Vec<Reloc> = self.p.section(sec).relocs_in(start, end).to_vec();
-        for r in relocs {
+        // R_X86_64_NONE writes nothing (old -mrecord-mcount marks its nops so).
+        for r in relocs.into_iter().filter(|r| r.r_type != rtype::NONE) {
             let bias = self.pc_bias(sec, start, end, &r);
             let site = out_offset + (r.offset - start);
             self.clone_reloc(sec, &r, bias, osec, site)?;
@@ -624,7 +625,7 @@ impl<'a, 'd> Builder<'a, 'd> {
         let out = self.out.sections[osec].append(&symbol_bytes(s, start, end - start), 1);
         let relocs: Vec<Reloc> = s.relocs_in(start, end).to_vec();
         let is_alt = s.name == ".altinstructions";
-        for r in relocs {
+        for r in relocs.into_iter().filter(|r| r.r_type != rtype::NONE) {
             let site = out + (r.offset - start);
             let target = self.p.symbol(r.symbol);
             let in_replacement = self.p.symbol_section(target).is_some_and(|t| t.name == ".altinstr_replacement");

@@ -183,6 +183,9 @@ pub struct ParentSymbols {
     symbols: Vec<ParentSymbol>,
     files: Vec<String>,
     by_name: HashMap<String, Vec<usize>>,
+    /// Local symbols by demangled name, to find a static whose numeric
+    /// suffix changed between builds.
+    by_demangled: HashMap<String, Vec<usize>>,
 }
 
 /// How to find one of our symbols in the parent.
@@ -217,6 +220,7 @@ impl ParentSymbols {
             symbols: Vec::new(),
             files: Vec::new(),
             by_name: HashMap::new(),
+            by_demangled: HashMap::new(),
         };
         for (i, sym) in symtab.iter().enumerate() {
             let name = symtab.symbol_name(LE, sym).map_err(|_| format!("symbol #{i}: bad name"))?;
@@ -233,10 +237,17 @@ impl ParentSymbols {
             }
             let local = sym.st_bind() == elf::STB_LOCAL;
             let file = if local { out.files.len().checked_sub(1) } else { None };
-            out.by_name.entry(name).or_default().push(out.symbols.len());
-            out.symbols.push(ParentSymbol { address: sym.st_value(LE), local, file });
+            out.add(name, sym.st_value(LE), local, file);
         }
         Ok(out)
+    }
+
+    fn add(&mut self, name: String, address: u64, local: bool, file: Option<usize>) {
+        if local {
+            self.by_demangled.entry(crate::elf::demangle(&name).to_owned()).or_default().push(self.symbols.len());
+        }
+        self.by_name.entry(name).or_default().push(self.symbols.len());
+        self.symbols.push(ParentSymbol { address, local, file });
     }
 
     pub fn objname(&self) -> &str {
@@ -246,6 +257,99 @@ impl ParentSymbols {
     /// How many kallsyms-visible symbols have this name.
     pub fn count(&self, name: &str) -> usize {
         self.by_name.get(name).map_or(0, Vec::len)
+    }
+
+    /// A stand-in for the linked kernel when only the original object is at
+    /// hand: every defined symbol gets an address, functions in
+    /// `.text.unlikely` first and otherwise in symbol-table order (so that
+    /// duplicates are counted in the order `klp diff` assumes without
+    /// `--parent`), undefined ones after all of them.
+    pub fn synthetic(obj: &crate::elf::ElfObject) -> Self {
+        const BASE: u64 = 0xffff_ffff_8100_0000;
+        let mut out = ParentSymbols {
+            path: obj.path.clone(),
+            is_module: false,
+            objname: "vmlinux".into(),
+            symbols: Vec::new(),
+            files: Vec::new(),
+            by_name: HashMap::new(),
+            by_demangled: HashMap::new(),
+        };
+        let mut undefined: Vec<&str> = Vec::new();
+        for s in &obj.symbols {
+            use crate::elf::SymbolKind;
+            if s.kind == SymbolKind::File {
+                out.files.push(s.name.to_owned());
+                continue;
+            }
+            if s.name.is_empty() || s.kind == SymbolKind::Section {
+                continue;
+            }
+            let Some(sec) = obj.symbol_section(s) else {
+                if s.placement == crate::elf::Placement::Undefined {
+                    undefined.push(s.name);
+                }
+                continue;
+            };
+            let unlikely = s.kind == SymbolKind::Func && sec.name.starts_with(".text.unlikely");
+            let address = BASE + if unlikely { 0 } else { 1 << 28 } + u64::from(s.id) * 64;
+            let file = if s.is_local() { out.files.len().checked_sub(1) } else { None };
+            out.add(s.name.to_owned(), address, s.is_local(), file);
+        }
+        undefined.sort_unstable();
+        undefined.dedup();
+        for (i, name) in undefined.into_iter().enumerate() {
+            if out.by_name.contains_key(name) {
+                continue;
+            }
+            out.add(name.to_owned(), BASE + (1 << 29) + i as u64 * 64, false, None);
+        }
+        out
+    }
+
+    /// What the kernel resolves `.klp.sym.<obj>.<name>,<pos>` to: with
+    /// position 0 the name must be unique, else the pos-th by address (by
+    /// symbol-table order in a module).
+    pub fn klp_address(&self, name: &str, pos: u64) -> Result<u64, String> {
+        let all = self.by_name.get(name).map_or(&[][..], Vec::as_slice);
+        let mut ordered: Vec<usize> = all.to_vec();
+        if !self.is_module {
+            ordered.sort_by_key(|&i| (self.symbols[i].address, i));
+        }
+        match (pos, ordered.len()) {
+            (_, 0) => Err(format!("{name} not found")),
+            (0, 1) => Ok(self.symbols[ordered[0]].address),
+            (0, n) => Err(format!("unresolvable ambiguity: {n} symbols named {name} and position 0")),
+            (p, n) => ordered
+                .get(p as usize - 1)
+                .map(|&i| self.symbols[i].address)
+                .ok_or_else(|| format!("position {p} of {name} not found ({n} symbols)")),
+        }
+    }
+
+    /// The address of the symbol `q` describes. A local not found by its
+    /// exact name is looked for by demangled name in the same FILE (a
+    /// static renumbered by the compiler).
+    pub fn address(&self, q: SymbolQuery) -> Result<u64, String> {
+        let all = self.by_name.get(q.name).map_or(&[][..], Vec::as_slice);
+        match all {
+            [] if q.local => {
+                let similar = self.by_demangled.get(crate::elf::demangle(q.name)).map_or(&[][..], Vec::as_slice);
+                let (file, _) = q.file.ok_or_else(|| format!("{} not found", q.name))?;
+                let in_file: Vec<usize> = similar
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.symbols[i].file.is_some_and(|f| self.files[f] == file))
+                    .collect();
+                match in_file.as_slice() {
+                    [one] => Ok(self.symbols[*one].address),
+                    _ => Err(format!("{} not found", q.name)),
+                }
+            }
+            [] => Err(format!("{} not found", q.name)),
+            [one] => Ok(self.symbols[*one].address),
+            _ => self.find(all, q).map(|i| self.symbols[i].address),
+        }
     }
 
     /// The position the kernel will use for `q`: 0 if the name is unique,

@@ -14,6 +14,8 @@ pub mod diff;
 pub mod elf;
 pub mod extract;
 pub mod klp;
+#[path = "../verify/oracle.rs"]
+pub mod oracle;
 pub mod postlink;
 pub mod special;
 pub mod write;

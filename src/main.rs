@@ -62,6 +62,13 @@ enum Command {
         /// The linked parent (vmlinux or MODULE.ko): check symbol positions.
         #[arg(long, value_name = "FILE")]
         parent: Option<PathBuf>,
+        /// The patched object: run the loader oracle, which relocates each
+        /// function of the module and compares it with the patched object's.
+        #[arg(long, value_name = "FILE")]
+        patched: Option<PathBuf>,
+        /// The original object, standing in for the kernel when no --parent is given.
+        #[arg(long, value_name = "FILE")]
+        orig: Option<PathBuf>,
     },
     /// Print the checksum of every function and data object.
     Checksum {
@@ -85,7 +92,9 @@ fn main() -> ExitCode {
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
         Command::PostLink { module } => run_post_link(&module),
-        Command::Check { module, parent } => run_check(&module, parent.as_deref()),
+        Command::Check { module, parent, patched, orig } => {
+            run_check(&module, parent.as_deref(), patched.as_deref(), orig.as_deref())
+        }
     };
     match result {
         Ok(code) => code,
@@ -178,7 +187,7 @@ fn run_diff(
             eprintln!("{objname}: error: {why}");
             return Ok(ExitCode::from(EXIT_UNPATCHABLE));
         }
-        Err(ExtractError::Failed(why)) => anyhow::bail!("{objname}: {why}"),
+        Err(ExtractError::Failed(why)) => anyhow::bail!("{why}"),
     };
     for w in &extraction.warnings {
         eprintln!("{objname}: warning: {w}");
@@ -197,7 +206,12 @@ fn run_diff(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_check(module: &std::path::Path, parent: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn run_check(
+    module: &std::path::Path,
+    parent: Option<&std::path::Path>,
+    patched: Option<&std::path::Path>,
+    orig: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     let parent = parent.map(ParentSymbols::read).transpose().map_err(anyhow::Error::msg)?;
     let file = MappedFile::open(module)?;
     let m = file.parse()?;
@@ -206,11 +220,49 @@ fn run_check(module: &std::path::Path, parent: Option<&std::path::Path>) -> anyh
     for v in &violations {
         println!("{name}: {v}");
     }
-    if !violations.is_empty() {
+    let mut failed = !violations.is_empty();
+    if let Some(patched) = patched {
+        failed |= !run_oracle(&name.to_string(), &m, patched, parent, orig)?;
+    }
+    if failed {
         return Ok(ExitCode::FAILURE);
     }
     println!("{name}: ok: {} functions, {} KLP relocations", summary.functions, summary.klp_relocations);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run the loader oracle; false if a function's bytes differ.
+fn run_oracle(
+    name: &str,
+    m: &klp::elf::ElfObject,
+    patched: &std::path::Path,
+    parent: Option<ParentSymbols>,
+    orig: Option<&std::path::Path>,
+) -> anyhow::Result<bool> {
+    let kernel = match (parent, orig) {
+        (Some(p), _) => p,
+        (None, Some(orig)) => {
+            let f = MappedFile::open(orig)?;
+            ParentSymbols::synthetic(&f.parse()?)
+        }
+        (None, None) => anyhow::bail!("--patched needs --parent (the linked kernel) or --orig (the original object)"),
+    };
+    let pf = MappedFile::open(patched)?;
+    let p = pf.parse()?;
+    let verdicts = klp::oracle::verify(m, &p, &kernel).map_err(|e| anyhow::anyhow!("{name}: oracle: {e}"))?;
+    let mut ok = true;
+    for v in verdicts {
+        use klp::oracle::Verdict;
+        match v.verdict {
+            Verdict::Same => println!("{name}: oracle: {}: same bytes as the patched object", v.name),
+            Verdict::Differs { offset, module, patched } => {
+                ok = false;
+                println!("{name}: oracle-differs: {}+{offset:#x}: module {module:#04x}, patched {patched:#04x}", v.name)
+            }
+            Verdict::Unverifiable(why) => println!("{name}: oracle: {}: cannot verify: {why}", v.name),
+        }
+    }
+    Ok(ok)
 }
 
 fn run_post_link(module: &std::path::Path) -> anyhow::Result<ExitCode> {

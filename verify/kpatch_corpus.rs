@@ -61,6 +61,7 @@ fn check(dir: &Path, case: &Case) -> Result<(), String> {
     let out = std::env::temp_dir().join(format!("klp-kpatch-{}.o", case.name));
     let mut args =
         vec!["diff".to_owned(), orig.display().to_string(), patched.display().to_string(), out.display().to_string()];
+    args.push("--objname=vmlinux".to_owned());
     args.extend(entsize_args(dir, &case.name));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = klp(&refs);

@@ -10,6 +10,8 @@ fn readme_demo_reports_the_new_and_changed_function() {
         dir.join("pktdemo.orig.o").to_str().unwrap(),
         dir.join("pktdemo.patched.o").to_str().unwrap(),
         std::env::temp_dir().join("klp-readme-demo.o").to_str().unwrap(),
+        "--objname",
+        "vmlinux",
     ]);
     assert!(o.status.success());
     assert_eq!(common::reported(&o.stdout, "new function"), ["pkt_csum"]);
