@@ -11,7 +11,7 @@
 //! position only when both sides have the same number of candidates in the
 //! same file, and reported; what cannot be paired is reported, never guessed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 
@@ -28,6 +28,8 @@ pub enum PairReason {
     Locality,
     SameFile,
     Checksum,
+    /// Statics told apart by the twins of the functions that use them.
+    Reference,
     Position,
     /// An IPA clone renamed (`foo.isra.0` -> `foo.constprop.0.isra.0`) with identical code.
     CloneRename,
@@ -155,12 +157,31 @@ pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, p
     let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched, t.orig)).collect();
     let groups = group_by_name(orig, patched);
     let ctx = Ctx { orig, patched, orig_sums, patched_sums, orig_file_of: &orig_file_of };
-    let results: Vec<(Vec<Twin>, Option<Ambiguity>)> = groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
-    for (pairs, ambiguity) in results {
+    let results: Vec<(Vec<Twin>, Leftover)> = groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
+    let mut leftovers = Vec::new();
+    for (pairs, leftover) in results {
         for t in pairs {
             twins.add(t);
         }
-        twins.ambiguities.extend(ambiguity);
+        if !leftover.orig.is_empty() && !leftover.patched.is_empty() {
+            leftovers.push(leftover);
+        }
+    }
+    ctx.pair_by_reference(&mut twins, &mut leftovers);
+    for mut l in leftovers {
+        let mut pairs = Vec::new();
+        pair_by_funnel(&mut l.orig, &mut l.patched, &mut pairs);
+        pair_by_position(&mut l.orig, &mut l.patched, &mut pairs);
+        for t in pairs {
+            twins.add(t);
+        }
+        if !l.orig.is_empty() && !l.patched.is_empty() {
+            twins.ambiguities.push(Ambiguity {
+                name: l.name.to_owned(),
+                orig: l.orig.iter().map(|x| x.0).collect(),
+                patched: l.patched.iter().map(|x| x.0).collect(),
+            });
+        }
     }
     ctx.pair_clone_renames(&mut twins);
     twins.pairs.sort_by_key(|t| t.patched);
@@ -239,6 +260,13 @@ fn group_by_name<'d>(orig: &ElfObject<'d>, patched: &ElfObject<'d>) -> Vec<Group
     groups
 }
 
+/// What the funnel could not pair in one name group.
+struct Leftover<'d> {
+    name: &'d str,
+    orig: Vec<(SymbolId, Traits)>,
+    patched: Vec<(SymbolId, Traits)>,
+}
+
 struct Ctx<'a, 'd> {
     orig: &'a ElfObject<'d>,
     patched: &'a ElfObject<'d>,
@@ -284,32 +312,12 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn pair_group(&self, g: Group) -> (Vec<Twin>, Option<Ambiguity>) {
+    fn pair_group<'d>(&self, g: Group<'d>) -> (Vec<Twin>, Leftover<'d>) {
         let mut o: Vec<(SymbolId, Traits)> = g.orig.iter().map(|&id| (id, self.traits_orig(id))).collect();
         let mut p: Vec<(SymbolId, Traits)> = g.patched.iter().map(|&id| (id, self.traits_patched(id))).collect();
         let mut pairs = Vec::new();
-        let mut progress = true;
-        while progress {
-            progress = false;
-            let mut oi = 0;
-            while oi < o.len() {
-                if let Some((pi, reason)) = funnel(&o[oi].1, &o, &p) {
-                    pairs.push(Twin { orig: o[oi].0, patched: p[pi].0, reason });
-                    o.remove(oi);
-                    p.remove(pi);
-                    progress = true;
-                } else {
-                    oi += 1;
-                }
-            }
-        }
-        pair_by_position(&mut o, &mut p, &mut pairs);
-        let ambiguity = (!o.is_empty() && !p.is_empty()).then(|| Ambiguity {
-            name: g.name.to_owned(),
-            orig: o.iter().map(|x| x.0).collect(),
-            patched: p.iter().map(|x| x.0).collect(),
-        });
-        (pairs, ambiguity)
+        pair_by_funnel(&mut o, &mut p, &mut pairs);
+        (pairs, Leftover { name: g.name, orig: o, patched: p })
     }
 }
 
@@ -355,8 +363,105 @@ impl Ctx<'_, '_> {
     }
 }
 
+impl Ctx<'_, '_> {
+    /// kpatch's rule for statics the funnel cannot tell apart (same name,
+    /// file, size and contents): a static pairs with the one that the twins
+    /// of the functions using it use.
+    fn pair_by_reference(&self, twins: &mut Twins, leftovers: &mut [Leftover]) {
+        let locals = |v: &Vec<(SymbolId, Traits)>| v.iter().filter(|(_, t)| t.local).map(|x| x.0).collect::<Vec<_>>();
+        let orig_targets: HashSet<SymbolId> = leftovers.iter().flat_map(|l| locals(&l.orig)).collect();
+        let patched_targets: HashSet<SymbolId> = leftovers.iter().flat_map(|l| locals(&l.patched)).collect();
+        if orig_targets.is_empty() || patched_targets.is_empty() {
+            return;
+        }
+        let orig_users = users_of(self.orig, &orig_targets);
+        let patched_users = users_of(self.patched, &patched_targets);
+        for l in leftovers.iter_mut() {
+            let uses = |o: SymbolId, p: SymbolId| {
+                let theirs = patched_users.get(&p).map_or(&[][..], Vec::as_slice);
+                orig_users
+                    .get(&o)
+                    .is_some_and(|fs| fs.iter().any(|&f| twins.of_orig(f).is_some_and(|t| theirs.contains(&t))))
+            };
+            let mut found = Vec::new();
+            for &(o, ref ot) in &l.orig {
+                let matches: Vec<SymbolId> =
+                    l.patched.iter().filter(|(p, pt)| same_file_strict(ot, pt) && uses(o, *p)).map(|x| x.0).collect();
+                if let [p] = matches[..]
+                    && l.orig.iter().filter(|(o2, _)| uses(*o2, p)).count() == 1
+                {
+                    found.push(Twin { orig: o, patched: p, reason: PairReason::Reference });
+                }
+            }
+            for t in found {
+                l.orig.retain(|x| x.0 != t.orig);
+                l.patched.retain(|x| x.0 != t.patched);
+                twins.add(t);
+            }
+        }
+    }
+}
+
+/// For each of `targets`, the functions whose code refers to it.
+fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> HashMap<SymbolId, Vec<SymbolId>> {
+    let mut holds = vec![false; obj.sections.len()];
+    for &t in targets {
+        if let Some(s) = obj.symbol(t).section() {
+            holds[s as usize] = true;
+        }
+    }
+    let holds = &holds;
+    let found: Vec<(SymbolId, SymbolId)> = obj
+        .sections
+        .par_iter()
+        .filter(|s| s.is_exec())
+        .flat_map_iter(|s| {
+            s.relocs.iter().filter_map(move |r| {
+                let sym = obj.symbol(r.symbol);
+                let sec = sym.section().filter(|&sec| holds[sec as usize])?;
+                let target = if sym.kind == SymbolKind::Section {
+                    // Code refers with a PC-relative bias of about 4 bytes.
+                    obj.symbol_at(sec, (r.addend + 4).max(0) as u64)?
+                } else {
+                    sym.id
+                };
+                targets.contains(&target).then_some(())?;
+                let user = obj.symbol_at(s.id, r.offset).filter(|&u| obj.symbol(u).kind == SymbolKind::Func)?;
+                Some((target, user))
+            })
+        })
+        .collect();
+    let mut map: HashMap<SymbolId, Vec<SymbolId>> = HashMap::new();
+    for (t, u) in found {
+        let users = map.entry(t).or_default();
+        if !users.contains(&u) {
+            users.push(u);
+        }
+    }
+    map
+}
+
 fn stem(name: &str) -> &str {
     name.split('.').next().unwrap_or(name)
+}
+
+/// Pair what the funnel can, repeating while a pairing makes others unique.
+fn pair_by_funnel(o: &mut Vec<(SymbolId, Traits)>, p: &mut Vec<(SymbolId, Traits)>, pairs: &mut Vec<Twin>) {
+    let mut progress = true;
+    while progress {
+        progress = false;
+        let mut oi = 0;
+        while oi < o.len() {
+            if let Some((pi, reason)) = funnel(&o[oi].1, o, p) {
+                pairs.push(Twin { orig: o[oi].0, patched: p[pi].0, reason });
+                o.remove(oi);
+                p.remove(pi);
+                progress = true;
+            } else {
+                oi += 1;
+            }
+        }
+    }
 }
 
 /// Could `o` and `p` be the same symbol, as far as files tell?

@@ -249,7 +249,10 @@ fn run_oracle(
     };
     let pf = MappedFile::open(patched)?;
     let p = pf.parse()?;
-    let verdicts = klp::oracle::verify(m, &p, &kernel).map_err(|e| anyhow::anyhow!("{name}: oracle: {e}"))?;
+    let orig_file = orig.map(MappedFile::open).transpose()?;
+    let orig_obj = orig_file.as_ref().map(|f| f.parse()).transpose()?;
+    let verdicts =
+        klp::oracle::verify(m, &p, &kernel, orig_obj.as_ref()).map_err(|e| anyhow::anyhow!("{name}: oracle: {e}"))?;
     let mut ok = true;
     for v in verdicts {
         use klp::oracle::Verdict;

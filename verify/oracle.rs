@@ -49,7 +49,14 @@ pub struct FunctionVerdict {
 }
 
 /// Verify every function of `module` that the patched object also has.
-pub fn verify(module: &ElfObject, patched: &ElfObject, kernel: &ParentSymbols) -> Result<Vec<FunctionVerdict>, String> {
+/// `orig`, when given, identifies statics renumbered by the compiler: the
+/// one the original version of the same function uses.
+pub fn verify(
+    module: &ElfObject,
+    patched: &ElfObject,
+    kernel: &ParentSymbols,
+    orig: Option<&ElfObject>,
+) -> Result<Vec<FunctionVerdict>, String> {
     let layout = ModuleLayout::new(module, kernel)?;
     let mut out = Vec::new();
     for f in module.symbols.iter().filter(|s| s.kind == SymbolKind::Func && s.is_defined() && s.size > 0) {
@@ -61,7 +68,10 @@ pub fn verify(module: &ElfObject, patched: &ElfObject, kernel: &ParentSymbols) -
             continue; // the skeleton's own code
         };
         let at = layout.symbol_address(f.id)?;
-        let verdict = match (layout.relocated_function(f), resolve_patched(patched, p, f, at, &layout, kernel)) {
+        let verdict = match (
+            layout.relocated_function(f),
+            resolve_patched(&World { patched, module: &layout, kernel, orig, function: f.name }, p, f, at),
+        ) {
             (Err(e), _) => return Err(format!("{}: {e}", f.name)),
             (_, Err(why)) => Verdict::Unverifiable(why),
             (Ok(m), Ok(p)) => compare(&m, &p),
@@ -188,14 +198,18 @@ fn apply(bytes: &mut [u8], r: &Reloc, func_start: u64, p: u64, s: u64) -> Result
 
 /// The patched object's function `p`, placed at `at` and relocated against
 /// the module (what it carries) and the kernel (everything else).
-fn resolve_patched(
-    patched: &ElfObject,
-    p: SymbolId,
-    clone: &Symbol,
-    at: u64,
-    module: &ModuleLayout,
-    kernel: &ParentSymbols,
-) -> Result<Vec<u8>, String> {
+/// Everything the patched side is resolved against.
+struct World<'a, 'd> {
+    patched: &'a ElfObject<'d>,
+    module: &'a ModuleLayout<'a, 'd>,
+    kernel: &'a ParentSymbols,
+    orig: Option<&'a ElfObject<'a>>,
+    /// The function being resolved.
+    function: &'a str,
+}
+
+fn resolve_patched(w: &World, p: SymbolId, clone: &Symbol, at: u64) -> Result<Vec<u8>, String> {
+    let (patched, module) = (w.patched, w.module);
     let f = patched.symbol(p);
     let sec = patched.symbol_section(f).ok_or("patched function outside any section")?;
     let mut bytes = sec.data[f.value as usize..f.end() as usize].to_vec();
@@ -205,7 +219,7 @@ fn resolve_patched(
             continue;
         }
         let bias = if rtype::is_pc_relative(r.r_type) && sec.is_exec() { pc_bias(&insns, r.offset) } else { 0 };
-        let target = match reference_address(patched, r, bias, module, kernel) {
+        let target = match reference_address(w, r, bias) {
             Err(Unplaced::Anonymous(sec, off)) => {
                 module.anonymous_copy(patched, sec, off, clone, r.offset - f.value, bias)?
             }
@@ -242,16 +256,11 @@ impl From<String> for Unplaced {
 }
 
 /// The address of the byte relocation `r` refers to, for the patched system.
-fn reference_address(
-    patched: &ElfObject,
-    r: &Reloc,
-    bias: i64,
-    module: &ModuleLayout,
-    kernel: &ParentSymbols,
-) -> Result<u64, Unplaced> {
+fn reference_address(w: &World, r: &Reloc, bias: i64) -> Result<u64, Unplaced> {
+    let (patched, module) = (w.patched, w.module);
     let t = patched.symbol(r.symbol);
     let Some(sec) = patched.symbol_section(t) else {
-        return Ok(symbol_home(patched, t, module, kernel)?.wrapping_add((r.addend + bias) as u64));
+        return Ok(symbol_home(w, t)?.wrapping_add((r.addend + bias) as u64));
     };
     let at = if t.kind == SymbolKind::Section { r.addend + bias } else { t.value as i64 + r.addend + bias };
     if sec.is_strings() {
@@ -269,7 +278,7 @@ fn reference_address(
         return Err(Unplaced::Anonymous(sec.id, at as u64));
     };
     let named = patched.symbol(named);
-    Ok(symbol_home(patched, named, module, kernel)?.wrapping_add((at - named.value as i64) as u64))
+    Ok(symbol_home(w, named)?.wrapping_add((at - named.value as i64) as u64))
 }
 
 impl ModuleLayout<'_, '_> {
@@ -323,18 +332,50 @@ impl ModuleLayout<'_, '_> {
 
 /// Where a patched symbol lives for the patched system: the module's copy
 /// if the module defines one of that name, else the kernel's.
-fn symbol_home(patched: &ElfObject, s: &Symbol, module: &ModuleLayout, kernel: &ParentSymbols) -> Result<u64, String> {
-    if let Some(ids) = module.defined.get(s.name)
+fn symbol_home(w: &World, s: &Symbol) -> Result<u64, String> {
+    if let Some(ids) = w.module.defined.get(s.name)
         && let [one] = ids.as_slice()
     {
-        return module.symbol_address(*one);
+        return w.module.symbol_address(*one);
     }
-    let file = s.file.map(|f| (patched.symbol(f).name, file_occurrence(patched, s)));
-    match kernel.address(SymbolQuery { name: s.name, local: s.is_local(), file }) {
+    let file = s.file.map(|f| (w.patched.symbol(f).name, file_occurrence(w.patched, s)));
+    match w.kernel.address(SymbolQuery { name: s.name, local: s.is_local(), file }) {
         Ok(a) => Ok(a),
         Err(_) if !s.is_defined() => Ok(external_address(s.name)),
-        Err(e) => Err(format!("{}: {e}", s.name)),
+        Err(e) => match w.orig.and_then(|o| static_used_by(o, w.function, s.demangled)) {
+            Some((name, (file, occurrence))) => w
+                .kernel
+                .address(SymbolQuery { name: &name, local: true, file: Some((&file, occurrence)) })
+                .map_err(|e| format!("{}: {e}", s.name)),
+            None => Err(format!("{}: {e}", s.name)),
+        },
     }
+}
+
+/// The one local named like `demangled` that function `function` of the
+/// original object refers to, with its FILE name and occurrence.
+fn static_used_by(orig: &ElfObject, function: &str, demangled: &str) -> Option<(String, (String, usize))> {
+    let f = orig.symbols_named(function).iter().map(|&id| orig.symbol(id)).find(|s| s.kind == SymbolKind::Func)?;
+    let sec = orig.symbol_section(f)?;
+    let mut used: Vec<SymbolId> = sec
+        .relocs_in(f.value, f.end())
+        .iter()
+        .filter_map(|r| {
+            let t = orig.symbol(r.symbol);
+            if t.kind == SymbolKind::Section {
+                orig.symbol_at(t.section()?, (r.addend + 4).max(0) as u64)
+            } else {
+                Some(t.id)
+            }
+        })
+        .filter(|&id| orig.symbol(id).is_local() && orig.symbol(id).demangled == demangled)
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let [one] = used[..] else { return None };
+    let s = orig.symbol(one);
+    let file = s.file.map(|f| (orig.symbol(f).name.to_owned(), file_occurrence(orig, s)))?;
+    Some((s.name.to_owned(), file))
 }
 
 /// Among same-named locals in FILE blocks of the same name, the index of `s`.

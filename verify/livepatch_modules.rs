@@ -1,0 +1,158 @@
+//! Whole modules: diff, link with our skeleton, post-link, then `klp check`
+//! passes and the loader oracle shows every changed function resolving to
+//! the patched object's bytes. For every kpatch case that diffs
+//! successfully and every kernel pair.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn work(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("livepatch-modules").join(name)
+}
+
+/// Build the module and run check + oracle; `kernel` is `--parent X` or `--orig X`.
+fn build_and_verify(
+    name: &str,
+    orig: &Path,
+    patched: &Path,
+    diff_args: &[&str],
+    kernel: [&str; 2],
+) -> Result<(), String> {
+    let dir = work(name);
+    let module = module::build_module(&dir, orig, patched, diff_args);
+    let changed: Vec<String> = {
+        let o = klp(&[
+            &["diff", orig.to_str().unwrap(), patched.to_str().unwrap(), dir.join("again.o").to_str().unwrap()],
+            diff_args,
+        ]
+        .concat());
+        reported(&o.stdout, "changed function")
+    };
+    let mut args =
+        vec!["check", module.to_str().unwrap(), kernel[0], kernel[1], "--patched", patched.to_str().unwrap()];
+    if kernel[0] != "--orig" {
+        args.extend(["--orig", orig.to_str().unwrap()]);
+    }
+    let o = klp(&args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() {
+        return Err(format!("klp check failed:\n{out}"));
+    }
+    for f in &changed {
+        if !out.contains(&format!("oracle: {f}: same bytes as the patched object")) {
+            return Err(format!("oracle did not confirm {f}:\n{out}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn kpatch_modules_pass_check_and_the_oracle() {
+    let Some(dir) = shared_asset("corpus/kpatch-x86_64") else { return };
+    let names: Vec<String> = std::fs::read_to_string(dir.join("EXPECTED.tsv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split('\t').nth(1) == Some("ok"))
+        .map(|l| l.split('\t').next().unwrap().to_owned())
+        .collect();
+    let mut failures = Vec::new();
+    for name in &names {
+        let (orig, patched) = (dir.join(format!("{name}.ORIG.o")), dir.join(format!("{name}.PATCHED.o")));
+        if let Err(e) =
+            build_and_verify(name, &orig, &patched, &["--objname", "vmlinux"], ["--orig", orig.to_str().unwrap()])
+        {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    eprintln!("{} of {} kpatch modules verified", names.len() - failures.len(), names.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn kernel_modules_pass_check_and_the_oracle() {
+    for kernel in ["6.12-slim", "6.12-def"] {
+        let Some(dir) = shared_asset(&format!("kernel/{kernel}")) else { continue };
+        let vmlinux = unzstd_cached(&dir.join("vmlinux.zst"));
+        let symvers = dir.join("Module.symvers");
+        let pairs = [
+            ("cmdline", dir.join("cmdline.orig.o"), dir.join("cmdline.patched.o")),
+            ("version", dir.join("version.orig.o"), dir.join("version.patched.o")),
+            (
+                "vmlinux",
+                unzstd_cached(&dir.join("vmlinux.o.orig.zst")),
+                unzstd_cached(&dir.join("vmlinux.o.patched.zst")),
+            ),
+        ];
+        for (what, orig, patched) in pairs {
+            let args =
+                ["--objname", "vmlinux", "--parent", vmlinux.to_str().unwrap(), "--symvers", symvers.to_str().unwrap()];
+            build_and_verify(
+                &format!("{kernel}-{what}"),
+                &orig,
+                &patched,
+                &args,
+                ["--parent", vmlinux.to_str().unwrap()],
+            )
+            .unwrap_or_else(|e| panic!("{kernel} {what}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn converted_modules_look_right_to_readelf() {
+    let objs = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/objects");
+    let module = module::build_module(
+        &work("readelf"),
+        &objs.join("pktdemo.orig.o"),
+        &objs.join("pktdemo.patched.o"),
+        &["--objname", "vmlinux"],
+    );
+    let o = Command::new("readelf").args(["-S", "-r", "-s", "-W"]).arg(&module).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let klp_rela =
+        text.lines().find(|l| l.contains(" .klp.rela.vmlinux.") && l.contains("RELA")).expect(".klp.rela section");
+    let flags = klp_rela.split_whitespace().rev().nth(3).unwrap();
+    assert!(flags.contains('o') && flags.contains('A'), "flags {flags} in: {klp_rela}");
+    assert!(text.contains("OS [0xff20] .klp.sym.vmlinux."), "no SHN_LIVEPATCH symbols:\n{text}");
+    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn the_oracle_catches_a_wrong_klp_relocation() {
+    let objs = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/objects");
+    let (orig, patched) = (objs.join("pktdemo.orig.o"), objs.join("pktdemo.patched.o"));
+    let module = module::build_module(&work("oracle-negative"), &orig, &patched, &["--objname", "vmlinux"]);
+    let mut bytes = std::fs::read(&module).unwrap();
+    // Find the first .klp.rela entry by its bytes and shift its addend.
+    let entry = {
+        let f = klp::elf::MappedFile::open(&module).unwrap();
+        let m = f.parse().unwrap();
+        let rela = m.sections.iter().find(|s| s.name.starts_with(".klp.rela.")).expect("a .klp.rela section");
+        let r = rela.own_relocs[0];
+        let mut e = r.offset.to_le_bytes().to_vec();
+        e.extend_from_slice(&((u64::from(r.symbol) << 32) | u64::from(r.r_type)).to_le_bytes());
+        e.extend_from_slice(&r.addend.to_le_bytes());
+        e
+    };
+    let at = bytes.windows(24).rposition(|w| w == entry.as_slice()).expect("entry bytes");
+    let addend = i64::from_le_bytes(bytes[at + 16..at + 24].try_into().unwrap()) + 8;
+    bytes[at + 16..at + 24].copy_from_slice(&addend.to_le_bytes());
+    let broken = work("oracle-negative").join("broken.ko");
+    std::fs::write(&broken, &bytes).unwrap();
+    let o = klp(&[
+        "check",
+        broken.to_str().unwrap(),
+        "--orig",
+        orig.to_str().unwrap(),
+        "--patched",
+        patched.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("oracle-differs: "), "{out}");
+}
