@@ -156,3 +156,65 @@ fn the_oracle_catches_a_wrong_klp_relocation() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("oracle-differs: "), "{out}");
 }
+
+/// Assemble `asm` into an object in `dir`.
+fn assemble(dir: &Path, name: &str, asm: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.s"));
+    std::fs::write(&src, format!("{asm}.section .note.GNU-stack,\"\",@progbits\n")).unwrap();
+    let obj = dir.join(format!("{name}.o"));
+    let o = Command::new("as").arg("-o").arg(&obj).arg(&src).output().unwrap();
+    assert!(o.status.success(), "as: {}", String::from_utf8_lossy(&o.stderr));
+    obj
+}
+
+/// Link the demo diff output with the skeleton and `extra`, post-link, check.
+fn post_link_with(name: &str, extra: &Path) -> (PathBuf, String) {
+    let dir = work(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let objs = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/objects");
+    let out = dir.join("out.o");
+    let o = klp(&[
+        "diff",
+        objs.join("pktdemo.orig.o").to_str().unwrap(),
+        objs.join("pktdemo.patched.o").to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--objname",
+        "vmlinux",
+    ]);
+    assert!(o.status.success());
+    let module = dir.join("m.ko");
+    module::link_module(&dir, &[&out, extra], &module);
+    let o = klp(&["post-link", module.to_str().unwrap()]);
+    assert!(o.status.success(), "post-link: {}", String::from_utf8_lossy(&o.stderr));
+    let o = klp(&["check", module.to_str().unwrap()]);
+    assert!(o.status.success(), "check: {}", String::from_utf8_lossy(&o.stdout));
+    let re = Command::new("readelf").args(["-S", "-g", "-r", "-W"]).arg(&module).output().unwrap();
+    assert!(re.stderr.is_empty(), "readelf: {}", String::from_utf8_lossy(&re.stderr));
+    (module, String::from_utf8_lossy(&re.stdout).into_owned())
+}
+
+#[test]
+fn post_link_keeps_section_groups() {
+    let dir = work("groups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let asm = ".section .text.comdat_helper,\"axG\",@progbits,comdat_helper,comdat\n.globl comdat_helper\ncomdat_helper:\n ret\n";
+    let extra = assemble(&dir, "group", asm);
+    let (_, readelf) = post_link_with("groups", &extra);
+    assert!(readelf.contains("COMDAT group section"), "the group is gone:\n{readelf}");
+    assert!(readelf.contains(".klp.rela.vmlinux."), "{readelf}");
+}
+
+#[test]
+fn post_link_handles_extended_section_numbering() {
+    let dir = work("many-sections");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut asm = String::new();
+    for i in 0..70_000 {
+        asm.push_str(&format!(".section .data.many{i},\"aw\"\n.byte {}\n", i % 256));
+    }
+    let extra = assemble(&dir, "many", &asm);
+    let (module, readelf) = post_link_with("many-sections", &extra);
+    assert!(readelf.contains(".klp.rela.vmlinux."), "no klp rela section");
+    let bytes = std::fs::read(&module).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[0x3c], bytes[0x3d]]), 0, "e_shnum must be 0 with extended numbering");
+}
