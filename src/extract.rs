@@ -555,14 +555,10 @@ impl<'a, 'd> Builder<'a, 'd> {
     /// labels and static calls, when its key can be reached.
     fn entry_is_wanted(&mut self, sec: SectionId, start: u64, end: u64) -> Result<bool> {
         let relocs: Vec<Reloc> = self.p.section(sec).relocs_in(start, end).to_vec();
-        let describes_clone = relocs.iter().any(|r| {
-            resolve_data_reference(self.p, r).is_some_and(|t| {
-                self.included.contains(&t)
-                    || (self.clones.contains_key(&t)
-                        && self.p.symbol(t).kind == SymbolKind::Func
-                        && self.p.symbol(t).is_defined())
-            })
-        });
+        // Only functions copied into the output count: an undefined
+        // reference to a kernel function is not a clone of it.
+        let describes_clone =
+            relocs.iter().any(|r| resolve_data_reference(self.p, r).is_some_and(|t| self.included.contains(&t)));
         if !describes_clone {
             return Ok(false);
         }

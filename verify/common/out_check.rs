@@ -49,6 +49,7 @@ pub fn check_output(out: &Path, orig: &Path, expect: &Expect) -> Result<(), Stri
     only_changed_and_new_functions(&o, expect)?;
     funcs_table_matches(&o, &orig_obj, expect)?;
     existing_references_are_klp(&o, &orig_obj, expect)?;
+    special_entries_describe_copies(out)?;
     Ok(())
 }
 
@@ -153,6 +154,26 @@ fn existing_references_are_klp(o: &ElfObject, orig: &ElfObject, e: &Expect) -> R
             if existing && !(e.exported)(t.name) {
                 return Err(format!(
                     "{}+{:#x}: plain reference to existing unexported symbol {}",
+                    s.name, r.offset, t.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every special-section entry of the output describes a function the
+/// output defines (an entry for a kernel function would make the module
+/// loader act on the running kernel's code, e.g. ftrace on `__mcount_loc`).
+pub fn special_entries_describe_copies(out: &Path) -> Result<(), String> {
+    let file = MappedFile::open(out).map_err(|e| e.to_string())?;
+    let o = file.parse().map_err(|e| e.to_string())?;
+    for s in o.sections.iter().filter(|s| klp::special::is_special_section(s.name)) {
+        for r in &s.relocs {
+            let t = o.symbol(r.symbol);
+            if t.kind == SymbolKind::Func && !t.is_defined() {
+                return Err(format!(
+                    "{}+{:#x}: entry for {}, which this object does not define",
                     s.name, r.offset, t.name
                 ));
             }
