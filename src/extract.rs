@@ -443,7 +443,8 @@ impl<'a, 'd> Builder<'a, 'd> {
     ) {
         let t = self.p.symbol(target);
         let kind = if t.kind == SymbolKind::Section { SymbolKind::NoType } else { t.kind };
-        let placeholder = self.undefined_symbol(self.opts.format.placeholder(t.name), kind, Binding::Weak);
+        let format = self.opts.format;
+        let placeholder = self.undefined_symbol(format.placeholder(t.name), kind, format.placeholder_binding());
         self.out.sections[osec].relocs.push(OutReloc { offset: site, symbol: placeholder, r_type, addend });
         let klp_symbol = self.undefined_symbol(klp::klp_symbol_name(obj, name, pos), kind, Binding::Weak);
         self.klp_relocs.push(PendingKlpReloc { section: osec, offset: site, klp_symbol, addend, r_type });

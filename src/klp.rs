@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use object::LittleEndian as LE;
+
+use crate::elf::Binding;
 use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, SectionHeader, Sym};
 
@@ -77,6 +79,19 @@ impl Format {
         match self {
             Format::V6_19 => "__klp_relocs".to_owned(),
             Format::Current => format!("__klp_relocs.{objname}"),
+        }
+    }
+    /// How the placeholder is bound. Upstream makes it weak, so a module
+    /// whose KLP relocations were never converted loads and runs with null
+    /// pointers at every KLP site. Ours are global: until post-link marks them
+    /// SHN_LIVEPATCH the module loader refuses the module ("Unknown symbol
+    /// .klp.tombstone.X"), and after it the loader skips them. v6.19's
+    /// placeholders carry the target's own name, which a global binding could
+    /// resolve against an export, so they stay weak.
+    pub fn placeholder_binding(self) -> Binding {
+        match self {
+            Format::V6_19 => Binding::Weak,
+            Format::Current => Binding::Global,
         }
     }
     /// The undefined symbol an ordinary relocation at a KLP site refers to.

@@ -14,6 +14,7 @@ pub mod diff;
 pub mod elf;
 pub mod extract;
 pub mod klp;
+pub mod kmod;
 #[path = "../verify/oracle.rs"]
 pub mod oracle;
 pub mod postlink;

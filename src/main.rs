@@ -54,6 +54,30 @@ enum Command {
         #[arg(long, default_value = "current")]
         format: klp::klp::Format,
     },
+    /// Build a loadable livepatch module from diff outputs with the kernel's kbuild.
+    Module {
+        /// Module name, e.g. livepatch-fix-cmdline.
+        #[arg(long)]
+        name: String,
+        /// The kernel build tree (or module build tree) of the target kernel.
+        #[arg(long, value_name = "DIR")]
+        kdir: PathBuf,
+        /// Module.symvers to build against, if not the tree's own.
+        #[arg(long, value_name = "FILE")]
+        symvers: Option<PathBuf>,
+        /// The OUT.o files of klp diff.
+        #[arg(required = true, value_name = "OUT.o")]
+        objects: Vec<PathBuf>,
+        /// Where the module goes (default: ./NAME.ko).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Do not replace earlier live patches (cumulative patches replace by default).
+        #[arg(long)]
+        no_replace: bool,
+        /// Leave the module unconverted; for showing that the kernel refuses it.
+        #[arg(long, hide = true)]
+        skip_post_link: bool,
+    },
     /// Convert a linked livepatch module's KLP relocations into the kernel's form, in place.
     PostLink { module: PathBuf },
     /// Check a livepatch module against every rule the kernel's loader enforces.
@@ -92,6 +116,11 @@ fn main() -> ExitCode {
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
         Command::PostLink { module } => run_post_link(&module),
+        Command::Module { name, kdir, symvers, objects, output, no_replace, skip_post_link } => {
+            let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.ko", klp::kmod::module_name(&name))));
+            let opts = klp::kmod::ModuleOptions { name, kdir, symvers, objects, output, no_replace, skip_post_link };
+            run_module(&opts)
+        }
         Command::Check { module, parent, patched, orig } => {
             run_check(&module, parent.as_deref(), patched.as_deref(), orig.as_deref())
         }
@@ -266,6 +295,13 @@ fn run_oracle(
         }
     }
     Ok(ok)
+}
+
+fn run_module(opts: &klp::kmod::ModuleOptions) -> anyhow::Result<ExitCode> {
+    let mut step = |s: &str| eprintln!("klp module: {s}");
+    let out = klp::kmod::build(opts, &mut step).map_err(anyhow::Error::msg)?;
+    println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_post_link(module: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -80,30 +80,52 @@ static void free_patch(void)
 	patch = NULL;
 }
 
-static int fill_object(struct klp_object *obj, const struct klp_object_ext *ext)
+static bool same_object(const char *a, const char *b)
 {
-	unsigned int j;
+	/* NULL names vmlinux. */
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
 
-	obj->funcs = kcalloc(ext->nr_funcs + 1, sizeof(*obj->funcs), GFP_KERNEL);
-	if (!obj->funcs)
+/*
+ * Append the functions of @ext to @obj. Diff outputs of several translation
+ * units of one kernel object (two files of vmlinux, say) each carry a
+ * klp_object_ext of the same name, and the kernel wants one klp_object per
+ * name, so they are merged here.
+ */
+static int add_object_ext(struct klp_object *obj, const struct klp_object_ext *ext)
+{
+	struct klp_func *funcs;
+	unsigned int have = 0, j;
+
+	while (obj->funcs && obj->funcs[have].old_name)
+		have++;
+	/* The zeroed entry after the last function terminates the array. */
+	funcs = krealloc(obj->funcs, (have + ext->nr_funcs + 1) * sizeof(*funcs), GFP_KERNEL);
+	if (!funcs)
 		return -ENOMEM;
+	memset(&funcs[have], 0, (ext->nr_funcs + 1) * sizeof(*funcs));
 	for (j = 0; j < ext->nr_funcs; j++) {
-		obj->funcs[j].old_name = ext->funcs[j].old_name;
-		obj->funcs[j].new_func = ext->funcs[j].new_func;
-		obj->funcs[j].old_sympos = ext->funcs[j].sympos;
+		funcs[have + j].old_name = ext->funcs[j].old_name;
+		funcs[have + j].new_func = ext->funcs[j].new_func;
+		funcs[have + j].old_sympos = ext->funcs[j].sympos;
 	}
+	obj->funcs = funcs;
 	obj->name = ext->name;
-	obj->callbacks.pre_patch = ext->callbacks.pre_patch;
-	obj->callbacks.post_patch = ext->callbacks.post_patch;
-	obj->callbacks.pre_unpatch = ext->callbacks.pre_unpatch;
-	obj->callbacks.post_unpatch = ext->callbacks.post_unpatch;
+	if (!obj->callbacks.pre_patch)
+		obj->callbacks.pre_patch = ext->callbacks.pre_patch;
+	if (!obj->callbacks.post_patch)
+		obj->callbacks.post_patch = ext->callbacks.post_patch;
+	if (!obj->callbacks.pre_unpatch)
+		obj->callbacks.pre_unpatch = ext->callbacks.pre_unpatch;
+	if (!obj->callbacks.post_unpatch)
+		obj->callbacks.post_unpatch = ext->callbacks.post_unpatch;
 	return 0;
 }
 
 static int __init livepatch_init(void)
 {
 	struct klp_object_ext *ext;
-	unsigned int nr = 0, i;
+	unsigned int nr = 0, nr_objs = 0, i, k;
 	int ret;
 
 	ext = find_objects(&nr);
@@ -114,14 +136,19 @@ static int __init livepatch_init(void)
 	patch = kzalloc(sizeof(*patch), GFP_KERNEL);
 	if (!patch)
 		return -ENOMEM;
-	/* nr objects and a zeroed terminator. */
+	/* At most nr objects, and a zeroed terminator. */
 	patch->objs = kcalloc(nr + 1, sizeof(*patch->objs), GFP_KERNEL);
 	if (!patch->objs) {
 		free_patch();
 		return -ENOMEM;
 	}
 	for (i = 0; i < nr; i++) {
-		ret = fill_object(&patch->objs[i], &ext[i]);
+		for (k = 0; k < nr_objs; k++)
+			if (same_object(patch->objs[k].name, ext[i].name))
+				break;
+		if (k == nr_objs)
+			nr_objs++;
+		ret = add_object_ext(&patch->objs[k], &ext[i]);
 		if (ret) {
 			free_patch();
 			return ret;

@@ -72,7 +72,10 @@ extern struct module __this_module;
 #define __exit __attribute__((__section__(".exit.text")))
 extern void *kzalloc(size_t size, int flags);
 extern void *kcalloc(size_t n, size_t size, int flags);
+extern void *krealloc(const void *p, size_t size, int flags);
 extern void kfree(const void *p);
+extern int strcmp(const char *a, const char *b);
+extern void *memset(void *s, int c, size_t n);
 extern int _printk(const char *fmt, ...);
 #define pr_err(...) _printk(__VA_ARGS__)
 extern int klp_enable_patch(struct klp_patch *patch);

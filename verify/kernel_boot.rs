@@ -1,0 +1,420 @@
+//! The end-to-end test against the oracle that matters: build livepatch
+//! modules with `klp diff` and `klp module` for the real Linux 6.12 kernels
+//! in ../shared/kernel, boot each kernel under QEMU (TCG) with the modules in
+//! a busybox initramfs (verify/kernel/init.sh is its /init), and read from
+//! the serial log that each module loads, its transition finishes, it does
+//! what the patch says, and disabling it brings the old behaviour back.
+//!
+//! Needs ../shared/kernel (skipped visibly without it) and qemu-system-x86,
+//! busybox-static, cpio, make, gcc, bc, flex, bison and libelf-dev, which
+//! `.ci/run` installs. Without those tools the test is skipped, except under
+//! CI (`CI` set), where it fails: a green CI must mean the kernel ran.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use common::*;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One of the kernels in ../shared/kernel, ready to build modules for.
+struct Kernel {
+    name: &'static str,
+    dir: PathBuf,
+    /// The module build tree, unpacked from kdev.tar.zst.
+    kdev: PathBuf,
+    /// The linked vmlinux, for exact symbol positions.
+    vmlinux: PathBuf,
+    cpus: u32,
+}
+
+const TOOLS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("cpio", "cpio"),
+    ("gzip", "gzip"),
+    ("make", "make"),
+    ("gcc", "gcc"),
+    ("bc", "bc"),
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("objcopy", "binutils"),
+    ("zstd", "zstd"),
+];
+
+/// True when everything the boot test runs is installed; otherwise skip
+/// visibly, or fail under CI.
+fn tools_present() -> bool {
+    let mut missing: Vec<&str> = TOOLS.iter().filter(|(cmd, _)| !on_path(cmd)).map(|(_, pkg)| *pkg).collect();
+    if !is_static_busybox(Path::new("/bin/busybox")) {
+        missing.push("busybox-static");
+    }
+    if !Path::new("/usr/include/libelf.h").exists() {
+        missing.push("libelf-dev");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("the kernel boot test needs: apt-get install {} (.ci/run installs them)", missing.join(" "));
+    assert!(std::env::var_os("CI").is_none(), "{msg}");
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
+fn is_static_busybox(path: &Path) -> bool {
+    // A statically linked ELF has no PT_INTERP; readelf says so.
+    path.exists()
+        && Command::new("readelf")
+            .arg("-lW")
+            .arg(path)
+            .output()
+            .is_ok_and(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("INTERP"))
+}
+
+fn kernel(name: &'static str, cpus: u32) -> Option<Kernel> {
+    // KLP_KERNEL_ASSETS: kernels rebuilt by verify/kernel/rebuild-assets.sh.
+    let dir = match std::env::var_os("KLP_KERNEL_ASSETS") {
+        Some(assets) => Some(PathBuf::from(assets).join(name)).filter(|d| d.exists()),
+        None => shared_asset(&format!("kernel/{name}")),
+    }?;
+    if !tools_present() {
+        return None;
+    }
+    let kdev = unpack_kdev(&dir);
+    let vmlinux = unzstd_cached(&dir.join("vmlinux.zst"));
+    Some(Kernel { name, dir, kdev, vmlinux, cpus })
+}
+
+/// Unpack the kernel's module build tree once per test run.
+fn unpack_kdev(dir: &Path) -> PathBuf {
+    static UNPACKED: OnceLock<Mutex<HashMap<PathBuf, PathBuf>>> = OnceLock::new();
+    let mut done = UNPACKED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = done.get(dir) {
+        return k.clone();
+    }
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kdev").join(name);
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::create_dir_all(&dest).unwrap();
+    let status = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(dir.join("kdev.tar.zst"))
+        .arg("-C")
+        .arg(&dest)
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "unpacking {}/kdev.tar.zst", dir.display());
+    let kdev = dest.join("kdev");
+    done.insert(dir.to_owned(), kdev.clone());
+    kdev
+}
+
+fn work_dir(test: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel-boot").join(test);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Kernel {
+    /// `klp diff` as klp-build would run it for vmlinux; returns the report.
+    fn diff(&self, orig: &Path, patched: &Path, out: &Path) -> String {
+        let symvers = self.dir.join("Module.symvers");
+        let o = klp(&[
+            "diff",
+            orig.to_str().unwrap(),
+            patched.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--objname",
+            "vmlinux",
+            "--symvers",
+            symvers.to_str().unwrap(),
+            "--parent",
+            self.vmlinux.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "klp diff {}: {stderr}", orig.display());
+        assert!(out.exists(), "klp diff {} wrote no output", orig.display());
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `klp module` against this kernel's build tree.
+    fn module(&self, dir: &Path, name: &str, outputs: &[PathBuf], extra: &[&str]) -> PathBuf {
+        let ko = dir.join(format!("{name}.ko"));
+        let mut args =
+            vec!["module", "--name", name, "--kdir", self.kdev.to_str().unwrap(), "-o", ko.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(outputs.iter().map(|p| p.to_str().unwrap()));
+        let o = klp(&args);
+        assert!(o.status.success(), "klp module {name}: {}", String::from_utf8_lossy(&o.stderr));
+        ko
+    }
+
+    /// Boot with `modules` in the initramfs; the serial log, parsed.
+    fn boot(&self, dir: &Path, modules: &[PathBuf], scenario: Option<&Path>) -> BootLog {
+        let initrd = dir.join("initramfs.cpio.gz");
+        let mut mk = Command::new("bash");
+        mk.arg(root().join("verify/kernel/mkinitramfs.sh")).arg(&initrd);
+        if let Some(s) = scenario {
+            mk.arg("--scenario").arg(s);
+        }
+        let st = mk.args(modules).status().expect("run mkinitramfs.sh");
+        assert!(st.success(), "mkinitramfs.sh failed");
+        let start = Instant::now();
+        let o = Command::new("timeout")
+            .args(["300", "qemu-system-x86_64", "-m", "512", "-smp"])
+            .arg(self.cpus.to_string())
+            .args(["-nographic", "-no-reboot", "-net", "none", "-kernel"])
+            .arg(self.dir.join("bzImage"))
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", "console=ttyS0 panic=-1 loglevel=3"])
+            .output()
+            .expect("run qemu-system-x86_64");
+        let serial = String::from_utf8_lossy(&o.stdout).into_owned();
+        std::fs::write(dir.join("serial.log"), &serial).unwrap();
+        eprintln!(
+            "{}: booted in {:.1} s (serial log: {})",
+            self.name,
+            start.elapsed().as_secs_f64(),
+            dir.join("serial.log").display()
+        );
+        let log = BootLog::parse(&serial);
+        assert!(log.has("done"), "{}: the guest did not finish (qemu {}); serial log:\n{serial}", self.name, o.status);
+        log
+    }
+}
+
+/// What /init printed (`KLP-TEST: ` lines) and the kernel log it dumped.
+struct BootLog {
+    lines: Vec<String>,
+    dmesg: Vec<String>,
+}
+
+impl BootLog {
+    fn parse(serial: &str) -> Self {
+        let mut lines = Vec::new();
+        let mut dmesg = Vec::new();
+        let mut in_dmesg = false;
+        for raw in serial.lines() {
+            let l = raw.trim_end_matches('\r');
+            // The first line shares the serial line with the firmware's escapes.
+            if let Some(i) = l.find("KLP-TEST: ") {
+                let t = &l[i + "KLP-TEST: ".len()..];
+                match t {
+                    "dmesg begin" => in_dmesg = true,
+                    "dmesg end" => in_dmesg = false,
+                    _ => {}
+                }
+                lines.push(t.to_owned());
+            } else if in_dmesg {
+                dmesg.push(l.to_owned());
+            }
+        }
+        BootLog { lines, dmesg }
+    }
+
+    fn has(&self, line: &str) -> bool {
+        self.lines.iter().any(|l| l == line)
+    }
+
+    fn value(&self, key: &str) -> &str {
+        let prefix = format!("{key}: ");
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no `{key}` line in the serial log; /init said:\n{}", self.lines.join("\n")))
+    }
+
+    fn expect(&self, line: &str) {
+        assert!(
+            self.has(line),
+            "no `{line}` in the serial log; /init said:\n{}\nkernel log:\n{}",
+            self.lines.join("\n"),
+            self.dmesg.join("\n")
+        );
+    }
+
+    /// The kernel's own lines about livepatching and module loading, for the note.
+    fn livepatch_lines(&self) -> Vec<&str> {
+        self.dmesg.iter().map(String::as_str).filter(|l| l.contains("livepatch") || l.contains("klp")).collect()
+    }
+
+    /// No livepatch or module-loader error, and no WARNING, BUG or Oops.
+    fn assert_kernel_log_clean(&self) {
+        const BAD: &[&str] = &[
+            "WARNING:",
+            "BUG:",
+            "Oops",
+            "Call Trace",
+            "Invalid relocation",
+            "Unknown symbol",
+            "overflow in relocation",
+            "is not marked as a livepatch symbol",
+            "incorrectly formatted name",
+            "unresolvable ambiguity",
+            "not found",
+            "failed to",
+            "kallsyms size lookup failed",
+        ];
+        let bad: Vec<&String> = self.dmesg.iter().filter(|l| BAD.iter().any(|b| l.contains(b))).collect();
+        assert!(
+            bad.is_empty(),
+            "the kernel log has errors:\n{}",
+            bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
+const CMDLINE_MARK: &str = "kbuild_test_patched=1";
+const VERSION_MARK: &str = "(patched: kbuild-test source patch)";
+
+/// The demo patch took effect exactly while the module was enabled.
+fn assert_demo_effect(log: &BootLog, module: &str) {
+    log.expect(&format!("insmod ok {module}.ko"));
+    log.expect(&format!("LIVEPATCH {} enabled=1 transition=0", module.replace('-', "_")));
+    for phase in ["before", "disabled"] {
+        assert!(
+            !log.value(&format!("{phase} cmdline")).contains(CMDLINE_MARK),
+            "{phase}: {}",
+            log.value(&format!("{phase} cmdline"))
+        );
+        assert!(
+            !log.value(&format!("{phase} version")).contains(VERSION_MARK),
+            "{phase}: {}",
+            log.value(&format!("{phase} version"))
+        );
+    }
+    assert!(log.value("patched cmdline").ends_with(CMDLINE_MARK), "patched: {}", log.value("patched cmdline"));
+    assert!(log.value("patched version").contains(VERSION_MARK), "patched: {}", log.value("patched version"));
+    log.expect(&format!("rmmod ok {}", module.replace('-', "_")));
+    log.assert_kernel_log_clean();
+    for l in log.livepatch_lines() {
+        eprintln!("    {l}");
+    }
+}
+
+/// The demo, diffed per translation unit (fs/proc/cmdline.o, fs/proc/version.o).
+fn demo_from_units(k: &Kernel, test: &str) {
+    let t = Instant::now();
+    let dir = work_dir(test);
+    let mut outs = Vec::new();
+    for (unit, func) in [("cmdline", "cmdline_proc_show"), ("version", "version_proc_show")] {
+        let out = dir.join(format!("{unit}.out.o"));
+        let report = k.diff(&k.dir.join(format!("{unit}.orig.o")), &k.dir.join(format!("{unit}.patched.o")), &out);
+        assert_eq!(reported(report.as_bytes(), "changed function"), [func], "{report}");
+        outs.push(out);
+    }
+    let ko = k.module(&dir, "livepatch-demo", &outs, &[]);
+    let log = k.boot(&dir, &[ko], None);
+    assert_demo_effect(&log, "livepatch-demo");
+    eprintln!("{test}: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// The demo, diffed as the whole vmlinux.o.
+fn demo_from_vmlinux_o(k: &Kernel, test: &str) {
+    let t = Instant::now();
+    let dir = work_dir(test);
+    let orig = unzstd_cached(&k.dir.join("vmlinux.o.orig.zst"));
+    let patched = unzstd_cached(&k.dir.join("vmlinux.o.patched.zst"));
+    let out = dir.join("vmlinux.out.o");
+    let report = k.diff(&orig, &patched, &out);
+    let mut changed = reported(report.as_bytes(), "changed function");
+    changed.sort();
+    assert_eq!(changed, ["cmdline_proc_show", "version_proc_show"], "{report}");
+    let ko = k.module(&dir, "livepatch-demo-vmlinux", &[out], &[]);
+    let log = k.boot(&dir, &[ko], None);
+    assert_demo_effect(&log, "livepatch-demo-vmlinux");
+    eprintln!("{test}: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+#[test]
+fn slim_demo_from_translation_units_loads_and_takes_effect() {
+    let Some(k) = kernel("6.12-slim", 1) else { return };
+    demo_from_units(&k, "slim-demo-units");
+}
+
+#[test]
+fn slim_demo_from_vmlinux_o_loads_and_takes_effect() {
+    let Some(k) = kernel("6.12-slim", 1) else { return };
+    demo_from_vmlinux_o(&k, "slim-demo-vmlinux");
+}
+
+/// The check can fail: a module whose KLP relocations were never converted
+/// (post-link skipped) is refused by the kernel, and nothing is patched.
+#[test]
+fn slim_kernel_refuses_a_module_without_post_link() {
+    let Some(k) = kernel("6.12-slim", 1) else { return };
+    let dir = work_dir("slim-no-post-link");
+    let out = dir.join("cmdline.out.o");
+    k.diff(&k.dir.join("cmdline.orig.o"), &k.dir.join("cmdline.patched.o"), &out);
+    let ko = k.module(&dir, "livepatch-unconverted", &[out], &["--skip-post-link"]);
+    let log = k.boot(&dir, &[ko], None);
+    log.expect("insmod refused livepatch-unconverted.ko");
+    assert!(!log.lines.iter().any(|l| l.starts_with("LIVEPATCH ")), "a patch was registered: {:?}", log.lines);
+    assert!(!log.value("patched cmdline").contains(CMDLINE_MARK));
+    // The placeholders are global until post-link marks them SHN_LIVEPATCH,
+    // so the module loader cannot resolve them.
+    let why: Vec<&String> = log
+        .dmesg
+        .iter()
+        .filter(|l| l.contains("livepatch_unconverted: Unknown symbol .klp.tombstone.saved_command_line"))
+        .collect();
+    assert!(!why.is_empty(), "the kernel did not say why it refused the module:\n{}", log.dmesg.join("\n"));
+    for l in &why {
+        eprintln!("    {l}");
+    }
+}
+
+/// Our own scenario (corpus/kernel/slim-scenario): a new static function
+/// called by a changed one, a function-local static that must stay the
+/// running kernel's, and a changed function whose name is not unique in
+/// vmlinux (m_show, the second of two: sympos 2).
+#[test]
+fn slim_scenario_new_function_static_local_and_sympos() {
+    let Some(k) = kernel("6.12-slim", 1) else { return };
+    let t = Instant::now();
+    let dir = work_dir("slim-scenario");
+    let corpus = root().join("corpus/kernel/slim-scenario");
+    let mut outs = Vec::new();
+    let mut reports = String::new();
+    for unit in ["namespace", "drop_caches"] {
+        let out = dir.join(format!("{unit}.out.o"));
+        reports += &k.diff(&corpus.join(format!("{unit}.orig.o")), &corpus.join(format!("{unit}.patched.o")), &out);
+        outs.push(out);
+    }
+    let mut changed = reported(reports.as_bytes(), "changed function");
+    changed.sort();
+    assert_eq!(changed, ["drop_caches_sysctl_handler", "m_show"], "{reports}");
+    assert_eq!(sorted_stripped(reported(reports.as_bytes(), "new function")), ["mounts_klp_note.isra"], "{reports}");
+    let ko = k.module(&dir, "livepatch-scenario", &outs, &[]);
+    let log = k.boot(&dir, &[ko], Some(&corpus.join("scenario.sh")));
+    log.expect("insmod ok livepatch-scenario.ko");
+    log.expect("LIVEPATCH livepatch_scenario enabled=1 transition=0");
+    // m_show of fs/namespace.c, not of kernel/module/procfs.c, calls the new function.
+    assert_eq!(log.value("before mounts-marker"), "0");
+    assert_ne!(log.value("patched mounts-marker"), "0", "the patched m_show did not run");
+    assert_eq!(log.value("disabled mounts-marker"), "0");
+    // The patched handler sees the running kernel's stfu (4, set before the patch).
+    assert_eq!(log.value("before drop_caches-lines"), "0");
+    assert_eq!(log.value("patched drop_caches-lines"), "1");
+    assert_eq!(log.value("patched drop_caches-last"), "klp-scenario: drop_caches 1 stfu=4");
+    assert_eq!(log.value("disabled drop_caches-lines"), "1", "the patched handler still ran after disabling");
+    log.expect("rmmod ok livepatch_scenario");
+    log.assert_kernel_log_clean();
+    for l in log.livepatch_lines() {
+        eprintln!("    {l}");
+    }
+    eprintln!("slim-scenario: {:.1} s", t.elapsed().as_secs_f64());
+}
