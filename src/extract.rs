@@ -155,6 +155,8 @@ struct Builder<'a, 'd> {
     warned_sympos: HashSet<SymbolId>,
     /// Instruction (start, end) pairs of decoded code ranges.
     decoded: HashMap<(SectionId, u64), Vec<(u64, u64)>>,
+    /// Where `__patchable_function_entries` says compiler padding starts.
+    padding_starts: HashSet<(SectionId, u64)>,
 }
 
 impl<'a, 'd> Builder<'a, 'd> {
@@ -178,6 +180,7 @@ impl<'a, 'd> Builder<'a, 'd> {
             warnings: Vec::new(),
             warned_sympos: HashSet::new(),
             decoded: HashMap::new(),
+            padding_starts: padding_starts(&a.patched.obj),
         }
     }
 
@@ -263,6 +266,29 @@ impl<'a, 'd> Builder<'a, 'd> {
             .map(|s| s.id)
     }
 
+    /// The compiler's padding before function `id` that has no `__pfx_`
+    /// symbol (objtool, which names it, has not run on a translation unit of
+    /// an IBT kernel). The kernel's CALL_PADDING builds with
+    /// `-fpatchable-function-entry=N,N`: N bytes of NOPs before each function,
+    /// which call-depth tracking and FineIBT rewrite at run time, so a clone
+    /// must keep them (and objtool, run on the module, names them `__pfx_`).
+    fn padding_before(&self, id: SymbolId) -> u64 {
+        const MAX_PADDING: u64 = 64;
+        let sym = self.p.symbol(id);
+        let Some(sec) = sym.section() else { return 0 };
+        if self.prefix_of(id).is_some() {
+            return 0;
+        }
+        let code = self.p.section(sec);
+        (1..=MAX_PADDING.min(sym.value))
+            .find(|&n| self.padding_starts.contains(&(sec, sym.value - n)))
+            .filter(|&n| {
+                let start = (sym.value - n) as usize;
+                code.data.get(start..sym.value as usize).is_some_and(|b| b.iter().all(|&x| x == NOP))
+            })
+            .unwrap_or(0)
+    }
+
     /// Copy symbol `id` into the output (with its bytes and, recursively,
     /// what its relocations need), or reference it as undefined.
     fn clone_symbol(&mut self, id: SymbolId, with_data: bool) -> Result<OutSymbolId> {
@@ -285,8 +311,9 @@ impl<'a, 'd> Builder<'a, 'd> {
         };
         let sec = self.p.section(sec_id);
         let osec = self.out_section_like(sec);
-        let bytes = symbol_bytes(sec, sym.value, sym.size);
-        let offset = self.out.sections[osec].append(&bytes, sec.addralign);
+        let padding = if sym.kind == SymbolKind::Func { self.padding_before(id) } else { 0 };
+        let bytes = symbol_bytes(sec, sym.value - padding, sym.size + padding);
+        let offset = self.out.sections[osec].append(&bytes, sec.addralign) + padding;
         let c = self.out.add_symbol(OutSymbol {
             name: sym.name.to_owned(),
             kind: sym.kind,
@@ -393,6 +420,9 @@ impl<'a, 'd> Builder<'a, 'd> {
         let s = self.p.symbol(id);
         if !is_correlatable(self.p, s) || self.included.contains(&id) {
             return Ok(Decision::Copy);
+        }
+        if !s.is_local() && klp::is_codegen_symbol(s.name) {
+            return Ok(Decision::Undefined);
         }
         if !s.is_local()
             && let Some(export) = self.opts.exports.and_then(|e| e.get(s.name))
@@ -796,6 +826,23 @@ impl Builder<'_, '_> {
     fn add_stack_note(&mut self) {
         self.new_out_section(".note.GNU-stack", object::elf::SHT_PROGBITS.0, 0, 1, 0);
     }
+}
+
+const NOP: u8 = 0x90;
+
+/// Section offsets that a `__patchable_function_entries` entry points at:
+/// the start of the padding the compiler put before a function.
+fn padding_starts(obj: &ElfObject) -> HashSet<(SectionId, u64)> {
+    obj.sections
+        .iter()
+        .filter(|s| s.name == "__patchable_function_entries")
+        .flat_map(|s| &s.relocs)
+        .filter_map(|r| {
+            let t = obj.symbol(r.symbol);
+            let at = u64::try_from(t.value as i64 + r.addend).ok()?;
+            Some((t.section()?, at))
+        })
+        .collect()
 }
 
 fn nul_terminated(s: &str) -> Vec<u8> {

@@ -105,6 +105,26 @@ impl Format {
 
 pub const STRINGS_SECTION: &str = ".rodata.klp.str1.1";
 
+/// Symbols the compiler emits calls and jumps to on its own (ftrace's entry
+/// hook, retpoline and return thunks, the stack protector). vmlinux exports
+/// every one on the kernels that have them, and objtool, run on the patch
+/// module, finds the call sites it must register (`.return_sites`,
+/// `.retpoline_sites`, `__mcount_loc`) by these names. A reference to one
+/// is therefore always an ordinary undefined reference, `Module.symvers` or
+/// not: as a KLP relocation the site would be invisible to objtool and the
+/// module would run the kernel's unpatched default thunk.
+pub fn is_codegen_symbol(name: &str) -> bool {
+    const EXACT: &[&str] =
+        &["__fentry__", "__x86_return_thunk", "its_return_thunk", "srso_return_thunk", "__stack_chk_fail"];
+    const PREFIXES: &[&str] = &[
+        "__x86_indirect_thunk_",
+        "__x86_indirect_call_thunk_",
+        "__x86_indirect_jump_thunk_",
+        "__x86_indirect_its_thunk_",
+    ];
+    EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// `.klp.sym.<obj>.<name>,<pos>`
 pub fn klp_symbol_name(obj: &str, name: &str, sympos: u64) -> String {
     format!(".klp.sym.{obj}.{name},{sympos}")
@@ -419,6 +439,26 @@ mod tests {
         assert_eq!(parse_klp_symbol(&n), Some(("vmlinux", "saved_command_line", 0)));
         assert_eq!(parse_klp_symbol(".klp.sym.xfs.foo.isra.0,2"), Some(("xfs", "foo.isra.0", 2)));
         assert_eq!(parse_klp_symbol(".klp.sym.vmlinux.foo"), None);
+    }
+
+    #[test]
+    fn compiler_thunks_are_codegen_symbols() {
+        for name in ["__fentry__", "__x86_return_thunk", "__x86_indirect_thunk_rax", "__x86_indirect_call_thunk_r11"] {
+            assert!(is_codegen_symbol(name), "{name}");
+        }
+        for name in ["saved_command_line", "__SCT__cond_resched", "__x86_return_thunk_x", "fentry"] {
+            assert!(!is_codegen_symbol(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn placeholders_of_the_current_format_refuse_unconverted_modules() {
+        assert_eq!(Format::Current.placeholder("x"), ".klp.tombstone.x");
+        assert_eq!(Format::Current.placeholder_binding(), Binding::Global);
+        assert_eq!(
+            (Format::V6_19.placeholder("x").as_str(), Format::V6_19.placeholder_binding()),
+            ("x", Binding::Weak)
+        );
     }
 
     #[test]

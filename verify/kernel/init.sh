@@ -15,6 +15,7 @@ wait_transition() { # dir, max tenths of a second
     while [ -d "$1" ] && [ "$(cat "$1/transition" 2>/dev/null)" = 1 ] && [ $i -lt "$2" ]; do sleep 0.1; i=$((i+1)); done
 }
 say "userspace reached"
+say "cpus: $(grep -c ^processor /proc/cpuinfo)"
 say "before cmdline: $(cat /proc/cmdline)"
 say "before version: $(tr '\n' ' ' < /proc/version)"
 [ -x /scenario.sh ] && /scenario.sh before

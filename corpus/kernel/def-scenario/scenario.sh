@@ -1,0 +1,22 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Run by the test initramfs's /init in each phase (before, patched, disabled).
+# Each patched function of drivers/char/mem.c logs a "klp-def: <function>:"
+# line when it runs; every one is reached through a file_operations pointer.
+phase=$1
+say() { echo "KLP-TEST: $*"; }
+count() { dmesg | grep -c "klp-def: $1"; }
+cat /dev/null                                   # read_null: a jump label
+echo 1 > /proc/sys/net/core/high_order_alloc_disable
+cat /dev/null                                   # ... with its key enabled
+echo 0 > /proc/sys/net/core/high_order_alloc_disable
+say "$phase read_null-off: $(count 'read_null: key off')"
+say "$phase read_null-on: $(count 'read_null: key on')"
+echo hello > /dev/null                          # write_null: an alternative
+say "$phase write_null: $(count write_null:)"
+say "$phase read_zero-bytes: $(head -c 4096 /dev/zero | tr -d '\000' | wc -c)/$(head -c 4096 /dev/zero | wc -c)"
+say "$phase read_zero: $(count read_zero:)"      # read_zero: a static call
+printf klp-full > /dev/full 2>/full.err         # write_full: an exception-table entry
+say "$phase write_full: $(count "write_full: refused 'klp-full'")"
+# ... and its fixup: copying from an unmapped address must give EFAULT.
+say "$phase write_full-efault: $(efault /dev/full)"
