@@ -6,7 +6,7 @@
 //! what the patch says, and disabling it brings the old behaviour back.
 //!
 //! Needs ../shared/kernel (skipped visibly without it) and qemu-system-x86,
-//! busybox-static, cpio, make, gcc, bc, flex, bison and libelf-dev, which
+//! busybox-static, cpio, make, gcc with libc6-dev, bc, flex, bison and libelf-dev, which
 //! `.ci/run` installs. Without those tools the test is skipped, except under
 //! CI (`CI` set), where it fails: a green CI must mean the kernel ran.
 
@@ -57,6 +57,9 @@ fn tools_present() -> bool {
     }
     if !Path::new("/usr/include/libelf.h").exists() {
         missing.push("libelf-dev");
+    }
+    if !Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists() {
+        missing.push("libc6-dev");
     }
     if missing.is_empty() {
         return true;
@@ -164,6 +167,11 @@ impl Kernel {
         args.extend(outputs.iter().map(|p| p.to_str().unwrap()));
         let o = klp(&args);
         assert!(o.status.success(), "klp module {name}: {}", String::from_utf8_lossy(&o.stderr));
+        if !extra.contains(&"--skip-post-link") {
+            // Symbol positions too, against the kernel the module is for.
+            let o = klp(&["check", ko.to_str().unwrap(), "--parent", self.vmlinux.to_str().unwrap()]);
+            assert!(o.status.success(), "klp check {name}: {}", String::from_utf8_lossy(&o.stdout));
+        }
         ko
     }
 
