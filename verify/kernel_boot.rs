@@ -89,7 +89,14 @@ fn kernel(name: &'static str, cpus: u32) -> Option<Kernel> {
     let dir = match std::env::var_os("KLP_KERNEL_ASSETS") {
         Some(assets) => Some(PathBuf::from(assets).join(name)).filter(|d| d.exists()),
         None => shared_asset(&format!("kernel/{name}")),
-    }?;
+    };
+    let Some(dir) = dir else {
+        eprintln!(
+            "SKIPPED: no {name} kernel: verify/kernel/rebuild-assets.sh OUT/{name} builds it from Debian's \
+             linux-source-6.12; then run with KLP_KERNEL_ASSETS=OUT"
+        );
+        return None;
+    };
     if !tools_present() {
         return None;
     }
