@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::klp::MAX_OBJNAME_LEN;
+use crate::klp::{Format, MAX_OBJNAME_LEN};
 
 /// The skeleton's source, shipped inside the binary.
 pub const SKELETON_C: &str = include_str!("../verify/skeleton/livepatch_skeleton.c");
@@ -48,6 +48,9 @@ pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf
             opts.kdir.display()
         ));
     }
+    for obj in &opts.objects {
+        check_diff_output(obj)?;
+    }
     let name = module_name(&opts.name);
     let dir = work_dir(&opts.output)?;
     step(&format!("preparing {} in {}", name, dir.display()));
@@ -67,6 +70,19 @@ pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf
     crate::write::write_atomically(&opts.output, &bytes)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(opts.output.clone())
+}
+
+/// Refuse early what kbuild would link without complaint but the skeleton
+/// would find nothing in: an object that is not a `klp diff` output.
+fn check_diff_output(obj: &Path) -> Result<(), String> {
+    let file = crate::elf::MappedFile::open(obj).map_err(|e| e.to_string())?;
+    let elf = file.parse().map_err(|e| e.to_string())?;
+    let tables = [Format::Current.objects_section(), Format::V6_19.objects_section()];
+    if tables.iter().any(|t| elf.section_by_name(t).is_some()) {
+        Ok(())
+    } else {
+        Err(format!("{}: not a klp diff output (no {} section)", obj.display(), tables[0]))
+    }
 }
 
 fn work_dir(output: &Path) -> Result<PathBuf, String> {
@@ -190,4 +206,31 @@ fn check(ko: &Path) -> Result<(), String> {
     }
     let lines: Vec<String> = violations.iter().map(|v| format!("  {v}")).collect();
     Err(format!("{}: the built module breaks livepatch rules:\n{}", ko.display(), lines.join("\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_are_sanitised_and_bounded() {
+        assert_eq!(module_name("livepatch-fix cmdline/v2"), "livepatch-fix-cmdline-v2");
+        assert_eq!(module_name(&"x".repeat(80)).len(), MAX_OBJNAME_LEN);
+    }
+
+    #[test]
+    fn only_foreign_undefined_symbols_are_reported() {
+        let log = "\
+WARNING: modpost: \".klp.tombstone.saved_command_line\" [/w/livepatch-demo.ko] undefined!
+WARNING: modpost: \"not_exported_anywhere\" [/w/livepatch-demo.ko] undefined!
+  LD [M]  /w/livepatch-demo.ko
+";
+        assert_eq!(unresolved_symbols(log), ["not_exported_anywhere"]);
+    }
+
+    #[test]
+    fn symvers_lines_name_their_symbol() {
+        assert_eq!(symvers_name("0x00000000\tprintk\tvmlinux\tEXPORT_SYMBOL\t"), Some("printk"));
+        assert_eq!(symvers_name(""), None);
+    }
 }
