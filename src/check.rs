@@ -44,6 +44,9 @@ pub enum Rule {
     FuncsTable,
     /// A new function has a size (kallsyms must know it).
     NewFunctionSize,
+    /// No old function is patched twice (the kernel's sysfs entry
+    /// `<object>/<function>,<sympos>` would exist twice and the patch fail).
+    FuncDuplicate,
 }
 
 impl Rule {
@@ -66,6 +69,7 @@ impl Rule {
             Rule::ObjectsTable => "objects-table",
             Rule::FuncsTable => "funcs-table",
             Rule::NewFunctionSize => "new-function-size",
+            Rule::FuncDuplicate => "func-duplicate",
         }
     }
 }
@@ -93,7 +97,7 @@ const GPL_COMPATIBLE: &[&str] =
     &["GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"];
 
 pub fn check(m: &ElfObject, parent: Option<&ParentSymbols>) -> (Vec<Violation>, Summary) {
-    let mut c = Checker { m, parent, out: Vec::new(), summary: Summary::default() };
+    let mut c = Checker { m, parent, out: Vec::new(), summary: Summary::default(), patched: HashSet::new() };
     c.modinfo();
     c.klp_relas();
     c.klp_symbols();
@@ -106,9 +110,11 @@ struct Checker<'a, 'd> {
     parent: Option<&'a ParentSymbols>,
     out: Vec<Violation>,
     summary: Summary,
+    /// (object, old name, sympos with 0 as 1) of every function entry seen.
+    patched: HashSet<(String, String, u64)>,
 }
 
-impl Checker<'_, '_> {
+impl<'d> Checker<'_, 'd> {
     fn report(&mut self, rule: Rule, message: String) {
         self.out.push(Violation { rule, message });
     }
@@ -327,21 +333,41 @@ impl Checker<'_, '_> {
             );
             return;
         }
+        // A NULL name is vmlinux.
+        let object =
+            self.string_at(objects, at).map_or("vmlinux".to_owned(), |n| String::from_utf8_lossy(n).into_owned());
         for k in 0..nr {
-            self.func_entry(funcs, start + k * klp::KLP_FUNC_SIZE);
+            self.func_entry(&object, funcs, start + k * klp::KLP_FUNC_SIZE);
         }
     }
 
-    fn func_entry(&mut self, funcs: &Section, at: u64) {
+    /// The string a pointer field at `section+at` points to.
+    fn string_at(&self, section: &Section, at: u64) -> Option<&'d [u8]> {
         let m = self.m;
-        self.summary.functions += 1;
-        let old_name = funcs.relocs_in(at, at + 1).first().and_then(|r| {
+        section.relocs_in(at, at + 1).first().and_then(|r| {
             let t = m.symbol(r.symbol);
             let s = m.symbol_section(t)?;
             s.c_str_at((t.value as i64 + r.addend) as u64)
-        });
+        })
+    }
+
+    fn func_entry(&mut self, object: &str, funcs: &Section, at: u64) {
+        let m = self.m;
+        self.summary.functions += 1;
+        let old_name = self.string_at(funcs, at);
         match old_name {
-            Some(n) if !n.is_empty() && n.len() <= klp::MAX_SYMBOL_NAME_LEN => {}
+            Some(n) if !n.is_empty() && n.len() <= klp::MAX_SYMBOL_NAME_LEN => {
+                let name = String::from_utf8_lossy(n).into_owned();
+                let sympos = u64::from_le_bytes(funcs.data[(at + 16) as usize..][..8].try_into().unwrap()).max(1);
+                if !self.patched.insert((object.to_owned(), name.clone(), sympos)) {
+                    self.report(
+                        Rule::FuncDuplicate,
+                        format!(
+                            "{object}: {name},{sympos} is patched twice (two outputs of one function in one module?)"
+                        ),
+                    );
+                }
+            }
             _ => self.report(Rule::FuncsTable, format!("{}+{at:#x}: klp_func_ext has no (valid) old_name", funcs.name)),
         }
         let new_func = funcs.relocs_in(at + 8, at + 9).first().map(|r| m.symbol(r.symbol));

@@ -305,3 +305,28 @@ fn sympos_zero_for_a_duplicated_name() {
     assert!(ok, "linking the test parent");
     expect_rule_with("sympos", &r, "klp-sym-sympos", &["--parent", parent.to_str().unwrap()]);
 }
+
+/// Two outputs patching the same function in one module: m_show of our slim
+/// scenario (a local function, so the objects link twice without clashing).
+#[test]
+fn the_same_function_patched_twice() {
+    let dir = work().join("twice");
+    std::fs::create_dir_all(&dir).unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/kernel/slim-scenario");
+    let out = dir.join("namespace.out.o");
+    let _ = std::fs::remove_file(&out);
+    let o = klp(&[
+        "diff",
+        corpus.join("namespace.orig.o").to_str().unwrap(),
+        corpus.join("namespace.patched.o").to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--objname",
+        "vmlinux",
+    ]);
+    assert!(o.status.success(), "diff: {}", String::from_utf8_lossy(&o.stderr));
+    let module = dir.join("twice.ko");
+    module::link_module(&dir, &[&out, &out], &module);
+    let o = klp(&["post-link", module.to_str().unwrap()]);
+    assert!(o.status.success(), "post-link: {}", String::from_utf8_lossy(&o.stderr));
+    expect_rule("twice", &Raw { b: std::fs::read(&module).unwrap() }, "func-duplicate");
+}

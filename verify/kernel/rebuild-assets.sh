@@ -10,14 +10,15 @@
 #   verify/kernel/rebuild-assets.sh [OUT]
 #   KLP_KERNEL_ASSETS=OUT/.. cargo test --release --test kernel_boot
 #
-# KLP_CONFIG=../shared/kernel/6.12-def/config (and OUT ending in 6.12-def)
+# KLP_CONFIG=verify/kernel/6.12-def.config (and OUT ending in 6.12-def)
 # rebuilds the defconfig kernel the same way (about 15 minutes).
 #
 # Steps (as in the README of ../shared/kernel): install the toolchain and
 # linux-source-6.12; unpack; make vmlinux.lds.h always merge .text.*/.data.*/
 # .bss.* (the one-line change; without it -ffunction-sections leaves 18,000
-# orphan sections and the kernel hangs at boot); configure tinyconfig plus
-# what a live patch needs; build with -ffunction-sections -fdata-sections;
+# orphan sections and the kernel hangs at boot); configure with the kernel's
+# own config (verify/kernel/6.12-slim.config, a copy of ../shared's);
+# build with -ffunction-sections -fdata-sections;
 # save; apply demo.patch; rebuild; save the patched objects.
 # About 5-10 minutes on 2 cores, plus the download.
 set -euo pipefail
@@ -49,16 +50,11 @@ grep -q '^#if 1 /\* klp: always merge' "$lds"
 
 step config
 cd "$tree"
-if [ -n "${KLP_CONFIG:-}" ]; then
-    cp "$KLP_CONFIG" .config
-else
-    make -s tinyconfig
-    ./scripts/config -e 64BIT -e PRINTK -e PRINTK_TIME -e TTY -e SERIAL_8250 -e SERIAL_8250_CONSOLE \
-        -e BLK_DEV_INITRD -e RD_GZIP -e BINFMT_ELF -e BINFMT_SCRIPT -e PROC_FS -e SYSFS -e DEVTMPFS \
-        -e DEVTMPFS_MOUNT -e MODULES -e MODULE_UNLOAD -e KALLSYMS -e KALLSYMS_ALL -e FTRACE \
-        -e FUNCTION_TRACER -e DYNAMIC_FTRACE -e LIVEPATCH -e UNWINDER_ORC -e PCI -e ACPI \
-        -e CC_OPTIMIZE_FOR_PERFORMANCE -d CC_OPTIMIZE_FOR_SIZE -d MODULE_SIG -e DEBUG_INFO_NONE
-fi
+# The exact configuration of the kernel under test (the README of
+# ../shared/kernel says how it was made: tinyconfig plus what a live patch
+# needs); KLP_CONFIG picks another, e.g. verify/kernel/6.12-def.config.
+rm -f .config
+cat "${KLP_CONFIG:-$here/6.12-slim.config}" > .config
 make -s olddefconfig
 grep -q '^CONFIG_LIVEPATCH=y' .config
 
