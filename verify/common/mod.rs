@@ -56,7 +56,15 @@ pub fn sorted_stripped<I: IntoIterator<Item = S>, S: AsRef<str>>(names: I) -> Ve
 pub fn unzstd_cached(src: &Path) -> PathBuf {
     let name = src.file_name().unwrap().to_string_lossy().trim_end_matches(".zst").to_owned();
     let kernel = src.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel").join(kernel);
+    // Kernels of the same name from different places (../shared, a rebuild)
+    // must not share a cache entry.
+    let place = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        src.parent().unwrap().hash(&mut h);
+        h.finish()
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel").join(format!("{kernel}-{place:016x}"));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(name);
     let fresh = out
