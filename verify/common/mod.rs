@@ -67,13 +67,16 @@ pub fn unzstd_cached(src: &Path) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel").join(format!("{kernel}-{place:016x}"));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(name);
+    // Tests of one binary run in parallel threads and may want the same file.
+    static DECOMPRESSING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = DECOMPRESSING.lock().unwrap_or_else(|e| e.into_inner());
     let fresh = out
         .metadata()
         .ok()
         .zip(src.metadata().ok())
         .is_some_and(|(o, s)| o.modified().unwrap() >= s.modified().unwrap());
     if !fresh {
-        let tmp = out.with_extension("partial");
+        let tmp = out.with_extension(format!("partial.{}", std::process::id()));
         let status = Command::new("zstd").args(["-d", "-q", "-f", "-o"]).arg(&tmp).arg(src).status().expect("run zstd");
         assert!(status.success(), "zstd -d {}", src.display());
         std::fs::rename(&tmp, &out).unwrap();
