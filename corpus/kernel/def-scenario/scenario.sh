@@ -16,7 +16,9 @@ echo hello > /dev/null                          # write_null: an alternative
 say "$phase write_null: $(count write_null:)"
 say "$phase read_zero-bytes: $(head -c 4096 /dev/zero | tr -d '\000' | wc -c)/$(head -c 4096 /dev/zero | wc -c)"
 say "$phase read_zero: $(count read_zero:)"      # read_zero: a static call
+# ... and clear_user()'s exception-table entry, faulting on an unmapped buffer.
+say "$phase read_zero-efault: $(efault read /dev/zero)"
 printf klp-full > /dev/full 2>/full.err         # write_full: an exception-table entry
-say "$phase write_full: $(count "write_full: refused 'klp-full'")"
+say "$phase write_full: $(count "write_full: refused 'k'")"
 # ... and its fixup: copying from an unmapped address must give EFAULT.
-say "$phase write_full-efault: $(efault /dev/full)"
+say "$phase write_full-efault: $(efault write /dev/full)"
