@@ -239,17 +239,12 @@ fn non_gpl_license() {
 fn post_link_skipped() {
     let dir = work().join("unconverted");
     let objs = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/objects");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("out.o");
-    let o = klp(&[
-        "diff",
-        objs.join("pktdemo.orig.o").to_str().unwrap(),
-        objs.join("pktdemo.patched.o").to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--objname",
-        "vmlinux",
-    ]);
-    assert!(o.status.success());
+    let out = module::diff_output(
+        &dir,
+        &objs.join("pktdemo.orig.o"),
+        &objs.join("pktdemo.patched.o"),
+        &["--objname", "vmlinux"],
+    );
     let module = dir.join("unconverted.ko");
     module::link_module(&dir, &[&out], &module);
     expect_rule("unconverted", &Raw { b: std::fs::read(module).unwrap() }, "not-converted");
@@ -311,22 +306,15 @@ fn sympos_zero_for_a_duplicated_name() {
 #[test]
 fn the_same_function_patched_twice() {
     let dir = work().join("twice");
-    std::fs::create_dir_all(&dir).unwrap();
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/kernel/slim-scenario");
-    let out = dir.join("namespace.out.o");
-    let _ = std::fs::remove_file(&out);
-    let o = klp(&[
-        "diff",
-        corpus.join("namespace.orig.o").to_str().unwrap(),
-        corpus.join("namespace.patched.o").to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--objname",
-        "vmlinux",
-    ]);
-    assert!(o.status.success(), "diff: {}", String::from_utf8_lossy(&o.stderr));
+    let out = module::diff_output(
+        &dir,
+        &corpus.join("namespace.orig.o"),
+        &corpus.join("namespace.patched.o"),
+        &["--objname", "vmlinux"],
+    );
     let module = dir.join("twice.ko");
     module::link_module(&dir, &[&out, &out], &module);
-    let o = klp(&["post-link", module.to_str().unwrap()]);
-    assert!(o.status.success(), "post-link: {}", String::from_utf8_lossy(&o.stderr));
+    module::post_link(&module);
     expect_rule("twice", &Raw { b: std::fs::read(&module).unwrap() }, "func-duplicate");
 }

@@ -170,22 +170,16 @@ fn assemble(dir: &Path, name: &str, asm: &str) -> PathBuf {
 /// Link the demo diff output with the skeleton and `extra`, post-link, check.
 fn post_link_with(name: &str, extra: &Path) -> (PathBuf, String) {
     let dir = work(name);
-    std::fs::create_dir_all(&dir).unwrap();
     let objs = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/objects");
-    let out = dir.join("out.o");
-    let o = klp(&[
-        "diff",
-        objs.join("pktdemo.orig.o").to_str().unwrap(),
-        objs.join("pktdemo.patched.o").to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--objname",
-        "vmlinux",
-    ]);
-    assert!(o.status.success());
+    let out = module::diff_output(
+        &dir,
+        &objs.join("pktdemo.orig.o"),
+        &objs.join("pktdemo.patched.o"),
+        &["--objname", "vmlinux"],
+    );
     let module = dir.join("m.ko");
     module::link_module(&dir, &[&out, extra], &module);
-    let o = klp(&["post-link", module.to_str().unwrap()]);
-    assert!(o.status.success(), "post-link: {}", String::from_utf8_lossy(&o.stderr));
+    module::post_link(&module);
     let o = klp(&["check", module.to_str().unwrap()]);
     assert!(o.status.success(), "check: {}", String::from_utf8_lossy(&o.stdout));
     let re = Command::new("readelf").args(["-S", "-g", "-r", "-W"]).arg(&module).output().unwrap();

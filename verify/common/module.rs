@@ -50,8 +50,8 @@ pub fn link_module(dir: &Path, outputs: &[&Path], module: &Path) {
     assert!(o.status.success() && o.stderr.is_empty(), "ld: {}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// diff + link + post-link; returns the module path.
-pub fn build_module(dir: &Path, orig: &Path, patched: &Path, diff_args: &[&str]) -> PathBuf {
+/// `klp diff` into `dir/out.o`; returns its path.
+pub fn diff_output(dir: &Path, orig: &Path, patched: &Path, diff_args: &[&str]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let out = dir.join("out.o");
     let _ = std::fs::remove_file(&out);
@@ -59,9 +59,20 @@ pub fn build_module(dir: &Path, orig: &Path, patched: &Path, diff_args: &[&str])
     args.extend_from_slice(diff_args);
     let o = klp(&args);
     assert!(o.status.success(), "diff: {}", String::from_utf8_lossy(&o.stderr));
-    let module = dir.join("livepatch-test.ko");
-    link_module(dir, &[&out], &module);
+    out
+}
+
+/// `klp post-link` in place.
+pub fn post_link(module: &Path) {
     let o = klp(&["post-link", module.to_str().unwrap()]);
     assert!(o.status.success(), "post-link: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// diff + link + post-link; returns the module path.
+pub fn build_module(dir: &Path, orig: &Path, patched: &Path, diff_args: &[&str]) -> PathBuf {
+    let out = diff_output(dir, orig, patched, diff_args);
+    let module = dir.join("livepatch-test.ko");
+    link_module(dir, &[&out], &module);
+    post_link(&module);
     module
 }
