@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::elf::{ElfObject, Placement, Section, SymbolKind};
+use crate::elf::{ElfObject, Placement, Section, SectionId, SymbolKind};
 use crate::klp::{self, ParentSymbols, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH};
 
 /// The rules, named as they are printed.
@@ -47,6 +47,13 @@ pub enum Rule {
     /// No old function is patched twice (the kernel's sysfs entry
     /// `<object>/<function>,<sympos>` would exist twice and the patch fail).
     FuncDuplicate,
+    /// At most one `__pfx_` symbol per function (a prefix copied from
+    /// `vmlinux.o` next to the one objtool adds in the module build).
+    PrefixDuplicate,
+    /// A `__pfx_<f>` symbol ends where `f` starts and covers only the
+    /// single-byte NOPs of the compiler's call padding, which the kernel
+    /// rewrites at run time (call-depth tracking, FineIBT).
+    PrefixPadding,
 }
 
 impl Rule {
@@ -70,6 +77,8 @@ impl Rule {
             Rule::FuncsTable => "funcs-table",
             Rule::NewFunctionSize => "new-function-size",
             Rule::FuncDuplicate => "func-duplicate",
+            Rule::PrefixDuplicate => "prefix-duplicate",
+            Rule::PrefixPadding => "prefix-padding",
         }
     }
 }
@@ -93,6 +102,10 @@ pub struct Summary {
     pub functions: usize,
 }
 
+/// objtool's name for the call padding before a function.
+const PREFIX: &str = "__pfx_";
+const NOP: u8 = 0x90;
+
 const GPL_COMPATIBLE: &[&str] =
     &["GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"];
 
@@ -102,6 +115,7 @@ pub fn check(m: &ElfObject, parent: Option<&ParentSymbols>) -> (Vec<Violation>, 
     c.klp_relas();
     c.klp_symbols();
     c.tables();
+    c.prefixes();
     (c.out, c.summary)
 }
 
@@ -338,6 +352,44 @@ impl<'d> Checker<'_, 'd> {
             self.string_at(objects, at).map_or("vmlinux".to_owned(), |n| String::from_utf8_lossy(n).into_owned());
         for k in 0..nr {
             self.func_entry(&object, funcs, start + k * klp::KLP_FUNC_SIZE);
+        }
+    }
+
+    fn prefixes(&mut self) {
+        let m = self.m;
+        // Keyed by name too: objtool prefixes each alias of a function
+        // (`init_module` and the module's init function) at the same place.
+        let mut seen: HashSet<(SectionId, u64, &str)> = HashSet::new();
+        for p in m.symbols.iter().filter(|s| s.kind == SymbolKind::Func) {
+            let Some(function) = p.name.strip_prefix(PREFIX) else { continue };
+            let Some(sec) = m.symbol_section(p) else {
+                self.report(Rule::PrefixPadding, format!("{} is not defined in a section", p.name));
+                continue;
+            };
+            let follows = sec.symbols().iter().map(|&id| m.symbol(id)).any(|f| {
+                f.name == function && f.kind == SymbolKind::Func && f.value == p.end() && f.section() == p.section()
+            });
+            if !follows {
+                self.report(
+                    Rule::PrefixPadding,
+                    format!("{}: {} does not end where {function} starts", sec.name, p.name),
+                );
+                continue;
+            }
+            let bytes =
+                usize::try_from(p.value).ok().zip(usize::try_from(p.end()).ok()).and_then(|(a, b)| sec.data.get(a..b));
+            if !bytes.is_some_and(|b| !b.is_empty() && b.iter().all(|&x| x == NOP)) {
+                self.report(
+                    Rule::PrefixPadding,
+                    format!("{}+{:#x}: {} does not cover the NOPs of call padding", sec.name, p.value, p.name),
+                );
+            }
+            if !seen.insert((sec.id, p.end(), function)) {
+                self.report(
+                    Rule::PrefixDuplicate,
+                    format!("{}+{:#x}: {function} has two prefix symbols {}", sec.name, p.end(), p.name),
+                );
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! Extract stage: from the classified diff, build the livepatch object.
 //!
-//! Every changed and new function is cloned with its `__pfx_` prefix and
+//! Every changed and new function is cloned with its call padding and
 //! `.cold` parts. Each relocation inside a clone is re-targeted (spec §3.9,
 //! §3.10): what the patch module must carry (new functions and data, string
 //! literals, never-correlated statics, anonymous data) is copied in,
@@ -17,7 +17,7 @@ use iced_x86::{Decoder, DecoderOptions};
 
 use crate::correlate::is_correlatable;
 use crate::diff::Analysis;
-use crate::elf::{Binding, ElfObject, Reloc, Section, SectionId, SymbolId, SymbolKind, rtype};
+use crate::elf::{Binding, ElfObject, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, rtype};
 use crate::klp::{self, Exports, Format, ParentSymbols, SymbolQuery};
 use crate::special::{is_special_section, resolve_data_reference};
 use crate::write::{OutPlacement, OutReloc, OutSection, OutSectionId, OutSymbol, OutSymbolId, OutputObject};
@@ -255,29 +255,32 @@ impl<'a, 'd> Builder<'a, 'd> {
         s
     }
 
-    /// The `__pfx_` prefix function immediately before function `id`.
-    fn prefix_of(&self, id: SymbolId) -> Option<SymbolId> {
+    /// The `__pfx_` symbol objtool gave the padding before function `id`.
+    fn objtool_prefix_of(&self, id: SymbolId) -> Option<&Symbol<'d>> {
         let sym = self.p.symbol(id);
         let sec = self.p.section(sym.section()?);
         sec.symbols()
             .iter()
             .map(|&s| self.p.symbol(s))
-            .find(|s| s.is_prefix() && s.end() == sym.value && s.value < sym.value)
-            .map(|s| s.id)
+            .find(|s| is_objtool_prefix(s) && s.end() == sym.value && s.value < sym.value)
     }
 
-    /// The compiler's padding before function `id` that has no `__pfx_`
-    /// symbol (objtool, which names it, has not run on a translation unit of
-    /// an IBT kernel). The kernel's CALL_PADDING builds with
-    /// `-fpatchable-function-entry=N,N`: N bytes of NOPs before each function,
-    /// which call-depth tracking and FineIBT rewrite at run time, so a clone
-    /// must keep them (and objtool, run on the module, names them `__pfx_`).
+    /// The call padding before function `id`, which a clone must keep: the
+    /// kernel's CALL_PADDING builds with `-fpatchable-function-entry=N,N`, N
+    /// bytes of NOPs before each function that call-depth tracking and
+    /// FineIBT rewrite at run time. In `vmlinux.o` objtool has named them
+    /// `__pfx_<name>`; in a translation unit of an IBT kernel objtool has
+    /// not run yet and `__patchable_function_entries` marks them.
+    ///
+    /// Only the bytes are cloned, never the `__pfx_` symbol: objtool runs
+    /// again on the module and names the padding itself, with the function's
+    /// binding, so a copied global prefix would be defined twice.
     fn padding_before(&self, id: SymbolId) -> u64 {
         const MAX_PADDING: u64 = 64;
         let sym = self.p.symbol(id);
         let Some(sec) = sym.section() else { return 0 };
-        if self.prefix_of(id).is_some() {
-            return 0;
+        if let Some(prefix) = self.objtool_prefix_of(id) {
+            return prefix.size;
         }
         let code = self.p.section(sec);
         (1..=MAX_PADDING.min(sym.value))
@@ -289,6 +292,21 @@ impl<'a, 'd> Builder<'a, 'd> {
             .unwrap_or(0)
     }
 
+    /// A reference to objtool's `__pfx_` name of some padding, as one
+    /// relative to the function after it (the clone has no `__pfx_`).
+    fn through_prefix(&self, id: SymbolId, addend: i64) -> (SymbolId, i64) {
+        let s = self.p.symbol(id);
+        let function = s
+            .section()
+            .filter(|_| is_objtool_prefix(s))
+            .and_then(|sec| self.p.symbol_at(sec, s.end()))
+            .filter(|&f| self.p.symbol(f).kind == SymbolKind::Func && self.p.symbol(f).value == s.end());
+        match function {
+            Some(f) => (f, addend - s.size as i64),
+            None => (id, addend),
+        }
+    }
+
     /// Copy symbol `id` into the output (with its bytes and, recursively,
     /// what its relocations need), or reference it as undefined.
     fn clone_symbol(&mut self, id: SymbolId, with_data: bool) -> Result<OutSymbolId> {
@@ -296,12 +314,6 @@ impl<'a, 'd> Builder<'a, 'd> {
             return Ok(c);
         }
         let sym = self.p.symbol(id).clone();
-        if with_data
-            && sym.kind == SymbolKind::Func
-            && let Some(prefix) = self.prefix_of(id)
-        {
-            self.clone_symbol(prefix, true)?;
-        }
         let Some(sec_id) = sym.section().filter(|_| with_data) else {
             // Undefined locals cannot exist: an external reference is global.
             let bind = if sym.bind == Binding::Local { Binding::Global } else { sym.bind };
@@ -366,6 +378,10 @@ impl<'a, 'd> Builder<'a, 'd> {
     fn normalise(&self, r: &Reloc, bias: i64) -> Norm {
         let t = self.p.symbol(r.symbol);
         let Some(sec_id) = t.section() else { return Norm::Named(t.id, r.addend) };
+        if is_objtool_prefix(t) {
+            let (f, addend) = self.through_prefix(t.id, r.addend);
+            return Norm::Named(f, addend);
+        }
         let sec = self.p.section(sec_id);
         if sec.name == ".altinstr_aux" {
             return Norm::Drop;
@@ -379,7 +395,10 @@ impl<'a, 'd> Builder<'a, 'd> {
             return Norm::Named(t.id, r.addend);
         }
         match self.p.symbol_at(sec_id, at).filter(|&s| self.covers(s, at)) {
-            Some(s) => Norm::Named(s, r.addend - self.p.symbol(s).value as i64),
+            Some(s) => {
+                let (s, addend) = self.through_prefix(s, r.addend - self.p.symbol(s).value as i64);
+                Norm::Named(s, addend)
+            }
             None => Norm::Anonymous(sec_id, at),
         }
     }
@@ -829,6 +848,12 @@ impl Builder<'_, '_> {
 }
 
 const NOP: u8 = 0x90;
+
+/// objtool's name for a function's call padding. (`__cfi_` prefixes are the
+/// compiler's own and carry a type hash: those are cloned as symbols.)
+fn is_objtool_prefix(s: &Symbol) -> bool {
+    s.kind == SymbolKind::Func && (s.name.starts_with("__pfx_") || s.name.starts_with("__pi___pfx_"))
+}
 
 /// Section offsets that a `__patchable_function_entries` entry points at:
 /// the start of the padding the compiler put before a function.

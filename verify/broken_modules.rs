@@ -318,3 +318,70 @@ fn the_same_function_patched_twice() {
     module::post_link(&module);
     expect_rule("twice", &Raw { b: std::fs::read(&module).unwrap() }, "func-duplicate");
 }
+
+/// A module with call padding: our defconfig scenario's drivers/char/mem.c
+/// pair, linked without objtool (so no `__pfx_` symbol yet), with one
+/// `__pfx_read_null` added by objcopy per `(start, size)`, `start` counted
+/// back from read_null. objcopy cannot size a symbol; the size is set here.
+fn padded_module(name: &str, prefixes: &[(u64, u64)]) -> Raw {
+    let dir = work().join(name);
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/kernel/def-scenario");
+    let out =
+        module::diff_output(&dir, &corpus.join("mem.orig.o"), &corpus.join("mem.patched.o"), &["--objname", "vmlinux"]);
+    let linked = dir.join("linked.ko");
+    module::link_module(&dir, &[&out], &linked);
+    let function = Raw { b: std::fs::read(&linked).unwrap() }.symbol_value("read_null");
+    assert_eq!(function, 16, "read_null follows its 16 bytes of padding");
+    let module = dir.join(format!("{name}.ko"));
+    let mut objcopy = Command::new("objcopy");
+    for (start, _) in prefixes {
+        objcopy.arg("--add-symbol").arg(format!("__pfx_read_null=.text.read_null:{},function,local", function - start));
+    }
+    let o = objcopy.arg(&linked).arg(&module).output().expect("run objcopy");
+    assert!(o.status.success(), "objcopy: {}", String::from_utf8_lossy(&o.stderr));
+    let mut raw = Raw { b: std::fs::read(&module).unwrap() };
+    let entries: Vec<usize> =
+        raw.symbols().into_iter().filter(|s| s.3 == "__pfx_read_null").map(|(_, at, _, _)| at).collect();
+    assert_eq!(entries.len(), prefixes.len(), "objcopy added the prefixes");
+    for (at, (_, size)) in entries.into_iter().zip(prefixes) {
+        raw.b[at + 16..at + 24].copy_from_slice(&size.to_le_bytes());
+    }
+    std::fs::write(&module, &raw.b).unwrap();
+    module::post_link(&module);
+    Raw { b: std::fs::read(&module).unwrap() }
+}
+
+impl Raw {
+    fn symbol_value(&self, name: &str) -> u64 {
+        let (_, at, _, _) = self.symbol(|n| n == name);
+        self.u64(at + 8)
+    }
+}
+
+/// The prefix objtool gives a clone in the module build is fine on its own.
+#[test]
+fn one_prefix_over_the_padding_passes() {
+    let raw = padded_module("one-prefix", &[(16, 16)]);
+    let (code, out) = check_bytes("one-prefix", &raw.b, &[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// What a `__pfx_` copied from vmlinux.o next to objtool's own looks like
+/// for a static function (for a global one the module does not even link).
+#[test]
+fn two_prefixes_of_one_function() {
+    expect_rule("two-prefixes", &padded_module("two-prefixes", &[(16, 16), (16, 16)]), "prefix-duplicate");
+}
+
+#[test]
+fn prefix_not_ending_at_its_function() {
+    expect_rule("prefix-short", &padded_module("prefix-short", &[(16, 8)]), "prefix-padding");
+}
+
+#[test]
+fn prefix_over_bytes_that_are_not_padding() {
+    let mut raw = padded_module("prefix-int3", &[(16, 16)]);
+    let text = raw.section(|s| s.name == ".text.read_null");
+    raw.b[text.offset..text.offset + 16].fill(0xcc);
+    expect_rule("prefix-int3", &raw, "prefix-padding");
+}
