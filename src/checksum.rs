@@ -16,11 +16,12 @@
 
 use std::collections::HashMap;
 
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, OpKind, Register};
+use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, Register};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::elf::{ElfObject, Reloc, Section, SymbolId, SymbolKind};
+use crate::snippet;
 use crate::special::{SpecialEntry, SpecialIndex};
 
 /// A kernel helper that takes a source line number (`__LINE__`) as an argument.
@@ -270,7 +271,7 @@ fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> 
         let mut callee = None;
         let mut line_immediate = None;
         let mut mentions_source_file = false;
-        if relocs.is_empty() && is_near_branch(&insn) && immediate.has_immediate() {
+        if relocs.is_empty() && snippet::is_near_branch(&insn) && immediate.has_immediate() {
             // Position-independent branch: opcode, then where it lands.
             buf.push(b'B');
             buf.extend_from_slice(&bytes[..immediate.immediate_offset()]);
@@ -317,10 +318,6 @@ fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> 
         });
     }
     out
-}
-
-fn is_near_branch(insn: &Instruction) -> bool {
-    matches!(insn.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64)
 }
 
 /// `mov $imm32, %esi` / `mov $imm32, %edx`: how x86-64 passes a line number
@@ -373,6 +370,10 @@ pub enum Target<'d> {
     Constant(&'d [u8]),
     /// Anonymous data no symbol covers, by section name (numeric suffix stripped) and offset.
     Anonymous { section: &'d str, offset: i64 },
+    /// Anonymous code no symbol covers (a snippet in a section shared by
+    /// several functions), by section name and the digest of the snippet's
+    /// instructions: where it sits depends on the other snippets.
+    Snippet { section: &'d str, digest: u64 },
 }
 
 impl<'d> Target<'d> {
@@ -384,6 +385,12 @@ impl<'d> Target<'d> {
 
     /// Also returns the named symbol a `Target::Symbol` stands for.
     fn resolve(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64) -> (Self, Option<SymbolId>) {
+        Self::resolve_in(obj, r, adjusted, true)
+    }
+
+    /// `follow_snippets`: hash anonymous code by content; not from inside a
+    /// snippet, whose references elsewhere into anonymous code stay offsets.
+    fn resolve_in(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64, follow_snippets: bool) -> (Self, Option<SymbolId>) {
         let sym = obj.symbol(r.symbol);
         let Some(sec) = obj.symbol_section(sym) else {
             return (Target::Symbol { name: sym.demangled, offset: adjusted }, Some(sym.id));
@@ -404,7 +411,13 @@ impl<'d> Target<'d> {
                 let named = obj.symbol(id);
                 (Target::Symbol { name: named.demangled, offset: at - named.value as i64 }, Some(id))
             }
-            None => (Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: at }, None),
+            None => match u64::try_from(at) {
+                Ok(entry) if follow_snippets && sec.is_exec() && !sec.is_nobits() => {
+                    let digest = snippet_digest(obj, sec, entry);
+                    (Target::Snippet { section: strip_numeric_suffix(sec.name), digest }, None)
+                }
+                _ => (Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: at }, None),
+            },
         }
     }
 
@@ -418,6 +431,7 @@ impl<'d> Target<'d> {
             Target::String(s) => (b'"', s, None),
             Target::Constant(c) => (b'K', c, None),
             Target::Anonymous { section, offset } => (b'A', section.as_bytes(), Some(offset)),
+            Target::Snippet { section, digest } => (b'N', section.as_bytes(), Some(digest as i64)),
         };
         buf.push(tag);
         buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
@@ -435,8 +449,40 @@ impl std::fmt::Display for Target<'_> {
             Target::String(s) => write!(f, "{:?}", String::from_utf8_lossy(s)),
             Target::Constant(c) => write!(f, "constant {c:02x?}"),
             Target::Anonymous { section, offset } => write!(f, "{section}{offset:+#x}"),
+            Target::Snippet { section, digest } => write!(f, "snippet {digest:016x} in {section}"),
         }
     }
+}
+
+/// The digest of the snippet of anonymous code at `entry`: each reachable
+/// instruction relative to the entry, relocated fields blanked and replaced
+/// by what they refer to, branches within the snippet by where they land.
+fn snippet_digest(obj: &ElfObject, sec: &Section, entry: u64) -> u64 {
+    let snippet = snippet::walk(obj, sec, entry);
+    let mut buf = Vec::with_capacity(snippet.insns.len() * 24);
+    for (&ip, insn) in &snippet.insns {
+        let end = insn.next_ip();
+        buf.extend_from_slice(&(ip as i64 - entry as i64).to_le_bytes());
+        let relocs = sec.relocs_in(ip, end);
+        if relocs.is_empty() && snippet::is_near_branch(insn) {
+            buf.push(b'B');
+            buf.extend_from_slice(&(insn.code() as u32).to_le_bytes());
+            buf.extend_from_slice(&(insn.near_branch_target() as i64 - entry as i64).to_le_bytes());
+            continue;
+        }
+        buf.push(b'I');
+        let start = buf.len();
+        buf.extend_from_slice(&sec.data[ip as usize..end as usize]);
+        for r in relocs {
+            blank(&mut buf[start..], (r.offset - ip) as usize, reloc_width(r.r_type));
+        }
+        for r in relocs {
+            buf.push((r.offset - ip) as u8);
+            buf.extend_from_slice(&reloc_class(r.r_type).to_le_bytes());
+            Target::resolve_in(obj, r, adjusted_addend(r, end), false).0.feed(&mut buf);
+        }
+    }
+    xxh3_64(&buf)
 }
 
 fn strip_numeric_suffix(name: &str) -> &str {

@@ -11,7 +11,7 @@
 //! entries describing cloned functions come along, and the livepatch
 //! metadata (`klp_object_ext`, `klp_func_ext`, strings) is added.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use iced_x86::{Decoder, DecoderOptions};
 
@@ -19,6 +19,7 @@ use crate::correlate::is_correlatable;
 use crate::diff::Analysis;
 use crate::elf::{Binding, ElfObject, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, rtype};
 use crate::klp::{self, Exports, Format, ParentSymbols, SymbolQuery};
+use crate::snippet;
 use crate::special::{is_special_section, resolve_data_reference};
 use crate::write::{OutPlacement, OutReloc, OutSection, OutSectionId, OutSymbol, OutSymbolId, OutputObject};
 
@@ -143,8 +144,8 @@ struct Builder<'a, 'd> {
     section_symbols: HashMap<OutSectionId, OutSymbolId>,
     /// Patched symbol -> its copy (or undefined reference) in the output.
     clones: HashMap<SymbolId, OutSymbolId>,
-    /// Anonymous chunks copied: (section, start) -> (output section, offset).
-    chunks: HashMap<(SectionId, u64), (OutSectionId, u64)>,
+    /// Anonymous chunks copied: (section, start) -> (end, output section, offset).
+    chunks: BTreeMap<(SectionId, u64), (u64, OutSectionId, u64)>,
     strings: HashMap<(OutSectionId, Vec<u8>), u64>,
     /// Symbols of the output referred to by name (placeholders, `.klp.sym`).
     by_name: HashMap<String, OutSymbolId>,
@@ -171,7 +172,7 @@ impl<'a, 'd> Builder<'a, 'd> {
             out_sections: HashMap::new(),
             section_symbols: HashMap::new(),
             clones: HashMap::new(),
-            chunks: HashMap::new(),
+            chunks: BTreeMap::new(),
             strings: HashMap::new(),
             by_name: HashMap::new(),
             included: HashSet::new(),
@@ -516,18 +517,28 @@ impl<'a, 'd> Builder<'a, 'd> {
         Ok((osec, offset))
     }
 
-    /// Copy the anonymous piece of `sec` around `at`: between the nearest
-    /// symbols, or the whole section if it has none. Returns the output
-    /// section, the chunk's start in `sec` and its offset in the output.
+    /// Copy the anonymous piece of `sec` around `at`: for code, the snippet
+    /// reachable from `at` (a section of snippets shared by several functions
+    /// holds others' too); for data, everything between the nearest symbols.
+    /// Returns the output section, the chunk's start in `sec` and its offset
+    /// in the output.
     fn copy_chunk(&mut self, sec: SectionId, at: u64) -> Result<(OutSectionId, u64, u64)> {
-        let s = self.p.section(sec);
-        let (start, end) = anonymous_chunk(self.p, s, at);
-        if let Some(&(osec, out)) = self.chunks.get(&(sec, start)) {
+        let copied = self.chunks.range(..=(sec, at)).next_back();
+        if let Some((&(s, start), &(end, osec, out))) = copied
+            && s == sec
+            && at < end
+        {
             return Ok((osec, start, out));
         }
+        let s = self.p.section(sec);
+        let (start, end) = if s.is_exec() && !s.is_nobits() {
+            snippet::walk(self.p, s, at).extent()
+        } else {
+            snippet::unnamed_range(self.p, s, at)
+        };
         let osec = self.out_section_like(s);
         let out = self.out.sections[osec].append(&symbol_bytes(s, start, end - start), s.addralign);
-        self.chunks.insert((sec, start), (osec, out));
+        self.chunks.insert((sec, start), (end, osec, out));
         self.clone_relocs(sec, start, end, osec, out)?;
         Ok((osec, start, out))
     }
@@ -888,22 +899,6 @@ fn symbol_bytes(sec: &Section, start: u64, len: u64) -> Vec<u8> {
         v[..n].copy_from_slice(&src[..n]);
     }
     v
-}
-
-/// The range around `at` between the nearest symbol boundaries of `sec`.
-fn anonymous_chunk(obj: &ElfObject, sec: &Section, at: u64) -> (u64, u64) {
-    let mut start = 0;
-    let mut end = sec.size;
-    for &id in sec.symbols() {
-        let s = obj.symbol(id);
-        if s.end() <= at && s.end() > start {
-            start = s.end();
-        }
-        if s.value > at && s.value < end {
-            end = s.value;
-        }
-    }
-    (start, end.max(start))
 }
 
 /// Instruction boundaries of `[start, end)` of a code section.

@@ -18,5 +18,6 @@ pub mod kmod;
 #[path = "../verify/oracle.rs"]
 pub mod oracle;
 pub mod postlink;
+pub mod snippet;
 pub mod special;
 pub mod write;

@@ -33,7 +33,7 @@ struct Expected {
     line_only: Option<BTreeSet<String>>,
     exit: i32,
     refused: Vec<String>,
-    /// Checks of OUT.o: `defines`, `undefined`, `klp-sym`, `entries`, `section`.
+    /// Checks of OUT.o: `defines`, `undefined`, `klp-sym`, `entries`, `section`, `section-size`.
     output: Vec<(String, String)>,
 }
 
@@ -49,7 +49,7 @@ fn parse_expected(text: &str) -> Expected {
             "line-only" => drop(e.line_only.get_or_insert_default().insert(value)),
             "exit" => e.exit = value.parse().expect("exit status"),
             "refused" => e.refused.push(value),
-            "defines" | "undefined" | "klp-sym" | "entries" | "section" => {
+            "defines" | "undefined" | "klp-sym" | "entries" | "section" | "section-size" => {
                 e.output.push((kind.to_owned(), line.split_once(char::is_whitespace).unwrap().1.trim().to_owned()))
             }
             other => panic!("unknown expectation '{other}'"),
@@ -162,6 +162,10 @@ fn check_output_expectations(out: &Path, checks: &[(String, String)]) -> Vec<Str
                     .is_some_and(|(n, _)| strip_numbers(n) == *arg)
             }),
             "section" => obj.section_by_name(arg).is_some(),
+            "section-size" => {
+                let (sec, n) = arg.split_once(char::is_whitespace).expect("section-size SECTION BYTES");
+                obj.section_by_name(sec).map(|s| s.size) == Some(n.trim().parse().expect("section size"))
+            }
             "entries" => {
                 let (sec, n) = arg.split_once(char::is_whitespace).expect("entries SECTION N");
                 let n: u64 = n.trim().parse().expect("entry count");
