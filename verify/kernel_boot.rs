@@ -543,7 +543,8 @@ fn global_scenario(k: &Kernel, test: &str, orig: &Path, patched: &Path) {
     eprintln!("{test}: {:.1} s", t.elapsed().as_secs_f64());
 }
 
-/// Our defconfig scenario (corpus/kernel/def-scenario), four functions of
+/// Our defconfig scenario (corpus/kernel/def-scenario), the global
+/// si_meminfo() of mm/show_mem.c and four functions of
 /// drivers/char/mem.c, each reached through a file_operations pointer: a
 /// jump label on a key flipped while patched (read_null), alternatives
 /// (write_null), a static call (read_zero, whose clear_user() also has an
@@ -554,19 +555,30 @@ fn def_scenario(k: &Kernel, test: &str, exports: Exports) {
     let t = Instant::now();
     let dir = work_dir(test);
     let corpus = root().join("corpus/kernel/def-scenario");
-    let out = dir.join("mem.out.o");
-    let report = k.diff_with(&corpus.join("mem.orig.o"), &corpus.join("mem.patched.o"), &out, exports);
+    // One object pair per translation unit: drivers/char/mem.o, mm/show_mem.o.
+    let mut outputs = Vec::new();
+    let mut report = String::new();
+    for unit in ["mem", "show_mem"] {
+        let out = dir.join(format!("{unit}.out.o"));
+        report += &k.diff_with(
+            &corpus.join(format!("{unit}.orig.o")),
+            &corpus.join(format!("{unit}.patched.o")),
+            &out,
+            exports,
+        );
+        outputs.push(out);
+    }
     let mut changed = reported(report.as_bytes(), "changed function");
     changed.sort();
-    assert_eq!(changed, ["read_null", "read_zero", "write_full", "write_null"], "{report}");
-    assert_eq!(report.lines().count(), 4, "{report}");
-    let ko = k.module(&dir, "livepatch-def-scenario", &[out], &[]);
+    assert_eq!(changed, ["read_null", "read_zero", "si_meminfo", "write_full", "write_null"], "{report}");
+    assert_eq!(report.lines().count(), 5, "{report}");
+    let ko = k.module(&dir, "livepatch-def-scenario", &outputs, &[]);
     assert_ibt_ready(&ko, &changed);
     let efault = build_efault(&dir);
     let log = k.boot_with(&dir, &[ko], Some(&corpus.join("scenario.sh")), &[efault]);
     log.expect("insmod ok livepatch-def-scenario.ko");
     log.expect("LIVEPATCH livepatch_def_scenario enabled=1 transition=0");
-    for key in ["read_null-off", "read_null-on", "write_null", "read_zero", "write_full"] {
+    for key in ["read_null-off", "read_null-on", "write_null", "read_zero", "write_full", "si_meminfo"] {
         assert_eq!(log.value(&format!("before {key}")), "0", "{key} logged before the patch");
         assert_ne!(log.value(&format!("patched {key}")), "0", "the patched {key} did not run");
         assert_eq!(
@@ -578,6 +590,15 @@ fn def_scenario(k: &Kernel, test: &str, exports: Exports) {
     for phase in ["before", "patched", "disabled"] {
         assert_eq!(log.value(&format!("{phase} read_zero-bytes")), "0/4096", "/dev/zero {phase}");
     }
+    // The global si_meminfo(): /proc/meminfo's MemTotal is the same in every
+    // phase, and the patched function logged exactly that value, once.
+    let total = log.value("before si_meminfo-total");
+    let kb: u64 = total.strip_suffix(" kB").and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(kb > 0, "MemTotal before: {total:?}");
+    for phase in ["patched", "disabled"] {
+        assert_eq!(log.value(&format!("{phase} si_meminfo-total")), total, "MemTotal {phase}");
+    }
+    assert_eq!(log.value("patched si_meminfo"), "1", "the patched si_meminfo() ran once for /proc/meminfo");
     // write_full's own exception-table entry exists only while patched.
     assert_eq!(log.value("before write_full-efault"), "No space left on device");
     assert_eq!(log.value("patched write_full-efault"), "Bad address");

@@ -34,7 +34,7 @@ step install
 if ! [ -e /usr/src/linux-source-6.12.tar.xz ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-source-6.12 build-essential bc flex bison \
-        libssl-dev libelf-dev cpio kmod zstd xz-utils
+        libssl-dev libelf-dev cpio kmod zstd xz-utils dwarves
 fi
 
 step unpack

@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Run by the test initramfs's /init in each phase (before, patched, disabled).
-# Each patched function of drivers/char/mem.c logs a "klp-def: <function>:"
-# line when it runs; every one is reached through a file_operations pointer.
+# Each patched function logs a "klp-def: <function>:" line when it runs: the
+# four of drivers/char/mem.c are reached through a file_operations pointer,
+# the global si_meminfo() (mm/show_mem.c) by a direct call.
 phase=$1
 say() { echo "KLP-TEST: $*"; }
 count() { dmesg | grep -c "klp-def: $1"; }
@@ -22,3 +23,8 @@ printf klp-full > /dev/full 2>/full.err         # write_full: an exception-table
 say "$phase write_full: $(count "write_full: refused 'k'")"
 # ... and its fixup: copying from an unmapped address must give EFAULT.
 say "$phase write_full-efault: $(efault write /dev/full)"
+# si_meminfo: a global function, called directly by /proc/meminfo (read once
+# here, not through /dev/null); the patched one logs the MemTotal it computes.
+total=$(grep '^MemTotal:' /proc/meminfo | tr -s ' ' | cut -d' ' -f2)
+say "$phase si_meminfo-total: $total kB"
+say "$phase si_meminfo: $(count "si_meminfo: $total kB")"
