@@ -1,23 +1,14 @@
 //! klp: build Linux kernel livepatch objects.
 //!
 //! The library is the pipeline, one stage per module:
-//! [`elf`] (read) -> [`checksum`] -> [`correlate`] -> [`classify`] ->
-//! [`extract`] -> [`write`], with [`special`] describing the kernel's
-//! special sections, [`klp`] the livepatch formats, and [`diff`] running
-//! the analysis stages in order.
+//! [`elf`] (read, write) -> [`diff`] (checksum, correlate, classify) ->
+//! [`extract`] -> [`elf::write`], with [`kernel`] describing the kernel's
+//! formats (livepatch ABI, special sections, `Module.symvers`, kallsyms,
+//! `.modinfo`) and [`module`] what happens to a linked livepatch module
+//! (post-link, check, the loader oracle, the kbuild step).
 
-pub mod check;
-pub mod checksum;
-pub mod classify;
-pub mod correlate;
 pub mod diff;
 pub mod elf;
 pub mod extract;
-pub mod klp;
-pub mod kmod;
-#[path = "../verify/oracle.rs"]
-pub mod oracle;
-pub mod postlink;
-pub mod snippet;
-pub mod special;
-pub mod write;
+pub mod kernel;
+pub mod module;

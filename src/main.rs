@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 use klp::diff::{DiffOptions, DiffReport, analyze};
 use klp::elf::MappedFile;
 use klp::extract::{ExtractError, ExtractOptions};
-use klp::klp::{Exports, ParentSymbols};
-use klp::special::EntrySizes;
+use klp::kernel::kallsyms::ParentSymbols;
+use klp::kernel::special::EntrySizes;
+use klp::kernel::symvers::Exports;
 
 /// Build Linux kernel livepatch objects.
 #[derive(Parser)]
@@ -52,7 +53,7 @@ enum Command {
         parent: Option<PathBuf>,
         /// Output names for this kernel generation: current, or v6.19.
         #[arg(long, default_value = "current")]
-        format: klp::klp::Format,
+        format: klp::kernel::abi::Format,
     },
     /// Build a loadable livepatch module from diff outputs with the kernel's kbuild.
     Module {
@@ -117,8 +118,10 @@ fn main() -> ExitCode {
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
         Command::PostLink { module } => run_post_link(&module),
         Command::Module { name, kdir, symvers, objects, output, no_replace, skip_post_link } => {
-            let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.ko", klp::kmod::module_name(&name))));
-            let opts = klp::kmod::ModuleOptions { name, kdir, symvers, objects, output, no_replace, skip_post_link };
+            let output = output
+                .unwrap_or_else(|| PathBuf::from(format!("{}.ko", klp::kernel::modinfo::sanitised_module_name(&name))));
+            let opts =
+                klp::module::kbuild::ModuleOptions { name, kdir, symvers, objects, output, no_replace, skip_post_link };
             run_module(&opts)
         }
         Command::Check { module, parent, patched, orig } => {
@@ -146,7 +149,7 @@ struct ExtractArgs {
     symvers: Option<PathBuf>,
     objname: Option<String>,
     parent: Option<PathBuf>,
-    format: klp::klp::Format,
+    format: klp::kernel::abi::Format,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -223,7 +226,7 @@ fn run_diff(
     }
     let extracted = started.elapsed();
     let bytes = extraction.object.to_bytes().map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-    klp::write::write_atomically(out, &bytes).map_err(anyhow::Error::msg)?;
+    klp::elf::write::write_atomically(out, &bytes).map_err(anyhow::Error::msg)?;
     if timings {
         eprintln!(
             "timings: extract {:.1} ms, write {:.1} ms ({} bytes)",
@@ -244,7 +247,7 @@ fn run_check(
     let parent = parent.map(ParentSymbols::read).transpose().map_err(anyhow::Error::msg)?;
     let file = MappedFile::open(module)?;
     let m = file.parse()?;
-    let (violations, summary) = klp::check::check(&m, parent.as_ref());
+    let (violations, summary) = klp::module::check::check(&m, parent.as_ref());
     let name = module.display();
     for v in &violations {
         println!("{name}: {v}");
@@ -280,11 +283,11 @@ fn run_oracle(
     let p = pf.parse()?;
     let orig_file = orig.map(MappedFile::open).transpose()?;
     let orig_obj = orig_file.as_ref().map(|f| f.parse()).transpose()?;
-    let verdicts =
-        klp::oracle::verify(m, &p, &kernel, orig_obj.as_ref()).map_err(|e| anyhow::anyhow!("{name}: oracle: {e}"))?;
+    let verdicts = klp::module::oracle::verify(m, &p, &kernel, orig_obj.as_ref())
+        .map_err(|e| anyhow::anyhow!("{name}: oracle: {e}"))?;
     let mut ok = true;
     for v in verdicts {
-        use klp::oracle::Verdict;
+        use klp::module::oracle::Verdict;
         match v.verdict {
             Verdict::Same => println!("{name}: oracle: {}: same bytes as the patched object", v.name),
             Verdict::Differs { offset, module, patched } => {
@@ -297,17 +300,17 @@ fn run_oracle(
     Ok(ok)
 }
 
-fn run_module(opts: &klp::kmod::ModuleOptions) -> anyhow::Result<ExitCode> {
+fn run_module(opts: &klp::module::kbuild::ModuleOptions) -> anyhow::Result<ExitCode> {
     let mut step = |s: &str| eprintln!("klp module: {s}");
-    let out = klp::kmod::build(opts, &mut step).map_err(anyhow::Error::msg)?;
+    let out = klp::module::kbuild::build(opts, &mut step).map_err(anyhow::Error::msg)?;
     println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_post_link(module: &std::path::Path) -> anyhow::Result<ExitCode> {
-    use klp::postlink::Outcome;
+    use klp::module::postlink::Outcome;
     let m = module.display();
-    match klp::postlink::post_link(module).map_err(anyhow::Error::msg)? {
+    match klp::module::postlink::post_link(module).map_err(anyhow::Error::msg)? {
         Outcome::Converted { relocations, sections } => {
             println!("{m}: converted {relocations} KLP relocations into {sections} .klp.rela sections")
         }
@@ -347,10 +350,10 @@ fn run_checksum(object: &std::path::Path, json: bool, entsize: &[String]) -> any
     let sizes = entry_sizes(entsize)?;
     let file = MappedFile::open(object)?;
     let obj = file.parse()?;
-    let specials =
-        klp::special::SpecialIndex::build(&obj, &sizes).map_err(|m| anyhow::anyhow!("{}: {m}", object.display()))?;
-    let cold = klp::checksum::cold_children(&obj);
-    let sums = klp::checksum::compute(&obj, &specials, &cold);
+    let specials = klp::kernel::special::SpecialIndex::build(&obj, &sizes)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", object.display()))?;
+    let cold = klp::diff::checksum::cold_children(&obj);
+    let sums = klp::diff::checksum::compute(&obj, &specials, &cold);
     let rows: Vec<ChecksumRow> = obj
         .symbols
         .iter()

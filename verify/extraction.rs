@@ -60,7 +60,7 @@ fn kernel_outputs_link_follow_the_rules_and_carry_the_demo() {
     for kernel in ["6.12-slim", "6.12-def"] {
         let Some(dir) = shared_asset(&format!("kernel/{kernel}")) else { continue };
         let symvers = dir.join("Module.symvers");
-        let exports = klp::klp::Exports::read(&symvers).unwrap();
+        let exports = klp::kernel::symvers::Exports::read(&symvers).unwrap();
         let parent = unzstd_cached(&dir.join("vmlinux.zst"));
         let vmlinux =
             (unzstd_cached(&dir.join("vmlinux.o.orig.zst")), unzstd_cached(&dir.join("vmlinux.o.patched.zst")));

@@ -27,7 +27,7 @@ pub fn skeleton_object(dir: &Path) -> PathBuf {
             "-o",
         ])
         .arg(&out)
-        .arg(root().join("verify/skeleton/livepatch_skeleton.c"))
+        .arg(root().join("src/module/skeleton/livepatch_skeleton.c"))
         .status()
         .expect("run gcc");
     assert!(status.success(), "skeleton does not compile");
@@ -40,7 +40,7 @@ pub fn link_module(dir: &Path, outputs: &[&Path], module: &Path) {
     let o = Command::new("ld")
         .arg("-r")
         .arg("-T")
-        .arg(root().join("verify/skeleton/module.lds"))
+        .arg(root().join("verify/common/module.lds"))
         .arg("-o")
         .arg(module)
         .arg(&skeleton)

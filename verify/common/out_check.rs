@@ -56,7 +56,7 @@ pub fn check_output(out: &Path, orig: &Path, expect: &Expect) -> Result<(), Stri
 fn relocations_in_bounds(o: &ElfObject) -> Result<(), String> {
     for s in &o.sections {
         for r in &s.relocs {
-            let width = klp::checksum::reloc_width(r.r_type) as u64;
+            let width = klp::elf::reloc::width(r.r_type) as u64;
             if r.offset + width > s.size {
                 return Err(format!(
                     "{}: relocation at {:#x} runs past the section end {:#x}",
@@ -152,7 +152,7 @@ fn existing_references_are_klp(o: &ElfObject, orig: &ElfObject, e: &Expect) -> R
             }
             let existing = !orig.symbols_named(t.name).is_empty();
             // Thunks and hooks the compiler calls are always plain references.
-            if existing && !(e.exported)(t.name) && !klp::klp::is_codegen_symbol(t.name) {
+            if existing && !(e.exported)(t.name) && !klp::kernel::abi::is_codegen_symbol(t.name) {
                 return Err(format!(
                     "{}+{:#x}: plain reference to existing unexported symbol {}",
                     s.name, r.offset, t.name
@@ -169,7 +169,7 @@ fn existing_references_are_klp(o: &ElfObject, orig: &ElfObject, e: &Expect) -> R
 pub fn special_entries_describe_copies(out: &Path) -> Result<(), String> {
     let file = MappedFile::open(out).map_err(|e| e.to_string())?;
     let o = file.parse().map_err(|e| e.to_string())?;
-    for s in o.sections.iter().filter(|s| klp::special::is_special_section(s.name)) {
+    for s in o.sections.iter().filter(|s| klp::kernel::special::is_special_section(s.name)) {
         for r in &s.relocs {
             let t = o.symbol(r.symbol);
             if t.kind == SymbolKind::Func && !t.is_defined() {

@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 
 use crate::elf::{ElfObject, Placement, Section, SectionId, SymbolKind};
-use crate::klp::{self, ParentSymbols, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH};
+use crate::kernel::abi::{self as klp, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH};
+use crate::kernel::kallsyms::ParentSymbols;
 
 /// The rules, named as they are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,13 +253,13 @@ impl<'d> Checker<'_, 'd> {
             }
         }
         let Some(t) = target else { return };
-        let width = crate::checksum::reloc_width(r.r_type);
+        let width = crate::elf::reloc::width(r.r_type);
         if !t.is_nobits()
             && t.data.get(r.offset as usize..r.offset as usize + width).is_some_and(|b| b.iter().any(|&x| x != 0))
         {
             self.report(Rule::SiteNotZero, format!("{site}: the {width} bytes a KLP relocation writes are not zero"));
         }
-        let ordinary = t.relocs_in(r.offset, r.offset + 1).iter().find(|o| o.r_type != crate::elf::rtype::NONE);
+        let ordinary = t.relocs_in(r.offset, r.offset + 1).iter().find(|o| o.r_type != crate::elf::reloc::NONE);
         if let Some(o) = ordinary {
             self.report(
                 Rule::SiteDoublyRelocated,

@@ -146,34 +146,6 @@ pub fn is_prefix_name(name: &str) -> bool {
     ["__pfx_", "__cfi_", "__pi___pfx_", "__pi___cfi_"].iter().any(|p| name.starts_with(p))
 }
 
-/// x86-64 relocation types as raw values (the `object` crate wraps them in
-/// a newtype, which cannot be matched on).
-pub mod rtype {
-    use object::elf;
-    pub const NONE: u32 = elf::R_X86_64_NONE.0;
-    pub const R64: u32 = elf::R_X86_64_64.0;
-    pub const PC32: u32 = elf::R_X86_64_PC32.0;
-    pub const GOTPCREL: u32 = elf::R_X86_64_GOTPCREL.0;
-    pub const PLT32: u32 = elf::R_X86_64_PLT32.0;
-    pub const R32: u32 = elf::R_X86_64_32.0;
-    pub const R32S: u32 = elf::R_X86_64_32S.0;
-    pub const R16: u32 = elf::R_X86_64_16.0;
-    pub const PC16: u32 = elf::R_X86_64_PC16.0;
-    pub const R8: u32 = elf::R_X86_64_8.0;
-    pub const PC8: u32 = elf::R_X86_64_PC8.0;
-    pub const PC64: u32 = elf::R_X86_64_PC64.0;
-    pub const GOTOFF64: u32 = elf::R_X86_64_GOTOFF64.0;
-    pub const GOTPC64: u32 = elf::R_X86_64_GOTPC64.0;
-    pub const SIZE64: u32 = elf::R_X86_64_SIZE64.0;
-    pub const GOTPCRELX: u32 = elf::R_X86_64_GOTPCRELX.0;
-    pub const REX_GOTPCRELX: u32 = elf::R_X86_64_REX_GOTPCRELX.0;
-
-    /// Relocations whose value is relative to the place they patch.
-    pub fn is_pc_relative(r_type: u32) -> bool {
-        matches!(r_type, PC32 | PLT32 | GOTPCREL | GOTPCRELX | REX_GOTPCRELX | PC64)
-    }
-}
-
 /// One RELA entry, attached to the section it relocates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reloc {
@@ -256,7 +228,6 @@ pub struct ElfObject<'data> {
     by_name: HashMap<&'data str, Vec<SymbolId>>,
     by_demangled: HashMap<&'data str, Vec<SymbolId>>,
     section_by_name: HashMap<&'data str, SectionId>,
-    pub modinfo_name: Option<&'data str>,
 }
 
 impl<'data> ElfObject<'data> {
@@ -278,10 +249,8 @@ impl<'data> ElfObject<'data> {
             section_by_name: HashMap::with_capacity(sections.len()),
             sections,
             symbols,
-            modinfo_name: None,
         };
         obj.build_name_indexes();
-        obj.modinfo_name = obj.find_modinfo_name();
         Ok(obj)
     }
 
@@ -296,14 +265,6 @@ impl<'data> ElfObject<'data> {
         for s in &self.sections {
             self.section_by_name.entry(s.name).or_insert(s.id);
         }
-    }
-
-    fn find_modinfo_name(&self) -> Option<&'data str> {
-        let sec = self.section_by_name(".modinfo")?;
-        sec.data
-            .split(|&b| b == 0)
-            .filter_map(|rec| std::str::from_utf8(rec).ok())
-            .find_map(|rec| rec.strip_prefix("name="))
     }
 
     pub fn symbol(&self, id: SymbolId) -> &Symbol<'data> {
@@ -373,22 +334,6 @@ impl<'data> ElfObject<'data> {
             .or_else(|| candidates.iter().filter(is_func).find(|&&id| !self.symbol(id).is_local()))
             .copied()
     }
-
-    /// The object's name as a livepatch object: `.modinfo` `name=`, else the
-    /// path normalised like a module name.
-    pub fn derived_objname(&self) -> String {
-        match self.modinfo_name {
-            Some(name) => name.to_owned(),
-            None => module_name_from_path(&self.path.to_string_lossy()),
-        }
-    }
-}
-
-/// `vmlinux.o` -> `vmlinux`, `fs/xfs/xfs.o` -> `xfs`, `kvm-intel` -> `kvm_intel`.
-pub fn module_name_from_path(path: &str) -> String {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    let stem = base.split('.').next().unwrap_or(base);
-    stem.replace('-', "_")
 }
 
 /// Strip what compilers append to make names unique, so the same entity has
@@ -635,7 +580,7 @@ fn attach_relocations<'d>(
         })
         .collect::<std::result::Result<_, String>>()?;
     for (rela, target, relocs) in parsed {
-        if sections[rela].flags & crate::klp::SHF_RELA_LIVEPATCH != 0 {
+        if sections[rela].flags & super::SHF_RELA_LIVEPATCH != 0 {
             // Applied by the livepatch core, not the module loader: kept apart.
             sections[rela].own_relocs = relocs;
             continue;
@@ -694,12 +639,5 @@ mod tests {
         assert_eq!(demangle("c_start.llvm.1525"), "c_start");
         assert_eq!(demangle("plain_name_2"), "plain_name_2");
         assert_eq!(demangle("..."), "...");
-    }
-
-    #[test]
-    fn module_names_are_normalised() {
-        assert_eq!(module_name_from_path("vmlinux.o"), "vmlinux");
-        assert_eq!(module_name_from_path("fs/xfs/xfs.o"), "xfs");
-        assert_eq!(module_name_from_path("arch/x86/kvm/kvm-intel.o"), "kvm_intel");
     }
 }

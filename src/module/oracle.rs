@@ -19,8 +19,9 @@ use std::collections::HashMap;
 
 use iced_x86::{Decoder, DecoderOptions};
 
-use crate::elf::{ElfObject, Placement, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, rtype};
-use crate::klp::{self, ParentSymbols, SHN_LIVEPATCH, SymbolQuery};
+use crate::elf::{ElfObject, Placement, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, reloc};
+use crate::kernel::abi::{self as klp, SHN_LIVEPATCH};
+use crate::kernel::kallsyms::{ParentSymbols, SymbolQuery};
 
 /// Where module sections are placed.
 const MODULE_BASE: u64 = 0xffff_ffff_c000_0000;
@@ -170,7 +171,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
         let klp = self.klp_relocs.get(&sec.id).map_or(&[][..], Vec::as_slice);
         let in_range = |r: &&Reloc| r.offset >= f.value && r.offset < f.end();
         for r in sec.relocs.iter().filter(in_range).chain(klp.iter().filter(in_range)) {
-            if r.r_type == rtype::NONE {
+            if r.r_type == reloc::NONE {
                 continue;
             }
             let s = self.symbol_address(r.symbol)?;
@@ -185,10 +186,10 @@ fn apply(bytes: &mut [u8], r: &Reloc, func_start: u64, p: u64, s: u64) -> Result
     let at = (r.offset - func_start) as usize;
     let value = s.wrapping_add(r.addend as u64);
     let (width, v) = match r.r_type {
-        rtype::R64 => (8, value),
-        rtype::PC64 => (8, value.wrapping_sub(p)),
-        rtype::PC32 | rtype::PLT32 => (4, value.wrapping_sub(p)),
-        rtype::R32 | rtype::R32S => (4, value),
+        reloc::R64 => (8, value),
+        reloc::PC64 => (8, value.wrapping_sub(p)),
+        reloc::PC32 | reloc::PLT32 => (4, value.wrapping_sub(p)),
+        reloc::R32 | reloc::R32S => (4, value),
         other => return Err(format!("relocation type {other} at {:#x} is not supported by the oracle", r.offset)),
     };
     let field = bytes.get_mut(at..at + width).ok_or("relocation past the function end")?;
@@ -215,10 +216,10 @@ fn resolve_patched(w: &World, p: SymbolId, clone: &Symbol, at: u64) -> Result<Ve
     let mut bytes = sec.data[f.value as usize..f.end() as usize].to_vec();
     let insns = instruction_ends(sec, f);
     for r in sec.relocs_in(f.value, f.end()) {
-        if r.r_type == rtype::NONE {
+        if r.r_type == reloc::NONE {
             continue;
         }
-        let bias = if rtype::is_pc_relative(r.r_type) && sec.is_exec() { pc_bias(&insns, r.offset) } else { 0 };
+        let bias = if reloc::is_pc_relative(r.r_type) && sec.is_exec() { pc_bias(&insns, r.offset) } else { 0 };
         let target = match reference_address(w, r, bias) {
             Err(Unplaced::Anonymous(sec, off)) => {
                 module.anonymous_copy(patched, sec, off, clone, r.offset - f.value, bias)?
@@ -303,7 +304,7 @@ impl ModuleLayout<'_, '_> {
         let r = csec
             .relocs_in(site, site + 1)
             .iter()
-            .find(|r| r.r_type != rtype::NONE)
+            .find(|r| r.r_type != reloc::NONE)
             .ok_or_else(|| unverifiable("the module has no relocation there"))?;
         let t = m.symbol(r.symbol);
         let tsec = m.symbol_section(t).ok_or_else(|| unverifiable("the module refers outside itself"))?;
@@ -316,7 +317,7 @@ impl ModuleLayout<'_, '_> {
         let relocated = |s: &Section, at: u64| {
             s.relocs_in(at.saturating_sub(7), at + 1)
                 .iter()
-                .any(|r| at < r.offset + crate::checksum::reloc_width(r.r_type) as u64)
+                .any(|r| at < r.offset + crate::elf::reloc::width(r.r_type) as u64)
         };
         let same = (0..n).all(|i| {
             relocated(src, off + i)

@@ -19,7 +19,7 @@ use object::LittleEndian as LE;
 use object::elf::{self, FileHeader64, SectionHeader64};
 use object::read::elf::{FileHeader, SectionHeader, SectionTable};
 
-use crate::klp::{self, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH};
+use crate::kernel::abi::{self as klp, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -37,7 +37,7 @@ pub fn post_link(path: &Path) -> Result<Outcome, String> {
     let data = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let (bytes, outcome) = convert(&data).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(bytes) = bytes {
-        crate::write::write_atomically(path, &bytes)?;
+        crate::elf::write::write_atomically(path, &bytes)?;
     }
     Ok(outcome)
 }

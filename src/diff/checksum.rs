@@ -20,9 +20,9 @@ use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Formatter, Instructio
 use rayon::prelude::*;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-use crate::elf::{ElfObject, Reloc, Section, SymbolId, SymbolKind};
-use crate::snippet;
-use crate::special::{SpecialEntry, SpecialIndex};
+use crate::diff::snippet;
+use crate::elf::{ElfObject, Reloc, Section, SymbolId, SymbolKind, reloc};
+use crate::kernel::special::{SpecialEntry, SpecialIndex};
 
 /// A kernel helper that takes a source line number (`__LINE__`) as an argument.
 #[derive(Debug, Clone, Copy)]
@@ -288,7 +288,7 @@ fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> 
             let start_len = buf.len();
             buf.extend_from_slice(bytes);
             for r in relocs {
-                blank(&mut buf[start_len..], (r.offset - offset) as usize, reloc_width(r.r_type));
+                blank(&mut buf[start_len..], (r.offset - offset) as usize, reloc::width(r.r_type));
             }
             if relocs.is_empty() && is_line_register_load(&insn) {
                 let imm = immediate.immediate_offset();
@@ -296,7 +296,7 @@ fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> 
             }
             for r in relocs {
                 buf.push((r.offset - offset) as u8);
-                buf.extend_from_slice(&reloc_class(r.r_type).to_le_bytes());
+                buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
                 let adjusted = adjusted_addend(r, offset + len);
                 let target = refs.target(r, adjusted);
                 mentions_source_file |= target.is_source_file_name();
@@ -329,27 +329,7 @@ fn is_line_register_load(insn: &Instruction) -> bool {
 /// The addend as an offset from the referenced symbol: PC-relative fields in
 /// code are relative to the end of the instruction, not of the field.
 fn adjusted_addend(r: &Reloc, insn_end: u64) -> i64 {
-    if crate::elf::rtype::is_pc_relative(r.r_type) { r.addend + (insn_end - r.offset) as i64 } else { r.addend }
-}
-
-/// Relocation types that mean the same reference: a `PLT32` call and a
-/// `PC32` one reach the same function in the kernel (GCC picks one or the
-/// other depending on the callee's binding).
-fn reloc_class(r_type: u32) -> u32 {
-    use crate::elf::rtype::*;
-    if r_type == PLT32 { PC32 } else { r_type }
-}
-
-/// Bytes a relocation of this type writes.
-pub fn reloc_width(r_type: u32) -> usize {
-    use crate::elf::rtype::*;
-    match r_type {
-        NONE => 0,
-        R64 | PC64 | GOTOFF64 | GOTPC64 | SIZE64 => 8,
-        R16 | PC16 => 2,
-        R8 | PC8 => 1,
-        _ => 4,
-    }
+    if reloc::is_pc_relative(r.r_type) { r.addend + (insn_end - r.offset) as i64 } else { r.addend }
 }
 
 fn blank(bytes: &mut [u8], at: usize, width: usize) {
@@ -474,11 +454,11 @@ fn snippet_digest(obj: &ElfObject, sec: &Section, entry: u64) -> u64 {
         let start = buf.len();
         buf.extend_from_slice(&sec.data[ip as usize..end as usize]);
         for r in relocs {
-            blank(&mut buf[start..], (r.offset - ip) as usize, reloc_width(r.r_type));
+            blank(&mut buf[start..], (r.offset - ip) as usize, reloc::width(r.r_type));
         }
         for r in relocs {
             buf.push((r.offset - ip) as u8);
-            buf.extend_from_slice(&reloc_class(r.r_type).to_le_bytes());
+            buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
             Target::resolve_in(obj, r, adjusted_addend(r, end), false).0.feed(&mut buf);
         }
     }
@@ -504,11 +484,11 @@ pub fn object_checksum(obj: &ElfObject, id: SymbolId) -> Checksum {
         buf.extend_from_slice(&sec.data[start..end]);
         let relocs = sec.relocs_in(sym.value, sym.end());
         for r in relocs {
-            blank(&mut buf[data_start..], (r.offset - sym.value) as usize, reloc_width(r.r_type));
+            blank(&mut buf[data_start..], (r.offset - sym.value) as usize, reloc::width(r.r_type));
         }
         for r in relocs {
             buf.extend_from_slice(&(r.offset - sym.value).to_le_bytes());
-            buf.extend_from_slice(&reloc_class(r.r_type).to_le_bytes());
+            buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
             Target::of_reloc(obj, r, r.addend).feed(&mut buf);
         }
     }
@@ -526,11 +506,11 @@ fn entry_digest(refs: Refs, entry: &SpecialEntry) -> EntryDigest {
     let data_start = buf.len();
     buf.extend_from_slice(sec.data.get(start as usize..end as usize).unwrap_or_default());
     for r in relocs {
-        blank(&mut buf[data_start..], (r.offset - start) as usize, reloc_width(r.r_type));
+        blank(&mut buf[data_start..], (r.offset - start) as usize, reloc::width(r.r_type));
     }
     for r in relocs {
         buf.extend_from_slice(&(r.offset - start).to_le_bytes());
-        buf.extend_from_slice(&reloc_class(r.r_type).to_le_bytes());
+        buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
         let target = obj.symbol(r.symbol);
         let target_sec = obj.symbol_section(target);
         if let Some(repl) = target_sec.filter(|s| s.name == ".altinstr_replacement") {
@@ -577,7 +557,7 @@ fn feed_alt_replacement(refs: Refs, repl: &Section, at: i64, entry: &SpecialEntr
     buf.extend_from_slice(&repl.data[start as usize..end as usize]);
     let relocs = repl.relocs_in(start, end);
     for r in relocs {
-        blank(&mut buf[data_start..], (r.offset - start) as usize, reloc_width(r.r_type));
+        blank(&mut buf[data_start..], (r.offset - start) as usize, reloc::width(r.r_type));
     }
     for r in relocs {
         buf.extend_from_slice(&(r.offset - start).to_le_bytes());
@@ -677,24 +657,7 @@ pub fn disassemble(obj: &ElfObject, func: SymbolId, offset: u64) -> String {
     let mut line = format!("{}+{:#x}: {:<24} {}", sym.name, offset - sym.value, hex.join(" "), text);
     for r in sec.relocs_in(offset, offset + insn.len() as u64) {
         let adjusted = adjusted_addend(r, offset + insn.len() as u64);
-        line.push_str(&format!("  [{} -> {}]", reloc_type_name(r.r_type), Target::of_reloc(obj, r, adjusted)));
+        line.push_str(&format!("  [{} -> {}]", reloc::name(r.r_type), Target::of_reloc(obj, r, adjusted)));
     }
     line
-}
-
-pub fn reloc_type_name(r_type: u32) -> String {
-    use crate::elf::rtype::*;
-    let name = match r_type {
-        NONE => "R_X86_64_NONE",
-        R64 => "R_X86_64_64",
-        PC32 => "R_X86_64_PC32",
-        PLT32 => "R_X86_64_PLT32",
-        R32 => "R_X86_64_32",
-        R32S => "R_X86_64_32S",
-        GOTPCRELX => "R_X86_64_GOTPCRELX",
-        REX_GOTPCRELX => "R_X86_64_REX_GOTPCRELX",
-        PC64 => "R_X86_64_PC64",
-        other => return format!("R_X86_64_{other}"),
-    };
-    name.to_owned()
 }

@@ -15,13 +15,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use iced_x86::{Decoder, DecoderOptions};
 
-use crate::correlate::is_correlatable;
 use crate::diff::Analysis;
-use crate::elf::{Binding, ElfObject, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, rtype};
-use crate::klp::{self, Exports, Format, ParentSymbols, SymbolQuery};
-use crate::snippet;
-use crate::special::{is_special_section, resolve_data_reference};
-use crate::write::{OutPlacement, OutReloc, OutSection, OutSectionId, OutSymbol, OutSymbolId, OutputObject};
+use crate::diff::correlate::is_correlatable;
+use crate::diff::snippet;
+use crate::elf::write::{OutPlacement, OutReloc, OutSection, OutSectionId, OutSymbol, OutSymbolId, OutputObject};
+use crate::elf::{Binding, ElfObject, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, reloc};
+use crate::kernel::abi::{self as klp, Format};
+use crate::kernel::kallsyms::{ParentSymbols, SymbolQuery};
+use crate::kernel::modinfo;
+use crate::kernel::special::{is_special_section, resolve_data_reference};
+use crate::kernel::symvers::Exports;
 
 #[derive(Debug, Default)]
 pub struct ExtractOptions<'a> {
@@ -60,18 +63,17 @@ pub fn objname(a: &Analysis, opts: &ExtractOptions) -> Result<String> {
         Some(n) => n.clone(),
         None => {
             let obj = &a.orig.obj;
-            let derived = obj.derived_objname();
-            let path_stem = crate::elf::module_name_from_path(&obj.path.to_string_lossy());
-            let is_module_object = obj.section_by_name(".modinfo").is_some_and(|m| {
-                m.data.split(|&b| b == 0).any(|r| r.starts_with(b"license=") || r.starts_with(b"name="))
-            });
-            if obj.modinfo_name.is_none() && path_stem != "vmlinux" && !is_module_object {
+            let modinfo = obj.section_by_name(".modinfo").map_or(&[][..], |m| m.data);
+            let modinfo_name = modinfo::value(modinfo, "name").and_then(|n| std::str::from_utf8(n).ok());
+            let path_stem = modinfo::module_name_from_path(&obj.path.to_string_lossy());
+            let is_module_object = modinfo_name.is_some() || modinfo::value(modinfo, "license").is_some();
+            if path_stem != "vmlinux" && !is_module_object {
                 return Err(ExtractError::Failed(format!(
                     "{}: cannot tell which kernel object this is (no .modinfo, not vmlinux.o): pass --objname vmlinux for a translation unit of the kernel, or --objname MODULE for one of a module",
                     obj.path.display()
                 )));
             }
-            derived
+            modinfo_name.map_or(path_stem, str::to_owned)
         }
     };
     if name.is_empty() || name.len() > klp::MAX_OBJNAME_LEN || name.contains('.') {
@@ -353,7 +355,7 @@ impl<'a, 'd> Builder<'a, 'd> {
     ) -> Result<()> {
         let relocs: Vec<Reloc> = self.p.section(sec).relocs_in(start, end).to_vec();
         // R_X86_64_NONE writes nothing (old -mrecord-mcount marks its nops so).
-        for r in relocs.into_iter().filter(|r| r.r_type != rtype::NONE) {
+        for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
             let bias = self.pc_bias(sec, start, end, &r);
             let site = out_offset + (r.offset - start);
             self.clone_reloc(sec, &r, bias, osec, site)?;
@@ -365,7 +367,7 @@ impl<'a, 'd> Builder<'a, 'd> {
     /// end of its instruction: what makes the addend point at the target.
     fn pc_bias(&mut self, sec: SectionId, start: u64, end: u64, r: &Reloc) -> i64 {
         let s = self.p.section(sec);
-        if !rtype::is_pc_relative(r.r_type) || !s.is_exec() {
+        if !reloc::is_pc_relative(r.r_type) || !s.is_exec() {
             return 0;
         }
         let insns = self.decoded.entry((sec, start)).or_insert_with(|| decode_ranges(s, start, end));
@@ -682,7 +684,7 @@ impl<'a, 'd> Builder<'a, 'd> {
         let out = self.out.sections[osec].append(&symbol_bytes(s, start, end - start), 1);
         let relocs: Vec<Reloc> = s.relocs_in(start, end).to_vec();
         let is_alt = s.name == ".altinstructions";
-        for r in relocs.into_iter().filter(|r| r.r_type != rtype::NONE) {
+        for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
             let site = out + (r.offset - start);
             let target = self.p.symbol(r.symbol);
             let in_replacement = self.p.symbol_section(target).is_some_and(|t| t.name == ".altinstr_replacement");
@@ -775,8 +777,8 @@ impl<'a, 'd> Builder<'a, 'd> {
             entry[16..24].copy_from_slice(&sympos.to_le_bytes());
             let at = self.out.sections[funcs].append(&entry, 8);
             let relocs = &mut self.out.sections[funcs].relocs;
-            relocs.push(OutReloc { offset: at, symbol: str_sym, r_type: rtype::R64, addend: name_at as i64 });
-            relocs.push(OutReloc { offset: at + 8, symbol: clone, r_type: rtype::R64, addend: 0 });
+            relocs.push(OutReloc { offset: at, symbol: str_sym, r_type: reloc::R64, addend: name_at as i64 });
+            relocs.push(OutReloc { offset: at + 8, symbol: clone, r_type: reloc::R64, addend: 0 });
         }
         let nr_funcs = (self.out.sections[funcs].data.len() as u64 / klp::KLP_FUNC_SIZE) as u32;
         let objects =
@@ -787,13 +789,13 @@ impl<'a, 'd> Builder<'a, 'd> {
         let mut obj_relocs = Vec::new();
         if self.objname != "vmlinux" {
             let name_at = self.out.sections[strings].append(&nul_terminated(&self.objname.clone()), 1);
-            obj_relocs.push(OutReloc { offset: 0, symbol: str_sym, r_type: rtype::R64, addend: name_at as i64 });
+            obj_relocs.push(OutReloc { offset: 0, symbol: str_sym, r_type: reloc::R64, addend: name_at as i64 });
         }
-        obj_relocs.push(OutReloc { offset: klp::KLP_OBJECT_FUNCS, symbol: funcs_sym, r_type: rtype::R64, addend: 0 });
+        obj_relocs.push(OutReloc { offset: klp::KLP_OBJECT_FUNCS, symbol: funcs_sym, r_type: reloc::R64, addend: 0 });
         for (i, prefix) in klp::CALLBACK_PREFIXES.iter().enumerate() {
             if let Some(func) = self.callback_target(prefix) {
                 let offset = klp::KLP_OBJECT_CALLBACKS + 8 * i as u64;
-                obj_relocs.push(OutReloc { offset, symbol: func, r_type: rtype::R64, addend: 0 });
+                obj_relocs.push(OutReloc { offset, symbol: func, r_type: reloc::R64, addend: 0 });
             }
         }
         self.out.sections[objects].relocs = obj_relocs;
@@ -821,8 +823,8 @@ impl<'a, 'd> Builder<'a, 'd> {
             entry[16..20].copy_from_slice(&k.r_type.to_le_bytes());
             let at = self.out.sections[sec].append(&entry, 8);
             let relocs = &mut self.out.sections[sec].relocs;
-            relocs.push(OutReloc { offset: at, symbol: site_symbol, r_type: rtype::R64, addend: k.offset as i64 });
-            relocs.push(OutReloc { offset: at + 8, symbol: k.klp_symbol, r_type: rtype::R64, addend: k.addend });
+            relocs.push(OutReloc { offset: at, symbol: site_symbol, r_type: reloc::R64, addend: k.offset as i64 });
+            relocs.push(OutReloc { offset: at + 8, symbol: k.klp_symbol, r_type: reloc::R64, addend: k.addend });
         }
         self.klp_relocs = pending;
     }

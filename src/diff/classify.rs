@@ -2,7 +2,7 @@
 //!
 //! - a function whose checksum differs from its twin's is *changed*, unless
 //!   the only differences are line numbers (see
-//!   [`crate::checksum::differs_only_in_lines`]), which makes it *line-only*;
+//!   [`crate::diff::checksum::differs_only_in_lines`]), which makes it *line-only*;
 //! - a changed function in init code is *refused*: it has already run;
 //! - a patched function without twin is *new*, an original one *removed*;
 //! - an existing data object whose contents changed is *refused*: live
@@ -12,10 +12,10 @@
 //! `.cold` parts are never reported on their own: they are folded into their
 //! parent's checksum and travel with it.
 
-use crate::checksum::{self, Checksums, ColdChildren, Fingerprint, Refs};
-use crate::correlate::{Twins, is_correlatable};
+use crate::diff::checksum::{self, Checksums, ColdChildren, Fingerprint, Refs};
+use crate::diff::correlate::{Twins, is_correlatable};
 use crate::elf::{ElfObject, Symbol, SymbolId, SymbolKind};
-use crate::special::SpecialIndex;
+use crate::kernel::special::SpecialIndex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

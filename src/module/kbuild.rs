@@ -10,10 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::klp::{Format, MAX_OBJNAME_LEN};
+use crate::kernel::abi::Format;
+use crate::kernel::modinfo;
 
 /// The skeleton's source, shipped inside the binary.
-pub const SKELETON_C: &str = include_str!("../verify/skeleton/livepatch_skeleton.c");
+pub const SKELETON_C: &str = include_str!("skeleton/livepatch_skeleton.c");
 
 #[derive(Debug, Clone)]
 pub struct ModuleOptions {
@@ -27,14 +28,6 @@ pub struct ModuleOptions {
     pub no_replace: bool,
     /// Leave the module unconverted (for tests that show the kernel refuses it).
     pub skip_post_link: bool,
-}
-
-/// Sanitise a module name the way klp-build does.
-pub fn module_name(name: &str) -> String {
-    let mut n: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' }).collect();
-    n.truncate(MAX_OBJNAME_LEN);
-    n
 }
 
 /// Build the module; `step` is told what is happening.
@@ -51,7 +44,7 @@ pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf
     for obj in &opts.objects {
         check_diff_output(obj)?;
     }
-    let name = module_name(&opts.name);
+    let name = modinfo::sanitised_module_name(&opts.name);
     let dir = work_dir(&opts.output)?;
     step(&format!("preparing {} in {}", name, dir.display()));
     write_sources(&dir, &name, opts)?;
@@ -62,12 +55,12 @@ pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf
     drop_btf(&ko)?;
     if !opts.skip_post_link {
         step("post-link");
-        crate::postlink::post_link(&ko)?;
+        crate::module::postlink::post_link(&ko)?;
         step("check");
         check(&ko)?;
     }
     let bytes = std::fs::read(&ko).map_err(|e| format!("{}: {e}", ko.display()))?;
-    crate::write::write_atomically(&opts.output, &bytes)?;
+    crate::elf::write::write_atomically(&opts.output, &bytes)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(opts.output.clone())
 }
@@ -200,7 +193,7 @@ fn drop_btf(ko: &Path) -> Result<(), String> {
 fn check(ko: &Path) -> Result<(), String> {
     let file = crate::elf::MappedFile::open(ko).map_err(|e| e.to_string())?;
     let m = file.parse().map_err(|e| e.to_string())?;
-    let (violations, _) = crate::check::check(&m, None);
+    let (violations, _) = crate::module::check::check(&m, None);
     if violations.is_empty() {
         return Ok(());
     }
@@ -211,12 +204,6 @@ fn check(ko: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn module_names_are_sanitised_and_bounded() {
-        assert_eq!(module_name("livepatch-fix cmdline/v2"), "livepatch-fix-cmdline-v2");
-        assert_eq!(module_name(&"x".repeat(80)).len(), MAX_OBJNAME_LEN);
-    }
 
     #[test]
     fn only_foreign_undefined_symbols_are_reported() {

@@ -1,14 +1,19 @@
 //! The `klp diff` pipeline: read, checksum, correlate, classify; both
 //! objects are read and checksummed in parallel.
 
+pub mod checksum;
+pub mod classify;
+pub mod correlate;
+pub mod snippet;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::checksum::{self, Checksums, ColdChildren, FirstDifference};
-use crate::classify::{self, Changes, Refusal, Side};
-use crate::correlate::{self, Twins};
 use crate::elf::{ElfObject, MappedFile, ReadError, SymbolId};
-use crate::special::{EntrySizes, SpecialIndex};
+use crate::kernel::special::{EntrySizes, SpecialIndex};
+use checksum::{Checksums, ColdChildren, FirstDifference};
+use classify::{Changes, Refusal, Side};
+use correlate::Twins;
 
 #[derive(Debug, Clone, Default)]
 pub struct DiffOptions {

@@ -15,9 +15,9 @@ use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 
-use crate::checksum::Checksums;
+use crate::diff::checksum::Checksums;
 use crate::elf::{ElfObject, Placement, Symbol, SymbolId, SymbolKind};
-use crate::special::{is_auxiliary_section, is_special_section};
+use crate::kernel::special::{is_auxiliary_section, is_special_section};
 
 /// How a pair was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -1,0 +1,15 @@
+//! The ELF layer, in the spirit of the `object` crate's split: [`read`]
+//! (relocatable objects, zero-copy over a mapping or a slice), [`write`]
+//! (an object builder and its serialiser) and x86-64 relocations
+//! ([`reloc`]).
+
+mod read;
+pub mod reloc;
+pub mod write;
+
+pub use read::*;
+
+/// `SHN_LIVEPATCH`: the section index of symbols the livepatch core resolves.
+pub const SHN_LIVEPATCH: u16 = 0xff20;
+/// `SHF_RELA_LIVEPATCH`: flag of relocation sections applied by the livepatch core.
+pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;

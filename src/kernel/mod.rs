@@ -1,0 +1,10 @@
+//! The kernel's formats: the livepatch ABI ([`abi`]), special sections
+//! ([`special`]), `Module.symvers` ([`symvers`]), symbol positions as
+//! kallsyms counts them ([`kallsyms`]), module names and `.modinfo`
+//! ([`modinfo`]).
+
+pub mod abi;
+pub mod kallsyms;
+pub mod modinfo;
+pub mod special;
+pub mod symvers;

@@ -1,0 +1,9 @@
+//! A linked livepatch module: building it with kbuild ([`kbuild`]),
+//! converting its KLP relocations ([`postlink`]), checking it against the
+//! kernel's rules ([`check`]) and relocating it as the loader would
+//! ([`oracle`]).
+
+pub mod check;
+pub mod kbuild;
+pub mod oracle;
+pub mod postlink;
