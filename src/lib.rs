@@ -9,6 +9,8 @@
 
 pub mod diff;
 pub mod elf;
+pub mod error;
 pub mod extract;
 pub mod kernel;
 pub mod module;
+pub mod pipeline;

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use klp::diff::{DiffOptions, DiffReport, analyze};
+use klp::diff::{DiffOptions, DiffReport, Input};
 use klp::elf::MappedFile;
-use klp::extract::{ExtractError, ExtractOptions};
+use klp::extract::ExtractOptions;
 use klp::kernel::kallsyms::ParentSymbols;
 use klp::kernel::special::EntrySizes;
 use klp::kernel::symvers::Exports;
+use klp::pipeline::{DiffRequest, Verdict};
 
 /// Build Linux kernel livepatch objects.
 #[derive(Parser)]
@@ -113,7 +114,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Diff { orig, patched, out, json, explain, entsize, timings, symvers, objname, parent, format } => {
             let extract = ExtractArgs { symvers, objname, parent, format };
-            run_diff(&orig, &patched, &out, json, &explain, &entsize, timings, &extract)
+            run_diff(&DiffArgs { orig, patched, out, json, explain, entsize, timings }, &extract)
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
         Command::PostLink { module } => run_post_link(&module),
@@ -140,7 +141,7 @@ fn main() -> ExitCode {
 fn entry_sizes(specs: &[String]) -> anyhow::Result<EntrySizes> {
     let mut sizes = EntrySizes::default();
     for s in specs {
-        sizes.add_override(s).map_err(anyhow::Error::msg)?;
+        sizes.add_override(s)?;
     }
     Ok(sizes)
 }
@@ -152,90 +153,79 @@ struct ExtractArgs {
     format: klp::kernel::abi::Format,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_diff(
-    orig: &std::path::Path,
-    patched: &std::path::Path,
-    out: &std::path::Path,
+struct DiffArgs {
+    orig: PathBuf,
+    patched: PathBuf,
+    out: PathBuf,
     json: bool,
-    explain: &[String],
-    entsize: &[String],
+    explain: Vec<String>,
+    entsize: Vec<String>,
     timings: bool,
-    extract: &ExtractArgs,
-) -> anyhow::Result<ExitCode> {
-    let opts = DiffOptions { entry_sizes: entry_sizes(entsize)? };
-    let (fo, fp) = (MappedFile::open(orig)?, MappedFile::open(patched)?);
-    let analysis = analyze(&fo, &fp, &opts)?;
-    let objname = orig.display().to_string();
-    let mut report = analysis.report(&objname);
-    if timings {
-        report.times = Some(analysis.times.clone());
+}
+
+fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> {
+    let exports = extract.symvers.as_deref().map(Exports::read).transpose()?;
+    let parent = extract.parent.as_deref().map(ParentSymbols::read).transpose()?;
+    let (fo, fp) = (MappedFile::open(&args.orig)?, MappedFile::open(&args.patched)?);
+    let request = DiffRequest {
+        orig: Input::from(&fo),
+        patched: Input::from(&fp),
+        diff: DiffOptions { entry_sizes: entry_sizes(&args.entsize)? },
+        extract: ExtractOptions {
+            objname: extract.objname.clone(),
+            exports: exports.as_ref(),
+            parent: parent.as_ref(),
+            format: extract.format,
+        },
+        explain: args.explain.clone(),
+    };
+    let mut outcome = klp::pipeline::diff(&request)?;
+    let times = outcome.report.times.take();
+    if args.timings {
+        outcome.report.times = times.clone();
     }
+    let objname = &outcome.report.objname;
     let mut stdout = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut stdout, &report)?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &outcome.report)?;
         writeln!(stdout)?;
     } else {
-        print_report(&mut stdout, &report)?;
+        print_report(&mut stdout, &outcome.report)?;
     }
-    for name in explain {
-        writeln!(stdout, "{}", analysis.explain(name).map_err(anyhow::Error::msg)?)?;
+    for e in &outcome.explanations {
+        writeln!(stdout, "{e}")?;
     }
-    for a in &report.uncorrelated {
-        eprintln!(
-            "{objname}: warning: cannot pair {} original and {} patched symbols named '{}': treated as removed and new",
-            a.orig.len(),
-            a.patched.len(),
-            a.name
-        );
+    for w in &outcome.warnings {
+        eprintln!("{objname}: warning: {w}");
     }
-    if let Some(t) = &report.times {
+    if let (true, Some(t)) = (args.timings, &times) {
         eprintln!(
             "timings: read {:.1} ms, checksum {:.1} ms, correlate {:.1} ms, classify {:.1} ms",
             t.read_ms, t.checksum_ms, t.correlate_ms, t.classify_ms
         );
     }
-    if !report.refusals.is_empty() {
-        for r in &report.refusals {
-            eprintln!("{objname}: error: {r}");
+    match &outcome.verdict {
+        Verdict::Unchanged => Ok(ExitCode::SUCCESS),
+        Verdict::Unpatchable(reasons) => {
+            for r in reasons {
+                eprintln!("{objname}: error: {r}");
+            }
+            Ok(ExitCode::from(EXIT_UNPATCHABLE))
         }
-        return Ok(ExitCode::from(EXIT_UNPATCHABLE));
-    }
-    if analysis.changes.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let exports = extract.symvers.as_deref().map(Exports::read).transpose().map_err(anyhow::Error::msg)?;
-    let parent = extract.parent.as_deref().map(ParentSymbols::read).transpose().map_err(anyhow::Error::msg)?;
-    let opts = ExtractOptions {
-        objname: extract.objname.clone(),
-        exports: exports.as_ref(),
-        parent: parent.as_ref(),
-        format: extract.format,
-    };
-    let started = std::time::Instant::now();
-    let extraction = match klp::extract::extract(&analysis, &opts) {
-        Ok(e) => e,
-        Err(ExtractError::Unsupported(why)) => {
-            eprintln!("{objname}: error: {why}");
-            return Ok(ExitCode::from(EXIT_UNPATCHABLE));
+        Verdict::Livepatch(bytes) => {
+            klp::elf::write::write_atomically(&args.out, bytes)?;
+            if args.timings {
+                let t = &outcome.output_times;
+                eprintln!(
+                    "timings: extract {:.1} ms, write {:.1} ms ({} bytes)",
+                    t.extract_ms,
+                    t.write_ms,
+                    bytes.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
-        Err(ExtractError::Failed(why)) => anyhow::bail!("{why}"),
-    };
-    for w in &extraction.warnings {
-        eprintln!("{objname}: warning: {w}");
     }
-    let extracted = started.elapsed();
-    let bytes = extraction.object.to_bytes().map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-    klp::elf::write::write_atomically(out, &bytes).map_err(anyhow::Error::msg)?;
-    if timings {
-        eprintln!(
-            "timings: extract {:.1} ms, write {:.1} ms ({} bytes)",
-            extracted.as_secs_f64() * 1e3,
-            (started.elapsed() - extracted).as_secs_f64() * 1e3,
-            bytes.len()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn run_check(
@@ -244,7 +234,7 @@ fn run_check(
     patched: Option<&std::path::Path>,
     orig: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let parent = parent.map(ParentSymbols::read).transpose().map_err(anyhow::Error::msg)?;
+    let parent = parent.map(ParentSymbols::read).transpose()?;
     let file = MappedFile::open(module)?;
     let m = file.parse()?;
     let (violations, summary) = klp::module::check::check(&m, parent.as_ref());
@@ -302,7 +292,7 @@ fn run_oracle(
 
 fn run_module(opts: &klp::module::kbuild::ModuleOptions) -> anyhow::Result<ExitCode> {
     let mut step = |s: &str| eprintln!("klp module: {s}");
-    let out = klp::module::kbuild::build(opts, &mut step).map_err(anyhow::Error::msg)?;
+    let out = klp::module::kbuild::build(opts, &mut step)?;
     println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -310,7 +300,7 @@ fn run_module(opts: &klp::module::kbuild::ModuleOptions) -> anyhow::Result<ExitC
 fn run_post_link(module: &std::path::Path) -> anyhow::Result<ExitCode> {
     use klp::module::postlink::Outcome;
     let m = module.display();
-    match klp::module::postlink::post_link(module).map_err(anyhow::Error::msg)? {
+    match klp::module::postlink::post_link(module)? {
         Outcome::Converted { relocations, sections } => {
             println!("{m}: converted {relocations} KLP relocations into {sections} .klp.rela sections")
         }
@@ -350,8 +340,7 @@ fn run_checksum(object: &std::path::Path, json: bool, entsize: &[String]) -> any
     let sizes = entry_sizes(entsize)?;
     let file = MappedFile::open(object)?;
     let obj = file.parse()?;
-    let specials = klp::kernel::special::SpecialIndex::build(&obj, &sizes)
-        .map_err(|m| anyhow::anyhow!("{}: {m}", object.display()))?;
+    let specials = klp::kernel::special::SpecialIndex::build(&obj, &sizes)?;
     let cold = klp::diff::checksum::cold_children(&obj);
     let sums = klp::diff::checksum::compute(&obj, &specials, &cold);
     let rows: Vec<ChecksumRow> = obj

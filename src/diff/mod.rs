@@ -9,7 +9,8 @@ pub mod snippet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::elf::{ElfObject, MappedFile, ReadError, SymbolId};
+use crate::elf::{ElfObject, MappedFile, SymbolId};
+use crate::error::{Error, Result};
 use crate::kernel::special::{EntrySizes, SpecialIndex};
 use checksum::{Checksums, ColdChildren, FirstDifference};
 use classify::{Changes, Refusal, Side};
@@ -56,40 +57,72 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Parse one object and compute its checksums.
-fn read_side<'d>(
-    file: &'d MappedFile,
-    opts: &DiffOptions,
-    times: &mut (Duration, Duration),
-) -> Result<Analyzed<'d>, ReadError> {
-    let t = Instant::now();
-    let obj = file.parse()?;
-    times.0 = t.elapsed();
-    let t = Instant::now();
-    let specials = SpecialIndex::build(&obj, &opts.entry_sizes)
-        .map_err(|message| ReadError { path: file.path().to_owned(), message })?;
+/// An input object: its bytes, and the path its errors name.
+#[derive(Clone, Copy)]
+pub struct Input<'d> {
+    pub path: &'d Path,
+    pub data: &'d [u8],
+}
+
+impl<'d> Input<'d> {
+    pub fn new(path: &'d Path, data: &'d [u8]) -> Self {
+        Input { path, data }
+    }
+
+    pub fn parse(self) -> Result<ElfObject<'d>> {
+        ElfObject::parse(self.path, self.data)
+    }
+}
+
+impl<'d> From<&'d MappedFile> for Input<'d> {
+    fn from(f: &'d MappedFile) -> Self {
+        Input { path: f.path(), data: f.bytes() }
+    }
+}
+
+/// Index one parsed object and compute its checksums.
+fn index_side<'d>(obj: ElfObject<'d>, opts: &DiffOptions) -> Result<Analyzed<'d>> {
+    let specials = SpecialIndex::build(&obj, &opts.entry_sizes)?;
     let cold = checksum::cold_children(&obj);
     let sums = checksum::compute(&obj, &specials, &cold);
-    times.1 = t.elapsed();
     Ok(Analyzed { obj, specials, cold, sums })
 }
 
-pub fn analyze<'d>(
-    orig: &'d MappedFile,
-    patched: &'d MappedFile,
-    opts: &DiffOptions,
-) -> Result<Analysis<'d>, ReadError> {
-    let (mut to, mut tp) = Default::default();
-    let (o, p) = rayon::join(|| read_side(orig, opts, &mut to), || read_side(patched, opts, &mut tp));
-    let (orig, patched) = (o?, p?);
-    let mut times = StageTimes { read_ms: ms(to.0.max(tp.0)), checksum_ms: ms(to.1.max(tp.1)), ..Default::default() };
+/// Parse one object, then index it; the time of each.
+fn read_side<'d>(input: Input<'d>, opts: &DiffOptions) -> Result<(Analyzed<'d>, Duration, Duration)> {
+    let t = Instant::now();
+    let obj = input.parse()?;
+    let read = t.elapsed();
+    let t = Instant::now();
+    let side = index_side(obj, opts)?;
+    Ok((side, read, t.elapsed()))
+}
+
+/// Diff two objects given as bytes: both are parsed and checksummed in
+/// parallel, then correlated and classified.
+pub fn analyze_bytes<'d>(orig: Input<'d>, patched: Input<'d>, opts: &DiffOptions) -> Result<Analysis<'d>> {
+    let (o, p) = rayon::join(|| read_side(orig, opts), || read_side(patched, opts));
+    let ((orig, ro, co), (patched, rp, cp)) = (o?, p?);
+    let times = StageTimes { read_ms: ms(ro.max(rp)), checksum_ms: ms(co.max(cp)), ..Default::default() };
+    Ok(compare(orig, patched, times))
+}
+
+/// Diff two parsed objects.
+pub fn analyze<'d>(orig: ElfObject<'d>, patched: ElfObject<'d>, opts: &DiffOptions) -> Result<Analysis<'d>> {
+    let t = Instant::now();
+    let (o, p) = rayon::join(|| index_side(orig, opts), || index_side(patched, opts));
+    let times = StageTimes { checksum_ms: ms(t.elapsed()), ..Default::default() };
+    Ok(compare(o?, p?, times))
+}
+
+fn compare<'d>(orig: Analyzed<'d>, patched: Analyzed<'d>, mut times: StageTimes) -> Analysis<'d> {
     let t = Instant::now();
     let twins = correlate::correlate(&orig.obj, &patched.obj, &orig.sums, &patched.sums);
     times.correlate_ms = ms(t.elapsed());
     let t = Instant::now();
     let changes = classify::classify(&orig.side(), &patched.side(), &twins);
     times.classify_ms = ms(t.elapsed());
-    Ok(Analysis { orig, patched, twins, changes, times })
+    Analysis { orig, patched, twins, changes, times }
 }
 
 /// The machine-readable report of `klp diff`.
@@ -149,7 +182,7 @@ impl Analysis<'_> {
 
     /// Where function `name` (patched name, or demangled) first differs
     /// from its original twin, disassembled in both objects.
-    pub fn explain(&self, name: &str) -> Result<String, String> {
+    pub fn explain(&self, name: &str) -> Result<String> {
         let p = &self.patched.obj;
         let id = p
             .symbols_named(name)
@@ -157,7 +190,7 @@ impl Analysis<'_> {
             .chain(p.symbols_demangled(name))
             .copied()
             .find(|&id| classify::is_reportable_function(p, p.symbol(id)))
-            .ok_or_else(|| format!("--explain {name}: no such function in the patched object"))?;
+            .ok_or_else(|| Error::usage(format!("--explain {name}: no such function in the patched object")))?;
         let Some(twin) = self.twins.of_patched(id) else {
             return Ok(format!("{name}: new function (no original to compare with)"));
         };
@@ -195,11 +228,4 @@ impl Analysis<'_> {
             ),
         })
     }
-}
-
-/// Diff two object files and produce the report.
-pub fn diff_files(orig: &Path, patched: &Path, opts: &DiffOptions) -> Result<DiffReport, ReadError> {
-    let (fo, fp) = (MappedFile::open(orig)?, MappedFile::open(patched)?);
-    let analysis = analyze(&fo, &fp, opts)?;
-    Ok(analysis.report(&orig.display().to_string()))
 }

@@ -3,6 +3,8 @@
 //! (an object builder and its serialiser) and x86-64 relocations
 //! ([`reloc`]).
 
+pub mod edit;
+pub mod linked;
 mod read;
 pub mod reloc;
 pub mod write;

@@ -18,20 +18,17 @@ use object::elf::{self, FileHeader64, SectionHeader64, Sym64};
 use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
 use rayon::prelude::*;
 
+use crate::error::{Context, Error, Result};
+
 /// Index of a section in the section header table.
 pub type SectionId = u32;
 /// Index of a symbol in `.symtab`.
 pub type SymbolId = u32;
 
-/// A problem with an input file, always naming the file.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", path.display())]
-pub struct ReadError {
-    pub path: PathBuf,
-    pub message: String,
-}
-
-type Result<T> = std::result::Result<T, ReadError>;
+/// The largest section alignment accepted (`PMD_SIZE`; vmlinux.o's largest
+/// is 16 KiB): copying a section pads to its alignment, and a file must not
+/// make klp allocate more than it is worth.
+pub const MAX_ALIGNMENT: u64 = 2 << 20;
 
 /// An input file mapped into memory. The map is read-only: inputs are never changed.
 pub struct MappedFile {
@@ -41,9 +38,8 @@ pub struct MappedFile {
 
 impl MappedFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let err = |message: String| ReadError { path: path.to_owned(), message };
-        let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-        let len = file.metadata().map_err(|e| err(format!("cannot stat: {e}")))?.len();
+        let file = File::open(path).map_err(|e| Error::io(path, "cannot open", &e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, "cannot stat", &e))?.len();
         // An empty file cannot be mapped; keep it as an empty slice so parsing
         // reports it like any other bad input.
         let map = if len == 0 {
@@ -51,7 +47,7 @@ impl MappedFile {
         } else {
             // SAFETY: the file is opened read-only; like every tool reading
             // build outputs we assume nobody truncates it while we run.
-            Some(unsafe { Mmap::map(&file) }.map_err(|e| err(format!("cannot map: {e}")))?)
+            Some(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, "cannot map", &e))?)
         };
         Ok(MappedFile { path: path.to_owned(), map })
     }
@@ -166,6 +162,8 @@ pub struct Section<'data> {
     pub size: u64,
     pub link: u32,
     pub info: u32,
+    /// Where its bytes are in the file (`sh_offset`); for an editor.
+    pub file_offset: u64,
     /// File bytes; empty for NOBITS.
     pub data: &'data [u8],
     /// Relocations applying to this section, sorted by offset.
@@ -232,14 +230,17 @@ pub struct ElfObject<'data> {
 
 impl<'data> ElfObject<'data> {
     pub fn parse(path: &Path, data: &'data [u8]) -> Result<Self> {
-        let err = |message: String| ReadError { path: path.to_owned(), message };
-        let header = check_header(data).map_err(err)?;
-        let endian = LE;
-        let table =
-            header.sections(endian, data).map_err(|e| err(format!("cannot read the section header table: {e}")))?;
-        let mut sections = read_sections(&table, data).map_err(err)?;
-        let symbols = read_symbols(&table, data, sections.len()).map_err(err)?;
-        attach_relocations(&table, data, &mut sections, &symbols).map_err(err)?;
+        Self::parse_checked(path, data).in_file(path)
+    }
+
+    fn parse_checked(path: &Path, data: &'data [u8]) -> Result<Self> {
+        let header = check_header(data)?;
+        let table = header
+            .sections(LE, data)
+            .map_err(|e| Error::malformed(format!("cannot read the section header table: {e}")))?;
+        let mut sections = read_sections(&table, data)?;
+        let symbols = read_symbols(&table, data, &sections)?;
+        attach_relocations(&table, data, &mut sections, &symbols)?;
         index_section_symbols(&mut sections, &symbols);
         let mut obj = ElfObject {
             path: path.to_owned(),
@@ -355,27 +356,32 @@ pub fn demangle(name: &str) -> &str {
     name
 }
 
-fn check_header(data: &[u8]) -> std::result::Result<&FileHeader64<LE>, String> {
+fn check_header(data: &[u8]) -> Result<&FileHeader64<LE>> {
     if data.is_empty() {
-        return Err("file is empty".into());
+        return Err(Error::malformed("file is empty"));
+    }
+    if data.starts_with(b"BC\xc0\xde") || data.starts_with(&[0xde, 0xc0, 0x17, 0x0b]) {
+        return Err(Error::unsupported(
+            "LLVM bitcode, not machine code: diff the LTO-linked object (vmlinux.o, or a module's prelink object)",
+        ));
     }
     if data.len() < 4 || data[..4] != elf::ELFMAG {
-        return Err("not an ELF file (bad magic)".into());
+        return Err(Error::malformed("not an ELF file (bad magic)"));
     }
     if data.len() < 6 {
-        return Err("truncated ELF header".into());
+        return Err(Error::malformed("truncated ELF header"));
     }
     match data[4] {
         c if c == elf::ELFCLASS64.0 => {}
         c if c == elf::ELFCLASS32.0 => {
-            return Err("32-bit ELF (ELFCLASS32); klp handles 64-bit x86-64 objects only".into());
+            return Err(Error::unsupported("32-bit ELF (ELFCLASS32); klp handles 64-bit x86-64 objects only"));
         }
-        c => return Err(format!("unknown ELF class {c}")),
+        c => return Err(Error::malformed(format!("unknown ELF class {c}"))),
     }
     if data[5] != elf::ELFDATA2LSB.0 {
-        return Err("big-endian ELF; klp handles little-endian x86-64 objects only".into());
+        return Err(Error::unsupported("big-endian ELF; klp handles little-endian x86-64 objects only"));
     }
-    let header = FileHeader64::<LE>::parse(data).map_err(|e| format!("bad ELF header: {e}"))?;
+    let header = FileHeader64::<LE>::parse(data).map_err(|e| Error::malformed(format!("bad ELF header: {e}")))?;
     let e_type = header.e_type(LE);
     if e_type != elf::ET_REL {
         let what = match e_type {
@@ -384,42 +390,55 @@ fn check_header(data: &[u8]) -> std::result::Result<&FileHeader64<LE>, String> {
             elf::ET_CORE => "a core file (ET_CORE)".to_string(),
             t => format!("ELF type {}", t.0),
         };
-        return Err(format!("{what}, not a relocatable object (ET_REL)"));
+        return Err(Error::unsupported(format!("{what}, not a relocatable object (ET_REL)")));
     }
     let machine = header.e_machine(LE);
     if machine != elf::EM_X86_64 {
-        return Err(format!("machine {} is not x86-64 (EM_X86_64)", machine.0));
+        return Err(Error::unsupported(format!("machine {} is not x86-64 (EM_X86_64)", machine.0)));
     }
     Ok(header)
 }
 
-fn utf8(bytes: &[u8], what: impl FnOnce() -> String) -> std::result::Result<&str, String> {
-    std::str::from_utf8(bytes).map_err(|_| format!("{} is not valid UTF-8", what()))
+fn utf8(bytes: &[u8]) -> Result<&str> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| Error::malformed(format!("name {:?} is not valid UTF-8", String::from_utf8_lossy(bytes))))
 }
 
-fn read_sections<'d>(
-    table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>,
-    data: &'d [u8],
-) -> std::result::Result<Vec<Section<'d>>, String> {
+fn read_sections<'d>(table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>, data: &'d [u8]) -> Result<Vec<Section<'d>>> {
     table
         .iter()
         .enumerate()
         .map(|(i, sh): (usize, &SectionHeader64<LE>)| {
+            let numbered = || format!("section #{i}");
             let raw_name = table.section_name(LE, sh).map_err(|_| {
-                format!("section #{i}: name offset {:#x} is outside the section name table", sh.sh_name(LE))
+                Error::malformed(format!("name offset {:#x} is outside the section name table", sh.sh_name(LE)))
+                    .in_section(&numbered())
             })?;
-            let name = utf8(raw_name, || format!("section #{i} name"))?;
+            let name = utf8(raw_name).in_section(&numbered())?;
             let sec_data = if sh.sh_type(LE) == elf::SHT_NOBITS {
                 &[][..]
             } else {
                 sh.data(LE, data).map_err(|_| {
-                    format!(
-                        "section {name}: data (offset {:#x}, size {:#x}) is outside the file",
+                    Error::malformed(format!(
+                        "data (offset {:#x}, size {:#x}) is outside the file",
                         sh.sh_offset(LE),
                         sh.sh_size(LE)
-                    )
+                    ))
+                    .in_section(name)
                 })?
             };
+            let addralign = sh.sh_addralign(LE);
+            if addralign > 1 && !addralign.is_power_of_two() {
+                return Err(
+                    Error::malformed(format!("alignment {addralign:#x} is not a power of two")).in_section(name)
+                );
+            }
+            if addralign > MAX_ALIGNMENT {
+                return Err(Error::unsupported(format!(
+                    "alignment {addralign:#x} is larger than {MAX_ALIGNMENT:#x}, the largest klp accepts"
+                ))
+                .in_section(name));
+            }
             Ok(Section {
                 id: i as SectionId,
                 name,
@@ -429,6 +448,7 @@ fn read_sections<'d>(
                 entsize: sh.sh_entsize(LE),
                 size: sh.sh_size(LE),
                 link: sh.sh_link(LE),
+                file_offset: sh.sh_offset(LE),
                 info: sh.sh_info(LE),
                 data: sec_data,
                 relocs: Vec::new(),
@@ -445,18 +465,22 @@ fn read_sections<'d>(
 fn read_symbols<'d>(
     table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>,
     data: &'d [u8],
-    nsections: usize,
-) -> std::result::Result<Vec<Symbol<'d>>, String> {
-    let symtab = table.symbols(LE, data, elf::SHT_SYMTAB).map_err(|e| format!("cannot read .symtab: {e}"))?;
+    sections: &[Section<'d>],
+) -> Result<Vec<Symbol<'d>>> {
+    let symtab = table
+        .symbols(LE, data, elf::SHT_SYMTAB)
+        .map_err(|e| Error::malformed(format!("cannot read the symbol table: {e}")).in_section(".symtab"))?;
     let strings = symtab.strings();
     let mut out = Vec::with_capacity(symtab.len());
     let mut current_file = None;
     for (i, sym) in symtab.iter().enumerate() {
         let sym: &Sym64<LE> = sym;
-        let raw = strings
-            .get(sym.st_name(LE))
-            .map_err(|_| format!("symbol #{i}: name offset {:#x} is outside the string table", sym.st_name(LE)))?;
-        let name = utf8(raw, || format!("symbol #{i} name"))?;
+        let numbered = || format!("#{i}");
+        let raw = strings.get(sym.st_name(LE)).map_err(|_| {
+            Error::malformed(format!("name offset {:#x} is outside the string table", sym.st_name(LE)))
+                .at_symbol(&numbered())
+        })?;
+        let name = utf8(raw).map_err(|e| e.at_symbol(&numbered()))?;
         let kind = match sym.st_type() {
             elf::STT_NOTYPE => SymbolKind::NoType,
             elf::STT_OBJECT => SymbolKind::Object,
@@ -472,7 +496,11 @@ fn read_symbols<'d>(
             elf::STB_WEAK => Binding::Weak,
             _ => Binding::Other,
         };
-        let placement = placement_of(&symtab, sym, i, name, nsections)?;
+        let placement = placement_of(&symtab, sym, i, sections.len()).map_err(|e| e.at_symbol(name))?;
+        if let Placement::Section(sec) = placement {
+            within_section(&sections[sec as usize], sym.st_value(LE), sym.st_size(LE), kind)
+                .map_err(|e| e.at_symbol(name))?;
+        }
         if kind == SymbolKind::File {
             current_file = Some(i as SymbolId);
         }
@@ -500,9 +528,8 @@ fn placement_of<'d>(
     symtab: &object::read::elf::SymbolTable<'d, FileHeader64<LE>, &'d [u8]>,
     sym: &Sym64<LE>,
     i: usize,
-    name: &str,
     nsections: usize,
-) -> std::result::Result<Placement, String> {
+) -> Result<Placement> {
     let shndx = sym.st_shndx(LE);
     let index = if shndx == elf::SHN_UNDEF {
         return Ok(Placement::Undefined);
@@ -513,7 +540,7 @@ fn placement_of<'d>(
     } else if shndx == elf::SHN_XINDEX {
         symtab
             .shndx(LE, object::SymbolIndex(i))
-            .ok_or_else(|| format!("symbol #{i} '{name}' uses SHN_XINDEX but there is no .symtab_shndx entry for it"))?
+            .ok_or_else(|| Error::malformed("uses SHN_XINDEX but there is no .symtab_shndx entry for it"))?
             as usize
     } else if shndx.is_reserved() {
         return Ok(Placement::Reserved(shndx.0));
@@ -521,11 +548,29 @@ fn placement_of<'d>(
         usize::from(shndx.0)
     };
     if index >= nsections {
-        return Err(format!(
-            "symbol #{i} '{name}' has section index {index}, out of range (the file has {nsections} sections)"
-        ));
+        return Err(Error::malformed(format!(
+            "section index {index} is out of range (the file has {nsections} sections)"
+        )));
     }
     Ok(Placement::Section(index as SectionId))
+}
+
+/// A symbol in a section lies within it: everything later slices the
+/// section's bytes by a symbol's value and size.
+fn within_section(sec: &Section, value: u64, size: u64, kind: SymbolKind) -> Result<()> {
+    // Section symbols and files have no extent; a zero-sized symbol may sit
+    // one past the end (a linker-script style end marker).
+    if matches!(kind, SymbolKind::Section | SymbolKind::File) {
+        return Ok(());
+    }
+    let end = value.checked_add(size);
+    if end.is_none_or(|end| end > sec.size) {
+        return Err(Error::malformed(format!(
+            "value {value:#x} and size {size:#x} reach past the end of {} (size {:#x})",
+            sec.name, sec.size
+        )));
+    }
+    Ok(())
 }
 
 fn attach_relocations<'d>(
@@ -533,7 +578,7 @@ fn attach_relocations<'d>(
     data: &'d [u8],
     sections: &mut [Section<'d>],
     symbols: &[Symbol<'d>],
-) -> std::result::Result<(), String> {
+) -> Result<()> {
     let rela_sections: Vec<(usize, &SectionHeader64<LE>)> =
         table.iter().enumerate().filter(|(_, sh)| sh.sh_type(LE) == elf::SHT_RELA).collect();
     let nsections = sections.len();
@@ -543,11 +588,13 @@ fn attach_relocations<'d>(
             let name = sections[i].name;
             let target = sh.sh_info(LE) as usize;
             if target == 0 || target >= nsections {
-                return Err(format!("relocation section {name} applies to section index {target}, out of range"));
+                return Err(
+                    Error::malformed(format!("applies to section index {target}, out of range")).in_section(name)
+                );
             }
             let entries: &[elf::Rela64<LE>] = sh
                 .data_as_array(LE, data)
-                .map_err(|_| format!("relocation section {name}: entries are outside the file or misaligned"))?;
+                .map_err(|_| Error::malformed("entries are outside the file or misaligned").in_section(name))?;
             let target_size = sections[target].size;
             let mut relocs = Vec::with_capacity(entries.len());
             for (k, r) in entries.iter().enumerate() {
@@ -558,18 +605,22 @@ fn attach_relocations<'d>(
                     addend: r.r_addend.get(LE),
                 };
                 if reloc.symbol as usize >= symbols.len() {
-                    return Err(format!(
-                        "{name}: relocation #{k} at offset {:#x} refers to symbol index {}, but the symbol table has {} entries",
-                        reloc.offset,
+                    return Err(Error::malformed(format!(
+                        "relocation #{k} refers to symbol index {}, but the symbol table has {} entries",
                         reloc.symbol,
                         symbols.len()
-                    ));
+                    ))
+                    .in_section(name)
+                    .at_offset(reloc.offset));
                 }
-                if reloc.offset >= target_size {
-                    return Err(format!(
-                        "{name}: relocation #{k} at offset {:#x} is outside {} (size {:#x})",
-                        reloc.offset, sections[target].name, target_size
-                    ));
+                let end = reloc.offset.checked_add(super::reloc::width(reloc.r_type) as u64);
+                if end.is_none_or(|end| end > target_size) {
+                    return Err(Error::malformed(format!(
+                        "relocation #{k} writes past the end of {} (size {target_size:#x})",
+                        sections[target].name
+                    ))
+                    .in_section(name)
+                    .at_offset(reloc.offset));
                 }
                 relocs.push(reloc);
             }
@@ -578,7 +629,7 @@ fn attach_relocations<'d>(
             }
             Ok((i, target, relocs))
         })
-        .collect::<std::result::Result<_, String>>()?;
+        .collect::<Result<_>>()?;
     for (rela, target, relocs) in parsed {
         if sections[rela].flags & super::SHF_RELA_LIVEPATCH != 0 {
             // Applied by the livepatch core, not the module loader: kept apart.

@@ -11,6 +11,7 @@ use object::elf;
 use object::write::elf::{FileHeader, Rel, SectionHeader, SectionIndex, Sym, SymbolIndex, Writer};
 
 use crate::elf::{Binding, SymbolKind};
+use crate::error::{Error, Result};
 
 pub type OutSectionId = usize;
 pub type OutSymbolId = usize;
@@ -95,7 +96,7 @@ impl OutputObject {
 
     /// Serialise to ELF bytes. Locals come first in `.symtab`, in creation
     /// order, then globals: deterministic for the same object.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
         let mut w = Writer::new(Endianness::Little, true, &mut buf);
         w.reserve_file_header();
@@ -141,14 +142,14 @@ impl OutputObject {
         }
         w.reserve_symtab_shndx();
         w.reserve_strtab_section_index();
-        w.reserve_strtab().map_err(|e| e.to_string())?;
+        w.reserve_strtab().map_err(|e| Error::malformed(format!("cannot write the object: {e}")))?;
         let rela_offset: Vec<u64> = self
             .sections
             .iter()
             .map(|s| if s.relocs.is_empty() { 0 } else { w.reserve_relocations(s.relocs.len(), true) })
             .collect();
         w.reserve_shstrtab_section_index();
-        w.reserve_shstrtab().map_err(|e| e.to_string())?;
+        w.reserve_shstrtab().map_err(|e| Error::malformed(format!("cannot write the object: {e}")))?;
         w.reserve_section_headers();
 
         w.write_file_header(&FileHeader {
@@ -159,7 +160,7 @@ impl OutputObject {
             e_entry: 0,
             e_flags: elf::FileFlags(0),
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::malformed(format!("cannot write the object: {e}")))?;
         for s in &self.sections {
             w.write_align(s.align);
             if s.sh_type != elf::SHT_NOBITS.0 {
@@ -259,12 +260,12 @@ fn kind_value(k: SymbolKind) -> u8 {
 
 /// Write `bytes` to `path` atomically: a temporary file in the same
 /// directory, flushed, then renamed over `path`. On failure nothing is left.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().ok_or_else(|| format!("{}: not a file path", path.display()))?;
+    let name = path.file_name().ok_or_else(|| Error::usage("not a file path").in_file(path))?;
     let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -274,6 +275,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("{}: cannot write: {e}", path.display())
+        Error::io(path, "cannot write", &e)
     })
 }

@@ -20,6 +20,7 @@ use crate::diff::correlate::is_correlatable;
 use crate::diff::snippet;
 use crate::elf::write::{OutPlacement, OutReloc, OutSection, OutSectionId, OutSymbol, OutSymbolId, OutputObject};
 use crate::elf::{Binding, ElfObject, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, reloc};
+use crate::error::{Error, Result};
 use crate::kernel::abi::{self as klp, Format};
 use crate::kernel::kallsyms::{ParentSymbols, SymbolQuery};
 use crate::kernel::modinfo;
@@ -34,17 +35,6 @@ pub struct ExtractOptions<'a> {
     pub parent: Option<&'a ParentSymbols>,
     pub format: Format,
 }
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
-    /// The patch does something a livepatch cannot do (exit status 2).
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-type Result<T> = std::result::Result<T, ExtractError>;
 
 /// The output object and what was decided on the way.
 pub struct Extraction {
@@ -68,16 +58,16 @@ pub fn objname(a: &Analysis, opts: &ExtractOptions) -> Result<String> {
             let path_stem = modinfo::module_name_from_path(&obj.path.to_string_lossy());
             let is_module_object = modinfo_name.is_some() || modinfo::value(modinfo, "license").is_some();
             if path_stem != "vmlinux" && !is_module_object {
-                return Err(ExtractError::Failed(format!(
-                    "{}: cannot tell which kernel object this is (no .modinfo, not vmlinux.o): pass --objname vmlinux for a translation unit of the kernel, or --objname MODULE for one of a module",
-                    obj.path.display()
-                )));
+                return Err(Error::usage(
+                    "cannot tell which kernel object this is (no .modinfo, not vmlinux.o): pass --objname vmlinux for a translation unit of the kernel, or --objname MODULE for one of a module",
+                )
+                .in_file(&obj.path));
             }
             modinfo_name.map_or(path_stem, str::to_owned)
         }
     };
     if name.is_empty() || name.len() > klp::MAX_OBJNAME_LEN || name.contains('.') {
-        return Err(ExtractError::Failed(format!("object name '{name}' is not a valid module name")));
+        return Err(Error::usage(format!("object name '{name}' is not a valid module name")));
     }
     Ok(name)
 }
@@ -506,7 +496,10 @@ impl<'a, 'd> Builder<'a, 'd> {
     fn copy_string(&mut self, sec: SectionId, at: u64) -> Result<(OutSectionId, u64)> {
         let s = self.p.section(sec);
         let text = s.c_str_at(at).ok_or_else(|| {
-            ExtractError::Failed(format!("{}: string reference at {at:#x} is outside the section", s.name))
+            Error::malformed("string reference outside the section")
+                .in_section(s.name)
+                .at_offset(at)
+                .in_file(&self.p.path)
         })?;
         let osec = self.out_section_like(s);
         let mut bytes = text.to_vec();
@@ -552,7 +545,7 @@ impl<'a, 'd> Builder<'a, 'd> {
         if let Some(parent) = self.opts.parent {
             let file = s.file.map(|f| (self.o.symbol(f).name, self.file_occurrence(orig)));
             let q = SymbolQuery { name: s.name, local: s.is_local(), file };
-            return parent.sympos(q).map_err(|e| ExtractError::Failed(format!("sympos of {}: {e}", s.name)));
+            return parent.sympos(q).map_err(|e| Error::malformed(format!("sympos of {}: {e}", s.name)));
         }
         if !s.is_local() {
             return Ok(0);
@@ -666,14 +659,14 @@ impl<'a, 'd> Builder<'a, 'd> {
                 self.warnings.push(format!("{func}: disabling unsupported pr_debug()"));
                 return Ok(false);
             }
-            return Err(ExtractError::Unsupported(format!(
+            return Err(Error::unpatchable(format!(
                 "{func}: unsupported static branch key {name} in module {module}; use static_key_enabled() instead"
             )));
         }
         if name.starts_with("__SCK__tp_func_") {
             return Ok(false);
         }
-        Err(ExtractError::Unsupported(format!(
+        Err(Error::unpatchable(format!(
             "{func}: unsupported static call key {name} in module {module}; use KLP_STATIC_CALL() instead"
         )))
     }
@@ -713,7 +706,11 @@ impl<'a, 'd> Builder<'a, 'd> {
         let len = match entry.len() {
             14 => entry[13],
             12 | 13 => entry[11],
-            n => return Err(ExtractError::Failed(format!(".altinstructions: unknown entry size {n}"))),
+            n => {
+                return Err(Error::malformed(format!("unknown entry size {n}"))
+                    .in_section(".altinstructions")
+                    .in_file(&self.p.path));
+            }
         } as u64;
         let target = self.p.symbol(r.symbol);
         let repl = target.section().expect("replacement symbol is defined");
@@ -773,28 +770,28 @@ impl<'a, 'd> Builder<'a, 'd> {
             let old_name = self.o.symbol(orig).name.to_owned();
             let sympos = self.sympos(orig)?;
             let name_at = self.out.sections[strings].append(&nul_terminated(&old_name), 1);
-            let mut entry = vec![0u8; klp::KLP_FUNC_SIZE as usize];
-            entry[16..24].copy_from_slice(&sympos.to_le_bytes());
+            let (entry, [old_name_field, new_func_field]) = klp::encode_func(sympos);
             let at = self.out.sections[funcs].append(&entry, 8);
             let relocs = &mut self.out.sections[funcs].relocs;
-            relocs.push(OutReloc { offset: at, symbol: str_sym, r_type: reloc::R64, addend: name_at as i64 });
-            relocs.push(OutReloc { offset: at + 8, symbol: clone, r_type: reloc::R64, addend: 0 });
+            let name =
+                OutReloc { offset: at + old_name_field, symbol: str_sym, r_type: reloc::R64, addend: name_at as i64 };
+            relocs.push(name);
+            relocs.push(OutReloc { offset: at + new_func_field, symbol: clone, r_type: reloc::R64, addend: 0 });
         }
         let nr_funcs = (self.out.sections[funcs].data.len() as u64 / klp::KLP_FUNC_SIZE) as u32;
         let objects =
             self.new_out_section(format.objects_section(), object::elf::SHT_PROGBITS.0, alloc, 8, klp::KLP_OBJECT_SIZE);
-        let mut entry = vec![0u8; klp::KLP_OBJECT_SIZE as usize];
-        entry[klp::KLP_OBJECT_NR_FUNCS as usize..][..4].copy_from_slice(&nr_funcs.to_le_bytes());
+        let (entry, fields) = klp::encode_object(nr_funcs);
         self.out.sections[objects].append(&entry, 8);
         let mut obj_relocs = Vec::new();
         if self.objname != "vmlinux" {
             let name_at = self.out.sections[strings].append(&nul_terminated(&self.objname.clone()), 1);
-            obj_relocs.push(OutReloc { offset: 0, symbol: str_sym, r_type: reloc::R64, addend: name_at as i64 });
+            let name = OutReloc { offset: fields.name, symbol: str_sym, r_type: reloc::R64, addend: name_at as i64 };
+            obj_relocs.push(name);
         }
-        obj_relocs.push(OutReloc { offset: klp::KLP_OBJECT_FUNCS, symbol: funcs_sym, r_type: reloc::R64, addend: 0 });
-        for (i, prefix) in klp::CALLBACK_PREFIXES.iter().enumerate() {
+        obj_relocs.push(OutReloc { offset: fields.funcs, symbol: funcs_sym, r_type: reloc::R64, addend: 0 });
+        for (prefix, offset) in klp::CALLBACK_PREFIXES.iter().zip(fields.callbacks) {
             if let Some(func) = self.callback_target(prefix) {
-                let offset = klp::KLP_OBJECT_CALLBACKS + 8 * i as u64;
                 obj_relocs.push(OutReloc { offset, symbol: func, r_type: reloc::R64, addend: 0 });
             }
         }
@@ -819,12 +816,15 @@ impl<'a, 'd> Builder<'a, 'd> {
         let pending = std::mem::take(&mut self.klp_relocs);
         for k in &pending {
             let site_symbol = self.section_symbol(k.section);
-            let mut entry = vec![0u8; klp::KLP_RELOC_SIZE as usize];
-            entry[16..20].copy_from_slice(&k.r_type.to_le_bytes());
+            let (entry, [site_field, symbol_field]) = klp::encode_reloc(k.r_type);
             let at = self.out.sections[sec].append(&entry, 8);
             let relocs = &mut self.out.sections[sec].relocs;
-            relocs.push(OutReloc { offset: at, symbol: site_symbol, r_type: reloc::R64, addend: k.offset as i64 });
-            relocs.push(OutReloc { offset: at + 8, symbol: k.klp_symbol, r_type: reloc::R64, addend: k.addend });
+            let site =
+                OutReloc { offset: at + site_field, symbol: site_symbol, r_type: reloc::R64, addend: k.offset as i64 };
+            relocs.push(site);
+            let target =
+                OutReloc { offset: at + symbol_field, symbol: k.klp_symbol, r_type: reloc::R64, addend: k.addend };
+            relocs.push(target);
         }
         self.klp_relocs = pending;
     }

@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use object::LittleEndian as LE;
-use object::elf::{self, FileHeader64};
-use object::read::elf::{FileHeader, SectionHeader, Sym};
-
+use crate::elf::MappedFile;
+use crate::elf::linked::{LinkedSymbol, linked_symbols};
+use crate::error::{Context, Result};
 use crate::kernel::modinfo::module_name_from_path;
 
 /// A symbol of the linked parent (vmlinux or a `.ko`), as kallsyms sees it.
@@ -48,45 +47,32 @@ pub struct SymbolQuery<'a> {
 }
 
 impl ParentSymbols {
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let data = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Self::parse(path, &data).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<Self> {
+        let file = MappedFile::open(path)?;
+        Self::parse(path, file.bytes()).in_file(path)
     }
 
-    fn parse(path: &Path, data: &[u8]) -> Result<Self, String> {
-        let header = FileHeader64::<LE>::parse(data).map_err(|e| format!("not a 64-bit ELF file: {e}"))?;
-        let is_module = header.e_type(LE) == elf::ET_REL;
-        let sections = header.sections(LE, data).map_err(|e| format!("bad section table: {e}"))?;
-        let symtab = sections.symbols(LE, data, elf::SHT_SYMTAB).map_err(|e| format!("bad symbol table: {e}"))?;
-        if symtab.is_empty() {
-            return Err("has no symbol table (stripped?)".into());
-        }
-        let objname = if is_module { module_name_from_path(&path.to_string_lossy()) } else { "vmlinux".to_owned() };
+    pub fn parse(path: &Path, data: &[u8]) -> Result<Self> {
+        let linked = linked_symbols(data)?;
+        let objname =
+            if linked.is_module { module_name_from_path(&path.to_string_lossy()) } else { "vmlinux".to_owned() };
         let mut out = ParentSymbols {
             path: path.to_owned(),
-            is_module,
+            is_module: linked.is_module,
             objname,
             symbols: Vec::new(),
             files: Vec::new(),
             by_name: HashMap::new(),
             by_demangled: HashMap::new(),
         };
-        for (i, sym) in symtab.iter().enumerate() {
-            let name = symtab.symbol_name(LE, sym).map_err(|_| format!("symbol #{i}: bad name"))?;
-            let name = String::from_utf8_lossy(name).into_owned();
-            if sym.st_type() == elf::STT_FILE {
-                out.files.push(name);
-                continue;
+        for sym in linked.symbols {
+            match sym {
+                LinkedSymbol::File(name) => out.files.push(String::from_utf8_lossy(name).into_owned()),
+                LinkedSymbol::Listed { name, address, local } => {
+                    let file = if local { out.files.len().checked_sub(1) } else { None };
+                    out.add(String::from_utf8_lossy(name).into_owned(), address, local, file);
+                }
             }
-            // kallsyms: defined symbols in allocated sections, not sections.
-            let Ok(Some(section)) = symtab.symbol_section(LE, sym, object::SymbolIndex(i)) else { continue };
-            let Ok(sh) = sections.section(section) else { continue };
-            if sym.st_type() == elf::STT_SECTION || sh.sh_flags(LE).0 & elf::SHF_ALLOC.0 == 0 || name.is_empty() {
-                continue;
-            }
-            let local = sym.st_bind() == elf::STB_LOCAL;
-            let file = if local { out.files.len().checked_sub(1) } else { None };
-            out.add(name, sym.st_value(LE), local, file);
         }
         Ok(out)
     }
@@ -159,7 +145,7 @@ impl ParentSymbols {
     /// What the kernel resolves `.klp.sym.<obj>.<name>,<pos>` to: with
     /// position 0 the name must be unique, else the pos-th by address (by
     /// symbol-table order in a module).
-    pub fn klp_address(&self, name: &str, pos: u64) -> Result<u64, String> {
+    pub fn klp_address(&self, name: &str, pos: u64) -> std::result::Result<u64, String> {
         let all = self.by_name.get(name).map_or(&[][..], Vec::as_slice);
         let mut ordered: Vec<usize> = all.to_vec();
         if !self.is_module {
@@ -179,7 +165,7 @@ impl ParentSymbols {
     /// The address of the symbol `q` describes. A local not found by its
     /// exact name is looked for by demangled name in the same FILE (a
     /// static renumbered by the compiler).
-    pub fn address(&self, q: SymbolQuery) -> Result<u64, String> {
+    pub fn address(&self, q: SymbolQuery) -> std::result::Result<u64, String> {
         let all = self.by_name.get(q.name).map_or(&[][..], Vec::as_slice);
         match all {
             [] if q.local => {
@@ -203,7 +189,7 @@ impl ParentSymbols {
 
     /// The position the kernel will use for `q`: 0 if the name is unique,
     /// else 1 + the number of same-named symbols before ours.
-    pub fn sympos(&self, q: SymbolQuery) -> Result<u64, String> {
+    pub fn sympos(&self, q: SymbolQuery) -> std::result::Result<u64, String> {
         let all = self.by_name.get(q.name).map_or(&[][..], Vec::as_slice);
         if all.is_empty() {
             return Err(format!("symbol {} not found in {}", q.name, self.path.display()));
@@ -217,7 +203,7 @@ impl ParentSymbols {
         Ok(before as u64 + 1)
     }
 
-    fn find(&self, all: &[usize], q: SymbolQuery) -> Result<usize, String> {
+    fn find(&self, all: &[usize], q: SymbolQuery) -> std::result::Result<usize, String> {
         let ambiguous = || {
             format!("cannot tell which of {} symbols named {} in {} is ours", all.len(), q.name, self.path.display())
         };

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::elf::{ElfObject, Reloc, SectionId, SymbolId, SymbolKind};
+use crate::error::{Context, Error, Result};
 
 /// The special sections we know, with the entry size of recent x86-64
 /// kernels (used only when it agrees with the section's relocations).
@@ -47,11 +48,12 @@ pub struct EntrySizes {
 
 impl EntrySizes {
     /// Parse `SECTION=N` (the `--entsize` option).
-    pub fn add_override(&mut self, spec: &str) -> Result<(), String> {
-        let (sec, n) = spec.split_once('=').ok_or_else(|| format!("--entsize {spec}: expected SECTION=N"))?;
-        let n: u64 = n.parse().map_err(|_| format!("--entsize {spec}: '{n}' is not a number"))?;
+    pub fn add_override(&mut self, spec: &str) -> Result<()> {
+        let (sec, n) =
+            spec.split_once('=').ok_or_else(|| Error::usage(format!("--entsize {spec}: expected SECTION=N")))?;
+        let n: u64 = n.parse().map_err(|_| Error::usage(format!("--entsize {spec}: '{n}' is not a number")))?;
         if n == 0 {
-            return Err(format!("--entsize {spec}: size must be positive"));
+            return Err(Error::usage(format!("--entsize {spec}: size must be positive")));
         }
         self.overrides.insert(sec.to_owned(), n);
         Ok(())
@@ -75,13 +77,13 @@ pub struct SpecialIndex {
 }
 
 impl SpecialIndex {
-    pub fn build(obj: &ElfObject, sizes: &EntrySizes) -> Result<Self, String> {
+    pub fn build(obj: &ElfObject, sizes: &EntrySizes) -> Result<Self> {
         let mut index = SpecialIndex::default();
         for sec in &obj.sections {
             if !is_special_section(sec.name) || sec.size == 0 {
                 continue;
             }
-            let size = entry_size(obj, sec.id, sizes)?;
+            let size = entry_size(obj, sec.id, sizes).in_section(sec.name).in_file(&obj.path)?;
             index.entry_sizes.insert(sec.name.to_owned(), size);
             let mut offset = 0;
             while offset + size <= sec.size {
@@ -126,7 +128,7 @@ pub fn resolve_data_reference(obj: &ElfObject, r: &Reloc) -> Option<SymbolId> {
 }
 
 /// Decide the entry size of special section `sec`.
-pub fn entry_size(obj: &ElfObject, sec: SectionId, sizes: &EntrySizes) -> Result<u64, String> {
+pub fn entry_size(obj: &ElfObject, sec: SectionId, sizes: &EntrySizes) -> Result<u64> {
     let s = obj.section(sec);
     if let Some(&n) = sizes.overrides.get(s.name) {
         return Ok(n);
@@ -135,7 +137,7 @@ pub fn entry_size(obj: &ElfObject, sec: SectionId, sizes: &EntrySizes) -> Result
         return Ok(s.entsize);
     }
     if s.relocs.is_empty() {
-        return Err(format!("{}: special section has no relocations, cannot find its entries", s.name));
+        return Err(Error::malformed("special section has no relocations, cannot find its entries"));
     }
     let layout: Vec<RelocShape> = s.relocs.iter().map(|r| RelocShape::of(obj, r)).collect();
     let known = KNOWN.iter().chain(LEGACY).filter(|(n, _)| *n == s.name).map(|&(_, size)| size);
@@ -146,7 +148,7 @@ pub fn entry_size(obj: &ElfObject, sec: SectionId, sizes: &EntrySizes) -> Result
     }
     (1..=s.size.min(256))
         .find(|&size| layout_fits(s.size, &layout, size, false))
-        .ok_or_else(|| format!("{}: cannot infer the entry size; pass --entsize {}=N", s.name, s.name))
+        .ok_or_else(|| Error::malformed(format!("cannot infer the entry size; pass --entsize {}=N", s.name)))
 }
 
 /// What distinguishes one field of an entry from another: where it is, its

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::error::{Context, Error, Result};
 use crate::kernel::modinfo::module_name_from_path;
 
 /// One exported symbol.
@@ -20,18 +21,21 @@ pub struct Exports {
 }
 
 impl Exports {
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "cannot read", &e))?;
+        Self::parse(&text).in_file(path)
     }
 
     /// Lines: `crc <TAB> symbol <TAB> module <TAB> export-type [<TAB> namespace]`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self> {
         let mut by_name = HashMap::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
             let f: Vec<&str> = line.split('\t').collect();
             if f.len() < 4 || f[1].is_empty() || f[2].is_empty() {
-                return Err(format!("line {}: malformed (expected crc, symbol, module, export type)", i + 1));
+                return Err(Error::malformed(format!(
+                    "line {}: malformed (expected crc, symbol, module, export type)",
+                    i + 1
+                )));
             }
             let namespace = f.get(4).filter(|ns| !ns.is_empty()).map(|ns| ns.to_string());
             by_name.insert(f[1].to_owned(), Export { module: module_name_from_path(f[2]), namespace });

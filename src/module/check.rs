@@ -310,49 +310,81 @@ impl<'d> Checker<'_, 'd> {
             self.report(Rule::ObjectsTable, "no .init.klp_objects (or __klp_objects) section: nothing to patch".into());
             return;
         };
-        let size = klp::KLP_OBJECT_SIZE;
-        if objects.size == 0 || objects.size % size != 0 {
-            self.report(
-                Rule::ObjectsTable,
-                format!("{}: size {} is not a positive multiple of {size}", objects.name, objects.size),
-            );
-            return;
-        }
-        for j in 0..objects.size / size {
-            self.object_entry(objects, j * size);
+        let entries = match klp::object_entries(objects) {
+            Ok(e) if !e.is_empty() => e,
+            Ok(_) => return self.report(Rule::ObjectsTable, format!("{}: no entries", objects.name)),
+            Err(e) => return self.report(Rule::ObjectsTable, e.to_string()),
+        };
+        for entry in entries {
+            self.object_entry(objects, &entry);
         }
     }
 
-    fn object_entry(&mut self, objects: &Section, at: u64) {
+    fn object_entry(&mut self, objects: &Section, entry: &klp::ObjectEntry) {
         let m = self.m;
-        let nr = u32::from_le_bytes(objects.data[(at + klp::KLP_OBJECT_NR_FUNCS) as usize..][..4].try_into().unwrap())
-            as u64;
-        let Some(funcs_reloc) = objects.relocs_in(at + klp::KLP_OBJECT_FUNCS, at + klp::KLP_OBJECT_FUNCS + 1).first()
-        else {
+        let at = entry.at;
+        let Some(funcs_ptr) = entry.funcs else {
             self.report(Rule::ObjectsTable, format!("{}+{at:#x}: object without a funcs array", objects.name));
             return;
         };
-        let target = m.symbol(funcs_reloc.symbol);
-        let Some(funcs) = m.symbol_section(target) else {
+        let Some((funcs, start)) = funcs_ptr.target(m).map(|(s, o)| (m.section(s), o)) else {
             self.report(Rule::ObjectsTable, format!("{}+{at:#x}: funcs array is not in this module", objects.name));
             return;
         };
-        let start = (target.value as i64 + funcs_reloc.addend) as u64;
-        if start + nr * klp::KLP_FUNC_SIZE > funcs.size {
+        let table = klp::func_entries(funcs);
+        let wanted = start..start.saturating_add(u64::from(entry.nr_funcs) * klp::KLP_FUNC_SIZE);
+        let in_range: Vec<klp::FuncEntry> = match &table {
+            Ok(all) => all.iter().filter(|f| wanted.contains(&f.at)).copied().collect(),
+            Err(e) => return self.report(Rule::ObjectsTable, e.to_string()),
+        };
+        if in_range.len() != entry.nr_funcs as usize || wanted.end > funcs.size {
             self.report(
                 Rule::ObjectsTable,
                 format!(
-                    "{}+{at:#x}: {nr} functions from {}+{start:#x} do not fit its size {}",
-                    objects.name, funcs.name, funcs.size
+                    "{}+{at:#x}: {} functions from {}+{start:#x} do not fit its size {}",
+                    objects.name, entry.nr_funcs, funcs.name, funcs.size
                 ),
             );
             return;
         }
         // A NULL name is vmlinux.
-        let object =
-            self.string_at(objects, at).map_or("vmlinux".to_owned(), |n| String::from_utf8_lossy(n).into_owned());
-        for k in 0..nr {
-            self.func_entry(&object, funcs, start + k * klp::KLP_FUNC_SIZE);
+        let object = entry
+            .name
+            .and_then(|p| p.string(m))
+            .map_or("vmlinux".to_owned(), |n| String::from_utf8_lossy(n).into_owned());
+        for f in in_range {
+            self.func_entry(&object, funcs, &f);
+        }
+    }
+
+    fn func_entry(&mut self, object: &str, funcs: &Section, f: &klp::FuncEntry) {
+        let m = self.m;
+        let at = f.at;
+        self.summary.functions += 1;
+        match f.old_name.and_then(|p| p.string(m)) {
+            Some(n) if !n.is_empty() && n.len() <= klp::MAX_SYMBOL_NAME_LEN => {
+                let name = String::from_utf8_lossy(n).into_owned();
+                let sympos = f.sympos.max(1);
+                if !self.patched.insert((object.to_owned(), name.clone(), sympos)) {
+                    self.report(
+                        Rule::FuncDuplicate,
+                        format!(
+                            "{object}: {name},{sympos} is patched twice (two outputs of one function in one module?)"
+                        ),
+                    );
+                }
+            }
+            _ => self.report(Rule::FuncsTable, format!("{}+{at:#x}: klp_func_ext has no (valid) old_name", funcs.name)),
+        }
+        match f.new_func.map(|p| m.symbol(p.symbol)) {
+            None => self.report(Rule::FuncsTable, format!("{}+{at:#x}: klp_func_ext has a NULL new_func", funcs.name)),
+            Some(f) if !f.is_defined() || f.kind != SymbolKind::Func => self.report(
+                Rule::FuncsTable,
+                format!("{}+{at:#x}: new_func {} is not a function of this module", funcs.name, f.name),
+            ),
+            Some(f) if f.size == 0 => self
+                .report(Rule::NewFunctionSize, format!("new function {} has no size: kallsyms cannot size it", f.name)),
+            Some(_) => {}
         }
     }
 
@@ -391,48 +423,6 @@ impl<'d> Checker<'_, 'd> {
                     format!("{}+{:#x}: {function} has two prefix symbols {}", sec.name, p.end(), p.name),
                 );
             }
-        }
-    }
-
-    /// The string a pointer field at `section+at` points to.
-    fn string_at(&self, section: &Section, at: u64) -> Option<&'d [u8]> {
-        let m = self.m;
-        section.relocs_in(at, at + 1).first().and_then(|r| {
-            let t = m.symbol(r.symbol);
-            let s = m.symbol_section(t)?;
-            s.c_str_at((t.value as i64 + r.addend) as u64)
-        })
-    }
-
-    fn func_entry(&mut self, object: &str, funcs: &Section, at: u64) {
-        let m = self.m;
-        self.summary.functions += 1;
-        let old_name = self.string_at(funcs, at);
-        match old_name {
-            Some(n) if !n.is_empty() && n.len() <= klp::MAX_SYMBOL_NAME_LEN => {
-                let name = String::from_utf8_lossy(n).into_owned();
-                let sympos = u64::from_le_bytes(funcs.data[(at + 16) as usize..][..8].try_into().unwrap()).max(1);
-                if !self.patched.insert((object.to_owned(), name.clone(), sympos)) {
-                    self.report(
-                        Rule::FuncDuplicate,
-                        format!(
-                            "{object}: {name},{sympos} is patched twice (two outputs of one function in one module?)"
-                        ),
-                    );
-                }
-            }
-            _ => self.report(Rule::FuncsTable, format!("{}+{at:#x}: klp_func_ext has no (valid) old_name", funcs.name)),
-        }
-        let new_func = funcs.relocs_in(at + 8, at + 9).first().map(|r| m.symbol(r.symbol));
-        match new_func {
-            None => self.report(Rule::FuncsTable, format!("{}+{at:#x}: klp_func_ext has a NULL new_func", funcs.name)),
-            Some(f) if !f.is_defined() || f.kind != SymbolKind::Func => self.report(
-                Rule::FuncsTable,
-                format!("{}+{at:#x}: new_func {} is not a function of this module", funcs.name, f.name),
-            ),
-            Some(f) if f.size == 0 => self
-                .report(Rule::NewFunctionSize, format!("new function {} has no size: kallsyms cannot size it", f.name)),
-            Some(_) => {}
         }
     }
 }

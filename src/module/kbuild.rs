@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::error::{Error, Result};
 use crate::kernel::abi::Format;
 use crate::kernel::modinfo;
 
@@ -31,15 +32,15 @@ pub struct ModuleOptions {
 }
 
 /// Build the module; `step` is told what is happening.
-pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf, String> {
+pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     if opts.objects.is_empty() {
-        return Err("no diff outputs given".into());
+        return Err(Error::usage("no diff outputs given"));
     }
     if !opts.kdir.join("Makefile").exists() {
-        return Err(format!(
-            "{}: not a kernel build tree (no Makefile); pass the tree the target kernel was built in",
-            opts.kdir.display()
-        ));
+        return Err(Error::usage(
+            "not a kernel build tree (no Makefile); pass the tree the target kernel was built in",
+        )
+        .in_file(&opts.kdir));
     }
     for obj in &opts.objects {
         check_diff_output(obj)?;
@@ -59,7 +60,7 @@ pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf
         step("check");
         check(&ko)?;
     }
-    let bytes = std::fs::read(&ko).map_err(|e| format!("{}: {e}", ko.display()))?;
+    let bytes = std::fs::read(&ko).map_err(|e| Error::io(&ko, "cannot read", &e))?;
     crate::elf::write::write_atomically(&opts.output, &bytes)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(opts.output.clone())
@@ -67,30 +68,30 @@ pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf
 
 /// Refuse early what kbuild would link without complaint but the skeleton
 /// would find nothing in: an object that is not a `klp diff` output.
-fn check_diff_output(obj: &Path) -> Result<(), String> {
-    let file = crate::elf::MappedFile::open(obj).map_err(|e| e.to_string())?;
-    let elf = file.parse().map_err(|e| e.to_string())?;
+fn check_diff_output(obj: &Path) -> Result<()> {
+    let file = crate::elf::MappedFile::open(obj)?;
+    let elf = file.parse()?;
     let tables = [Format::Current.objects_section(), Format::V6_19.objects_section()];
     if tables.iter().any(|t| elf.section_by_name(t).is_some()) {
         Ok(())
     } else {
-        Err(format!("{}: not a klp diff output (no {} section)", obj.display(), tables[0]))
+        Err(Error::usage(format!("not a klp diff output (no {} section)", tables[0])).in_file(obj))
     }
 }
 
-fn work_dir(output: &Path) -> Result<PathBuf, String> {
+fn work_dir(output: &Path) -> Result<PathBuf> {
     let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let parent = std::fs::canonicalize(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let parent = std::fs::canonicalize(parent).map_err(|e| Error::io(parent, "cannot resolve", &e))?;
     let stem = output.file_stem().map_or("module".into(), |s| s.to_string_lossy().into_owned());
     let dir = parent.join(format!(".{stem}.klp-build.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "cannot create", &e))?;
     Ok(dir)
 }
 
 /// Kbuild file, skeleton, and the diff outputs as prebuilt objects.
-fn write_sources(dir: &Path, name: &str, opts: &ModuleOptions) -> Result<(), String> {
-    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+fn write_sources(dir: &Path, name: &str, opts: &ModuleOptions) -> Result<()> {
+    let io = |p: &Path, e: std::io::Error| Error::io(p, "cannot write", &e);
     let mut parts = vec!["livepatch_skeleton.o".to_owned()];
     for (i, obj) in opts.objects.iter().enumerate() {
         let base = format!("klp_diff_{i}.o");
@@ -109,8 +110,8 @@ fn write_sources(dir: &Path, name: &str, opts: &ModuleOptions) -> Result<(), Str
     Ok(())
 }
 
-fn run_kbuild(dir: &Path, opts: &ModuleOptions, log: &Path) -> Result<(), String> {
-    let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+fn run_kbuild(dir: &Path, opts: &ModuleOptions, log: &Path) -> Result<()> {
+    let log_file = std::fs::File::create(log).map_err(|e| Error::io(log, "cannot create", &e))?;
     let mut cmd = Command::new("make");
     cmd.arg("-C").arg(&opts.kdir).arg(format!("M={}", dir.display()));
     cmd.arg("KCFLAGS=-ffunction-sections -fdata-sections");
@@ -121,27 +122,27 @@ fn run_kbuild(dir: &Path, opts: &ModuleOptions, log: &Path) -> Result<(), String
         cmd.arg(format!("KBUILD_EXTRA_SYMBOLS={}", symvers.display()));
     }
     cmd.arg("modules");
-    cmd.stdout(log_file.try_clone().map_err(|e| e.to_string())?).stderr(log_file);
-    let status = cmd.status().map_err(|e| format!("cannot run make: {e}"))?;
+    cmd.stdout(log_file.try_clone().map_err(|e| Error::io(log, "cannot open", &e))?).stderr(log_file);
+    let status = cmd.status().map_err(|e| Error::tool(format!("cannot run make: {e}")))?;
     let text = std::fs::read_to_string(log).unwrap_or_default();
     if status.success() {
         let missing = unresolved_symbols(&text);
         if missing.is_empty() {
             return Ok(());
         }
-        return Err(format!(
+        return Err(Error::tool(format!(
             "the module refers to symbols neither the kernel exports nor the livepatch resolves: {}\n\
              Diff with --symvers of the target kernel, or without it to make every reference a KLP relocation.",
             missing.join(", ")
-        ));
+        )));
     }
     let tail: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-    Err(format!(
+    Err(Error::tool(format!(
         "kbuild failed ({status}); last lines of {}:\n{}\nCheck that {} is the build tree of the target kernel (same config and compiler) and that make, gcc, bc, flex, bison and libelf-dev are installed.",
         log.display(),
         tail.join("\n"),
         opts.kdir.display()
-    ))
+    )))
 }
 
 /// Symbols modpost found undefined, other than the KLP placeholders.
@@ -157,9 +158,9 @@ fn unresolved_symbols(log: &str) -> Vec<String> {
 /// What `--symvers` adds to the tree's own `Module.symvers`, written into the
 /// work directory for modpost. Handing modpost an export it already has from
 /// the tree makes it fail ("exported twice"), so only the new lines go.
-fn extra_symvers(dir: &Path, opts: &ModuleOptions) -> Result<Option<PathBuf>, String> {
+fn extra_symvers(dir: &Path, opts: &ModuleOptions) -> Result<Option<PathBuf>> {
     let Some(symvers) = &opts.symvers else { return Ok(None) };
-    let given = std::fs::read_to_string(symvers).map_err(|e| format!("{}: {e}", symvers.display()))?;
+    let given = std::fs::read_to_string(symvers).map_err(|e| Error::io(symvers, "cannot read", &e))?;
     let own = std::fs::read_to_string(opts.kdir.join("Module.symvers")).unwrap_or_default();
     let known: std::collections::HashSet<&str> = own.lines().filter_map(symvers_name).collect();
     let extra: Vec<&str> = given.lines().filter(|l| symvers_name(l).is_some_and(|n| !known.contains(n))).collect();
@@ -167,7 +168,7 @@ fn extra_symvers(dir: &Path, opts: &ModuleOptions) -> Result<Option<PathBuf>, St
         return Ok(None);
     }
     let path = dir.join("extra.symvers");
-    std::fs::write(&path, extra.join("\n") + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, extra.join("\n") + "\n").map_err(|e| Error::io(&path, "cannot write", &e))?;
     Ok(Some(path))
 }
 
@@ -178,27 +179,30 @@ fn symvers_name(line: &str) -> Option<&str> {
 
 /// BTF generated for the patch module against a different configuration can
 /// be corrupt; livepatch modules do without it (as klp-build does).
-fn drop_btf(ko: &Path) -> Result<(), String> {
-    let has_btf = crate::elf::MappedFile::open(ko)
-        .map_err(|e| e.to_string())
-        .and_then(|f| f.parse().map(|o| o.section_by_name(".BTF").is_some()).map_err(|e| e.to_string()))?;
+fn drop_btf(ko: &Path) -> Result<()> {
+    let file = crate::elf::MappedFile::open(ko)?;
+    let has_btf = file.parse()?.section_by_name(".BTF").is_some();
     if !has_btf {
         return Ok(());
     }
-    let ok =
-        Command::new("objcopy").arg("--remove-section=.BTF").arg(ko).status().map_err(|e| format!("objcopy: {e}"))?;
-    if ok.success() { Ok(()) } else { Err(format!("{}: objcopy --remove-section=.BTF failed", ko.display())) }
+    drop(file);
+    let ok = Command::new("objcopy")
+        .arg("--remove-section=.BTF")
+        .arg(ko)
+        .status()
+        .map_err(|e| Error::tool(format!("cannot run objcopy: {e}")))?;
+    if ok.success() { Ok(()) } else { Err(Error::tool("objcopy --remove-section=.BTF failed").in_file(ko)) }
 }
 
-fn check(ko: &Path) -> Result<(), String> {
-    let file = crate::elf::MappedFile::open(ko).map_err(|e| e.to_string())?;
-    let m = file.parse().map_err(|e| e.to_string())?;
+fn check(ko: &Path) -> Result<()> {
+    let file = crate::elf::MappedFile::open(ko)?;
+    let m = file.parse()?;
     let (violations, _) = crate::module::check::check(&m, None);
     if violations.is_empty() {
         return Ok(());
     }
     let lines: Vec<String> = violations.iter().map(|v| format!("  {v}")).collect();
-    Err(format!("{}: the built module breaks livepatch rules:\n{}", ko.display(), lines.join("\n")))
+    Err(Error::tool(format!("the built module breaks livepatch rules:\n{}", lines.join("\n"))).in_file(ko))
 }
 
 #[cfg(test)]

@@ -1,0 +1,97 @@
+//! The whole of `klp diff` as one call on bytes in memory: analyze the two
+//! objects, refuse what cannot be live patched, extract, serialise. The CLI
+//! only maps files in, prints and chooses the exit status; the synthesizer,
+//! property suites, fuzzers and benches call this directly.
+
+use std::time::Instant;
+
+use crate::diff::{self, DiffOptions, DiffReport, Input};
+use crate::error::{ErrorKind, Result};
+use crate::extract::{self, ExtractOptions};
+
+/// What to diff and how.
+pub struct DiffRequest<'a> {
+    pub orig: Input<'a>,
+    pub patched: Input<'a>,
+    pub diff: DiffOptions,
+    pub extract: ExtractOptions<'a>,
+    /// Functions whose first difference to disassemble (`--explain`).
+    pub explain: Vec<String>,
+}
+
+/// How the diff ended.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Nothing changed: nothing to write.
+    Unchanged,
+    /// A change that cannot be live patched, with the reasons.
+    Unpatchable(Vec<String>),
+    /// The livepatch object, as ELF bytes.
+    Livepatch(Vec<u8>),
+}
+
+/// Extraction and write times, beyond the analysis stages of the report.
+#[derive(Debug, Clone, Default)]
+pub struct OutputTimes {
+    pub extract_ms: f64,
+    pub write_ms: f64,
+}
+
+#[derive(Debug)]
+pub struct DiffOutcome {
+    /// The findings; `times` is filled in (drop it for a reproducible report).
+    pub report: DiffReport,
+    pub explanations: Vec<String>,
+    /// Ambiguities and extraction decisions worth a warning, one line each.
+    pub warnings: Vec<String>,
+    pub verdict: Verdict,
+    pub output_times: OutputTimes,
+}
+
+/// Run `klp diff` on two objects in memory.
+pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
+    let analysis = diff::analyze_bytes(req.orig, req.patched, &req.diff)?;
+    let mut report = analysis.report(&req.orig.path.display().to_string());
+    report.times = Some(analysis.times.clone());
+    let explanations = req.explain.iter().map(|name| analysis.explain(name)).collect::<Result<Vec<_>>>()?;
+    let mut warnings: Vec<String> = report
+        .uncorrelated
+        .iter()
+        .map(|a| {
+            format!(
+                "cannot pair {} original and {} patched symbols named '{}': treated as removed and new",
+                a.orig.len(),
+                a.patched.len(),
+                a.name
+            )
+        })
+        .collect();
+    let outcome = |verdict, warnings, output_times| DiffOutcome {
+        report: report.clone(),
+        explanations: explanations.clone(),
+        warnings,
+        verdict,
+        output_times,
+    };
+    if !report.refusals.is_empty() {
+        let reasons = report.refusals.iter().map(ToString::to_string).collect();
+        return Ok(outcome(Verdict::Unpatchable(reasons), warnings, OutputTimes::default()));
+    }
+    if analysis.changes.is_empty() {
+        return Ok(outcome(Verdict::Unchanged, warnings, OutputTimes::default()));
+    }
+    let started = Instant::now();
+    let extraction = match extract::extract(&analysis, &req.extract) {
+        Ok(e) => e,
+        Err(e) if e.kind == ErrorKind::Unpatchable => {
+            return Ok(outcome(Verdict::Unpatchable(vec![e.to_string()]), warnings, OutputTimes::default()));
+        }
+        Err(e) => return Err(e),
+    };
+    warnings.extend(extraction.warnings.iter().cloned());
+    let extract_ms = started.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    let bytes = extraction.object.to_bytes()?;
+    let times = OutputTimes { extract_ms, write_ms: started.elapsed().as_secs_f64() * 1e3 };
+    Ok(outcome(Verdict::Livepatch(bytes), warnings, times))
+}
