@@ -205,7 +205,7 @@ fn entries<'s, 'd>(sec: &'s Section<'d>, size: u64) -> Result<impl Iterator<Item
     if sec.is_nobits() && sec.size > 0 {
         return Err(Error::malformed("a livepatch table with no bytes in the file (SHT_NOBITS)").in_section(sec.name));
     }
-    if sec.size % size != 0 || sec.data.len() as u64 != sec.size {
+    if !sec.size.is_multiple_of(size) || sec.data.len() as u64 != sec.size {
         return Err(Error::malformed(format!("size {:#x} is not a whole number of {size}-byte entries", sec.size))
             .in_section(sec.name));
     }
