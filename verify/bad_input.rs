@@ -184,3 +184,155 @@ fn missing_file() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr.contains("/nonexistent/a.o: cannot open"), "{stderr}");
 }
+
+/// `valid_object()` with one more function, so that `klp diff` against it
+/// has a new function to extract.
+fn object_with_new_function() -> Vec<u8> {
+    let dir = work_dir();
+    let src = dir.join("demo2.c");
+    std::fs::write(&src, format!("{SOURCE}\nint demo_new(int x) {{ return demo_show(x) + 1; }}\n")).unwrap();
+    let obj = dir.join("demo2.o");
+    let ok = Command::new("gcc")
+        .args(["-c", "-O2", "-ffunction-sections", "-fdata-sections", "-o"])
+        .arg(&obj)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "gcc failed");
+    std::fs::read(obj).unwrap()
+}
+
+/// The index of the symbol named `name`.
+fn symbol_named(b: &[u8], name: &str) -> usize {
+    let symtab = section_header(b, 2);
+    let strtab = u64_at(b, 0x28) as usize + u32_at(b, symtab + 40) as usize * 64;
+    let strings = u64_at(b, strtab + 24) as usize;
+    let count = u64_at(b, symtab + 32) as usize / 24;
+    (0..count)
+        .find(|&i| {
+            let at = strings + u32_at(b, symbol_entry(b, i)) as usize;
+            b[at..].starts_with(name.as_bytes()) && b[at + name.len()] == 0
+        })
+        .unwrap_or_else(|| panic!("no symbol {name}"))
+}
+
+/// Run klp and check the error contract: exit 1, one line on stderr naming
+/// `file` and `place`, nothing on stdout, no panic.
+fn expect_one_line_error(args: &[&str], file: &Path, place: &str) -> String {
+    let o = klp(args);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: panic: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line expected: {stderr}");
+    assert!(stderr.contains(file.to_str().unwrap()), "{args:?}: error must name the file: {stderr}");
+    assert!(stderr.contains(place), "{args:?}: error must say where ({place}): {stderr}");
+    stderr
+}
+
+/// A new function whose st_size is 9 exabytes: extraction would have tried
+/// to allocate that much. The reader refuses it before anything is written.
+#[test]
+fn new_function_with_a_huge_size() {
+    let mut b = object_with_new_function();
+    let sym = symbol_entry(&b, symbol_named(&b, "demo_new"));
+    b[sym + 16..sym + 24].copy_from_slice(&(9u64 << 60).to_le_bytes());
+    let dir = work_dir();
+    let (orig, patched, out) = (dir.join("orig.o"), dir.join("huge.o"), dir.join("huge.out.o"));
+    std::fs::write(&orig, valid_object()).unwrap();
+    std::fs::write(&patched, &b).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let args =
+        ["diff", orig.to_str().unwrap(), patched.to_str().unwrap(), out.to_str().unwrap(), "--objname", "vmlinux"];
+    let e = expect_one_line_error(&args, &patched, "symbol demo_new");
+    assert!(e.contains("reach past the end"), "{e}");
+    assert!(!out.exists(), "an output was written");
+    expect_error("huge-size", &b, "reach past the end");
+}
+
+/// A function whose st_value lies past the end of its section.
+#[test]
+fn function_value_past_its_section() {
+    let mut b = valid_object();
+    let sym = symbol_entry(&b, symbol_named(&b, "demo_show"));
+    b[sym + 8..sym + 16].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    expect_error("value-past-section", &b, "symbol demo_show: value 0x100000");
+}
+
+/// What the checks below start from: the demo pair linked with the
+/// skeleton, not yet post-linked.
+fn linked_module(name: &str) -> (PathBuf, PathBuf) {
+    let dir = work_dir().join(name);
+    let objs = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/objects");
+    let patched = objs.join("pktdemo.patched.o");
+    let out = module::diff_output(&dir, &objs.join("pktdemo.orig.o"), &patched, &["--objname", "vmlinux"]);
+    let ko = dir.join("livepatch-test.ko");
+    module::link_module(&dir, &[&out], &ko);
+    (ko, patched)
+}
+
+fn section_header_named(b: &[u8], name: &str) -> usize {
+    let shoff = u64_at(b, 0x28) as usize;
+    let shnum = u16_at(b, 0x3c) as usize;
+    let names = u64_at(b, shoff + u16_at(b, 0x3e) as usize * 64 + 24) as usize;
+    (0..shnum)
+        .map(|i| shoff + i * 64)
+        .find(|&h| {
+            let at = names + u32_at(b, h) as usize;
+            b[at..].starts_with(name.as_bytes()) && b[at + name.len()] == 0
+        })
+        .unwrap_or_else(|| panic!("no section {name}"))
+}
+
+/// `klp check` on a module whose objects table has no bytes (SHT_NOBITS):
+/// a violation naming the table, not a slice out of range.
+#[test]
+fn check_with_a_nobits_objects_table() {
+    let (ko, _) = linked_module("nobits-objects");
+    module::post_link(&ko);
+    let mut b = std::fs::read(&ko).unwrap();
+    let h = section_header_named(&b, ".init.klp_objects");
+    b[h + 4..h + 8].copy_from_slice(&8u32.to_le_bytes()); // SHT_NOBITS
+    std::fs::write(&ko, &b).unwrap();
+    let o = klp(&["check", ko.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    let line = stdout.lines().find(|l| l.contains("objects-table")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.starts_with(ko.to_str().unwrap()) && line.contains(".init.klp_objects") && line.contains("NOBITS"),
+        "{line}"
+    );
+}
+
+/// `klp post-link` on a module with a section symbol whose st_shndx is out
+/// of range: an error, and the module is left as it was.
+#[test]
+fn post_link_with_a_section_symbol_out_of_range() {
+    let (ko, _) = linked_module("bad-section-symbol");
+    let mut b = std::fs::read(&ko).unwrap();
+    let symtab = section_header(&b, 2);
+    let count = u64_at(&b, symtab + 32) as usize / 24;
+    let section_symbol = (1..count).find(|&i| b[symbol_entry(&b, i) + 4] & 0xf == 3).expect("a section symbol");
+    let at = symbol_entry(&b, section_symbol);
+    b[at + 6..at + 8].copy_from_slice(&0xfe00u16.to_le_bytes());
+    std::fs::write(&ko, &b).unwrap();
+    let e = expect_one_line_error(&["post-link", ko.to_str().unwrap()], &ko, "out of range");
+    assert!(e.contains("symbol"), "{e}");
+    assert_eq!(std::fs::read(&ko).unwrap(), b, "post-link changed the module it refused");
+}
+
+/// `klp check --patched` where the patched object's function lies past its
+/// section: an error naming the patched file, not a panic in the oracle.
+#[test]
+fn oracle_with_a_function_past_its_section() {
+    let (ko, patched) = linked_module("oracle-past-section");
+    module::post_link(&ko);
+    let mut b = std::fs::read(&patched).unwrap();
+    let sym = symbol_entry(&b, symbol_named(&b, "pkt_receive"));
+    b[sym + 8..sym + 16].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    let bad = work_dir().join("pktdemo.bad.o");
+    std::fs::write(&bad, &b).unwrap();
+    let args = ["check", ko.to_str().unwrap(), "--patched", bad.to_str().unwrap(), "--orig", patched.to_str().unwrap()];
+    expect_one_line_error(&args, &bad, "symbol pkt_receive");
+}
