@@ -1,0 +1,330 @@
+//! Emit: clone code and data into the output. A function is copied with
+//! its call padding; each relocation inside a copy is re-targeted through the
+//! plan ([`super::plan`]): to a copy (recursively), to an undefined symbol,
+//! or to a KLP relocation; string literals and anonymous code and data are
+//! copied by content.
+
+use std::collections::HashSet;
+
+use iced_x86::{Decoder, DecoderOptions};
+
+use super::plan::Decision;
+use super::{Builder, PendingKlpReloc};
+use crate::diff::snippet;
+use crate::elf::write::{OutPlacement, OutReloc, OutSectionId, OutSymbol, OutSymbolId};
+use crate::elf::{Binding, ElfObject, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, reloc};
+use crate::error::{Error, Result};
+use crate::kernel::abi as klp;
+
+/// What a relocation in copied code or data refers to, after normalisation.
+enum Norm {
+    /// A named symbol and the addend relative to it.
+    Named(SymbolId, i64),
+    /// A string literal at this offset of a string section.
+    String(SectionId, u64),
+    /// Data no symbol covers, at this offset of its section.
+    Anonymous(SectionId, u64),
+    /// A reference to code that is always patched away (`.altinstr_aux`).
+    Drop,
+}
+
+impl<'d> Builder<'_, 'd> {
+    /// The `__pfx_` symbol objtool gave the padding before function `id`.
+    fn objtool_prefix_of(&self, id: SymbolId) -> Option<&Symbol<'d>> {
+        let sym = self.p.symbol(id);
+        let sec = self.p.section(sym.section()?);
+        sec.symbols()
+            .iter()
+            .map(|&s| self.p.symbol(s))
+            .find(|s| is_objtool_prefix(s) && s.end() == sym.value && s.value < sym.value)
+    }
+
+    /// The call padding before function `id`, which a clone must keep: the
+    /// kernel's CALL_PADDING builds with `-fpatchable-function-entry=N,N`, N
+    /// bytes of NOPs before each function that call-depth tracking and
+    /// FineIBT rewrite at run time. In `vmlinux.o` objtool has named them
+    /// `__pfx_<name>`; in a translation unit of an IBT kernel objtool has
+    /// not run yet and `__patchable_function_entries` marks them.
+    ///
+    /// Only the bytes are cloned, never the `__pfx_` symbol: objtool runs
+    /// again on the module and names the padding itself, with the function's
+    /// binding, so a copied global prefix would be defined twice.
+    fn padding_before(&self, id: SymbolId) -> u64 {
+        const MAX_PADDING: u64 = 64;
+        let sym = self.p.symbol(id);
+        let Some(sec) = sym.section() else { return 0 };
+        if let Some(prefix) = self.objtool_prefix_of(id) {
+            return prefix.size;
+        }
+        let code = self.p.section(sec);
+        (1..=MAX_PADDING.min(sym.value))
+            .find(|&n| self.padding_starts.contains(&(sec, sym.value - n)))
+            .filter(|&n| {
+                let start = (sym.value - n) as usize;
+                code.data.get(start..sym.value as usize).is_some_and(|b| b.iter().all(|&x| x == NOP))
+            })
+            .unwrap_or(0)
+    }
+
+    /// A reference to objtool's `__pfx_` name of some padding, as one
+    /// relative to the function after it (the clone has no `__pfx_`).
+    fn through_prefix(&self, id: SymbolId, addend: i64) -> (SymbolId, i64) {
+        let s = self.p.symbol(id);
+        let function = s
+            .section()
+            .filter(|_| is_objtool_prefix(s))
+            .and_then(|sec| self.p.symbol_at(sec, s.end()))
+            .filter(|&f| self.p.symbol(f).kind == SymbolKind::Func && self.p.symbol(f).value == s.end());
+        match function {
+            Some(f) => (f, addend - s.size as i64),
+            None => (id, addend),
+        }
+    }
+
+    /// Copy symbol `id` into the output (with its bytes and, recursively,
+    /// what its relocations need), or reference it as undefined.
+    pub(super) fn clone_symbol(&mut self, id: SymbolId, with_data: bool) -> Result<OutSymbolId> {
+        if let Some(&c) = self.clones.get(&id) {
+            return Ok(c);
+        }
+        let sym = self.p.symbol(id).clone();
+        let Some(sec_id) = sym.section().filter(|_| with_data) else {
+            // Undefined locals cannot exist: an external reference is global.
+            let bind = if sym.bind == Binding::Local { Binding::Global } else { sym.bind };
+            let c = self.undefined_symbol(sym.name.to_owned(), sym.kind, bind);
+            self.clones.insert(id, c);
+            return Ok(c);
+        };
+        let sec = self.p.section(sec_id);
+        let osec = self.out_section_like(sec);
+        let padding = if sym.kind == SymbolKind::Func { self.padding_before(id) } else { 0 };
+        let bytes = symbol_bytes(sec, sym.value - padding, sym.size + padding);
+        let offset = self.out.sections[osec].append(&bytes, sec.addralign) + padding;
+        let c = self.out.add_symbol(OutSymbol {
+            name: sym.name.to_owned(),
+            kind: sym.kind,
+            bind: sym.bind,
+            placement: OutPlacement::Section(osec),
+            value: offset,
+            size: sym.size,
+            other: 0,
+        });
+        self.clones.insert(id, c);
+        self.clone_relocs(sec_id, sym.value, sym.end(), osec, offset)?;
+        Ok(c)
+    }
+
+    /// Clone the relocations of `[start, end)` of patched section `sec`,
+    /// whose bytes now sit at `out_offset` of output section `osec`.
+    pub(super) fn clone_relocs(
+        &mut self,
+        sec: SectionId,
+        start: u64,
+        end: u64,
+        osec: OutSectionId,
+        out_offset: u64,
+    ) -> Result<()> {
+        let relocs: Vec<Reloc> = self.p.section(sec).relocs_in(start, end).to_vec();
+        // R_X86_64_NONE writes nothing (old -mrecord-mcount marks its nops so).
+        for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
+            let bias = self.pc_bias(sec, start, end, &r);
+            let site = out_offset + (r.offset - start);
+            self.clone_reloc(sec, &r, bias, osec, site)?;
+        }
+        Ok(())
+    }
+
+    /// For a PC-relative field in code, the distance from the field to the
+    /// end of its instruction: what makes the addend point at the target.
+    fn pc_bias(&mut self, sec: SectionId, start: u64, end: u64, r: &Reloc) -> i64 {
+        let s = self.p.section(sec);
+        if !reloc::is_pc_relative(r.r_type) || !s.is_exec() {
+            return 0;
+        }
+        let insns = self.decoded.entry((sec, start)).or_insert_with(|| decode_ranges(s, start, end));
+        let i = insns.partition_point(|&(s, _)| s <= r.offset);
+        match i.checked_sub(1).map(|i| insns[i]) {
+            Some((_, insn_end)) if insn_end > r.offset => insn_end as i64 - r.offset as i64,
+            _ => 4,
+        }
+    }
+
+    fn normalise(&self, r: &Reloc, bias: i64) -> Norm {
+        let t = self.p.symbol(r.symbol);
+        let Some(sec_id) = t.section() else { return Norm::Named(t.id, r.addend) };
+        if is_objtool_prefix(t) {
+            let (f, addend) = self.through_prefix(t.id, r.addend);
+            return Norm::Named(f, addend);
+        }
+        let sec = self.p.section(sec_id);
+        if sec.name == ".altinstr_aux" {
+            return Norm::Drop;
+        }
+        let base = if t.kind == SymbolKind::Section { 0 } else { t.value as i64 };
+        let at = (base + r.addend + bias).max(0) as u64;
+        if sec.is_strings() {
+            return Norm::String(sec_id, at);
+        }
+        if t.kind != SymbolKind::Section {
+            return Norm::Named(t.id, r.addend);
+        }
+        match self.p.symbol_at(sec_id, at).filter(|&s| self.covers(s, at)) {
+            Some(s) => {
+                let (s, addend) = self.through_prefix(s, r.addend - self.p.symbol(s).value as i64);
+                Norm::Named(s, addend)
+            }
+            None => Norm::Anonymous(sec_id, at),
+        }
+    }
+
+    /// A sized symbol covering `at` (or ending exactly there).
+    fn covers(&self, s: SymbolId, at: u64) -> bool {
+        let sym = self.p.symbol(s);
+        sym.size > 0 && sym.value <= at && at <= sym.end() && sym.kind != SymbolKind::Section
+    }
+
+    pub(super) fn clone_reloc(
+        &mut self,
+        sec: SectionId,
+        r: &Reloc,
+        bias: i64,
+        osec: OutSectionId,
+        site: u64,
+    ) -> Result<()> {
+        let (symbol, addend) = match self.normalise(r, bias) {
+            Norm::Drop => return Ok(()),
+            Norm::String(s, at) => {
+                let (ssec, offset) = self.copy_string(s, at)?;
+                (self.section_symbol(ssec), offset as i64 - bias)
+            }
+            Norm::Anonymous(s, at) => {
+                let (csec, chunk_start, out_start) = self.copy_chunk(s, at)?;
+                // Anonymous targets are always section-symbol references.
+                (self.section_symbol(csec), r.addend + out_start as i64 - chunk_start as i64)
+            }
+            Norm::Named(target, addend) => match self.plan.decide(target, sec, r)? {
+                Decision::Copy => (self.clone_symbol(target, true)?, addend),
+                Decision::Undefined => (self.clone_symbol(target, false)?, addend),
+                Decision::Klp { obj, name, pos } => {
+                    self.emit_klp(target, osec, site, r.r_type, addend, &obj, &name, pos);
+                    return Ok(());
+                }
+            },
+        };
+        self.out.sections[osec].relocs.push(OutReloc { offset: site, symbol, r_type: r.r_type, addend });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_klp(
+        &mut self,
+        target: SymbolId,
+        osec: OutSectionId,
+        site: u64,
+        r_type: u32,
+        addend: i64,
+        obj: &str,
+        name: &str,
+        pos: u64,
+    ) {
+        let t = self.p.symbol(target);
+        let kind = if t.kind == SymbolKind::Section { SymbolKind::NoType } else { t.kind };
+        let format = self.opts.format;
+        let placeholder = self.undefined_symbol(format.placeholder(t.name), kind, format.placeholder_binding());
+        self.out.sections[osec].relocs.push(OutReloc { offset: site, symbol: placeholder, r_type, addend });
+        let klp_symbol = self.undefined_symbol(klp::klp_symbol_name(obj, name, pos), kind, Binding::Weak);
+        self.klp_relocs.push(PendingKlpReloc { section: osec, offset: site, klp_symbol, addend, r_type });
+    }
+
+    /// Copy the NUL-terminated string at `at` of string section `sec`.
+    fn copy_string(&mut self, sec: SectionId, at: u64) -> Result<(OutSectionId, u64)> {
+        let s = self.p.section(sec);
+        let text = s.c_str_at(at).ok_or_else(|| {
+            Error::malformed("string reference outside the section")
+                .in_section(s.name)
+                .at_offset(at)
+                .in_file(&self.p.path)
+        })?;
+        let osec = self.out_section_like(s);
+        let mut bytes = text.to_vec();
+        bytes.push(0);
+        if let Some(&offset) = self.strings.get(&(osec, bytes.clone())) {
+            return Ok((osec, offset));
+        }
+        let offset = self.out.sections[osec].append(&bytes, 1);
+        self.strings.insert((osec, bytes), offset);
+        Ok((osec, offset))
+    }
+
+    /// Copy the anonymous piece of `sec` around `at`: for code, the snippet
+    /// reachable from `at` (a section of snippets shared by several functions
+    /// holds others' too); for data, everything between the nearest symbols.
+    /// Returns the output section, the chunk's start in `sec` and its offset
+    /// in the output.
+    fn copy_chunk(&mut self, sec: SectionId, at: u64) -> Result<(OutSectionId, u64, u64)> {
+        let copied = self.chunks.range(..=(sec, at)).next_back();
+        if let Some((&(s, start), &(end, osec, out))) = copied
+            && s == sec
+            && at < end
+        {
+            return Ok((osec, start, out));
+        }
+        let s = self.p.section(sec);
+        let (start, end) = if s.is_exec() && !s.is_nobits() {
+            snippet::walk(self.p, s, at).extent()
+        } else {
+            snippet::unnamed_range(self.p, s, at)
+        };
+        let osec = self.out_section_like(s);
+        let out = self.out.sections[osec].append(&symbol_bytes(s, start, end - start), s.addralign);
+        self.chunks.insert((sec, start), (end, osec, out));
+        self.clone_relocs(sec, start, end, osec, out)?;
+        Ok((osec, start, out))
+    }
+}
+
+const NOP: u8 = 0x90;
+
+/// objtool's name for a function's call padding. (`__cfi_` prefixes are the
+/// compiler's own and carry a type hash: those are cloned as symbols.)
+fn is_objtool_prefix(s: &Symbol) -> bool {
+    s.kind == SymbolKind::Func && (s.name.starts_with("__pfx_") || s.name.starts_with("__pi___pfx_"))
+}
+
+/// Section offsets that a `__patchable_function_entries` entry points at:
+/// the start of the padding the compiler put before a function.
+pub(super) fn padding_starts(obj: &ElfObject) -> HashSet<(SectionId, u64)> {
+    obj.sections
+        .iter()
+        .filter(|s| s.name == "__patchable_function_entries")
+        .flat_map(|s| &s.relocs)
+        .filter_map(|r| {
+            let t = obj.symbol(r.symbol);
+            let at = u64::try_from(t.value as i64 + r.addend).ok()?;
+            Some((t.section()?, at))
+        })
+        .collect()
+}
+
+/// `len` bytes of `sec` from `start`; zeros for NOBITS or past the data.
+pub(super) fn symbol_bytes(sec: &Section, start: u64, len: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len as usize];
+    if let Some(src) = sec.data.get(start as usize..) {
+        let n = src.len().min(v.len());
+        v[..n].copy_from_slice(&src[..n]);
+    }
+    v
+}
+
+/// Instruction boundaries of `[start, end)` of a code section.
+fn decode_ranges(sec: &Section, start: u64, end: u64) -> Vec<(u64, u64)> {
+    let end = end.min(sec.data.len() as u64);
+    let Some(code) = sec.data.get(start as usize..end as usize) else { return Vec::new() };
+    let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        out.push((insn.ip(), insn.ip() + insn.len() as u64));
+    }
+    out
+}
