@@ -146,3 +146,54 @@ impl<'a, 'd> Planner<'a, 'd> {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::diff::{DiffOptions, Input, analyze_bytes};
+    use crate::kernel::symvers::Exports;
+
+    const ORIG: &[u8] = include_bytes!("../../corpus/objects/pktdemo.orig.o");
+    const PATCHED: &[u8] = include_bytes!("../../corpus/objects/pktdemo.patched.o");
+
+    /// How the planner keeps each reference pkt_receive makes, given the
+    /// exports; decided without emitting anything.
+    fn decisions(exports: Option<&Exports>) -> Vec<(String, String)> {
+        let (o, p) = (Input::new(Path::new("orig.o"), ORIG), Input::new(Path::new("patched.o"), PATCHED));
+        let a = analyze_bytes(o, p, &DiffOptions::default()).unwrap();
+        let opts = ExtractOptions { exports, ..Default::default() };
+        let mut plan = Planner::new(&a, &opts, "vmlinux".into());
+        plan.included.extend(a.changes.changed.iter().chain(&a.changes.new_functions));
+        let text = a.patched.obj.section_by_name(".text.pkt_receive").unwrap();
+        text.relocs
+            .iter()
+            .map(|r| {
+                let sym = a.patched.obj.symbol(r.symbol);
+                let name = match a.patched.obj.symbol_section(sym) {
+                    Some(sec) if sym.kind == SymbolKind::Section => sec.name.to_owned(),
+                    _ => sym.name.to_owned(),
+                };
+                let decision = match plan.decide(r.symbol, text.id, r).unwrap() {
+                    Decision::Copy => "copy".to_owned(),
+                    Decision::Undefined => "undefined".to_owned(),
+                    Decision::Klp { obj, name, pos } => klp::klp_symbol_name(&obj, &name, pos),
+                };
+                (name, decision)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn references_are_copied_left_undefined_or_klp_relocated() {
+        let plain = decisions(None);
+        assert!(plain.contains(&("__fentry__".into(), "undefined".into())), "{plain:?}");
+        // The new function, by its section symbol as gcc refers to it.
+        assert!(plain.contains(&(".text.pkt_csum".into(), "copy".into())), "{plain:?}");
+        assert!(plain.contains(&("netif_deliver".into(), ".klp.sym.vmlinux.netif_deliver,0".into())), "{plain:?}");
+        let exports = Exports::parse("0x0\tnetif_deliver\tvmlinux\tEXPORT_SYMBOL\t\n").unwrap();
+        let exported = decisions(Some(&exports));
+        assert!(exported.contains(&("netif_deliver".into(), "undefined".into())), "{exported:?}");
+    }
+}
