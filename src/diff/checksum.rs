@@ -271,7 +271,7 @@ fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> 
         let mut callee = None;
         let mut line_immediate = None;
         let mut mentions_source_file = false;
-        if relocs.is_empty() && snippet::is_near_branch(&insn) && immediate.has_immediate() {
+        if relocs.is_empty() && crate::x86::is_near_branch(&insn) && immediate.has_immediate() {
             // Position-independent branch: opcode, then where it lands.
             buf.push(b'B');
             buf.extend_from_slice(&bytes[..immediate.immediate_offset()]);
@@ -444,7 +444,7 @@ fn snippet_digest(obj: &ElfObject, sec: &Section, entry: u64) -> u64 {
         let end = insn.next_ip();
         buf.extend_from_slice(&(ip as i64 - entry as i64).to_le_bytes());
         let relocs = sec.relocs_in(ip, end);
-        if relocs.is_empty() && snippet::is_near_branch(insn) {
+        if relocs.is_empty() && crate::x86::is_near_branch(insn) {
             buf.push(b'B');
             buf.extend_from_slice(&(insn.code() as u32).to_le_bytes());
             buf.extend_from_slice(&(insn.near_branch_target() as i64 - entry as i64).to_le_bytes());

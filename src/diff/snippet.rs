@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, OpKind};
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
 
 use crate::elf::{ElfObject, Section};
 
@@ -50,7 +50,7 @@ pub fn walk(obj: &ElfObject, sec: &Section, entry: u64) -> Snippet {
                 break;
             }
             insns.insert(ip, insn);
-            let plain_branch = sec.relocs_in(ip, insn.next_ip()).is_empty() && is_near_branch(&insn);
+            let plain_branch = sec.relocs_in(ip, insn.next_ip()).is_empty() && crate::x86::is_near_branch(&insn);
             match insn.flow_control() {
                 FlowControl::ConditionalBranch if plain_branch => todo.push(insn.near_branch_target()),
                 FlowControl::UnconditionalBranch => {
@@ -66,10 +66,6 @@ pub fn walk(obj: &ElfObject, sec: &Section, entry: u64) -> Snippet {
         }
     }
     Snippet { entry, insns }
-}
-
-pub fn is_near_branch(insn: &Instruction) -> bool {
-    matches!(insn.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64)
 }
 
 /// The range around `at` of `sec` between the nearest symbol boundaries

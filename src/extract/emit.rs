@@ -6,8 +6,6 @@
 
 use std::collections::HashSet;
 
-use iced_x86::{Decoder, DecoderOptions};
-
 use super::plan::Decision;
 use super::{Builder, PendingKlpReloc};
 use crate::diff::snippet;
@@ -15,6 +13,7 @@ use crate::elf::write::{OutPlacement, OutReloc, OutSectionId, OutSymbol, OutSymb
 use crate::elf::{Binding, ElfObject, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, reloc};
 use crate::error::{Error, Result};
 use crate::kernel::abi as klp;
+use crate::x86::Boundaries;
 
 /// What a relocation in copied code or data refers to, after normalisation.
 enum Norm {
@@ -141,12 +140,7 @@ impl<'d> Builder<'_, 'd> {
         if !reloc::is_pc_relative(r.r_type) || !s.is_exec() {
             return 0;
         }
-        let insns = self.decoded.entry((sec, start)).or_insert_with(|| decode_ranges(s, start, end));
-        let i = insns.partition_point(|&(s, _)| s <= r.offset);
-        match i.checked_sub(1).map(|i| insns[i]) {
-            Some((_, insn_end)) if insn_end > r.offset => insn_end as i64 - r.offset as i64,
-            _ => 4,
-        }
+        self.decoded.entry((sec, start)).or_insert_with(|| Boundaries::decode(s, start, end)).pc_bias(r)
     }
 
     fn normalise(&self, r: &Reloc, bias: i64) -> Norm {
@@ -314,17 +308,4 @@ pub(super) fn symbol_bytes(sec: &Section, start: u64, len: u64) -> Vec<u8> {
         v[..n].copy_from_slice(&src[..n]);
     }
     v
-}
-
-/// Instruction boundaries of `[start, end)` of a code section.
-fn decode_ranges(sec: &Section, start: u64, end: u64) -> Vec<(u64, u64)> {
-    let end = end.min(sec.data.len() as u64);
-    let Some(code) = sec.data.get(start as usize..end as usize) else { return Vec::new() };
-    let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while decoder.can_decode() {
-        let insn = decoder.decode();
-        out.push((insn.ip(), insn.ip() + insn.len() as u64));
-    }
-    out
 }

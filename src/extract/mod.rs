@@ -127,7 +127,7 @@ struct Builder<'a, 'd> {
     by_name: HashMap<String, OutSymbolId>,
     klp_relocs: Vec<PendingKlpReloc>,
     /// Instruction (start, end) pairs of decoded code ranges.
-    decoded: HashMap<(SectionId, u64), Vec<(u64, u64)>>,
+    decoded: HashMap<(SectionId, u64), crate::x86::Boundaries>,
     /// Where `__patchable_function_entries` says compiler padding starts.
     padding_starts: HashSet<(SectionId, u64)>,
 }
