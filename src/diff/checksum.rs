@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::diff::snippet;
-use crate::elf::{ElfObject, Reloc, Section, SymbolId, SymbolKind, reloc};
+use crate::elf::{ElfObject, Referent, Reloc, Section, SymbolId, SymbolKind, reloc};
 use crate::kernel::special::{SpecialEntry, SpecialIndex};
 
 /// A kernel helper that takes a source line number (`__LINE__`) as an argument.
@@ -371,22 +371,20 @@ impl<'d> Target<'d> {
     /// `follow_snippets`: hash anonymous code by content; not from inside a
     /// snippet, whose references elsewhere into anonymous code stay offsets.
     fn resolve_in(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64, follow_snippets: bool) -> (Self, Option<SymbolId>) {
-        let sym = obj.symbol(r.symbol);
-        let Some(sec) = obj.symbol_section(sym) else {
-            return (Target::Symbol { name: sym.demangled, offset: adjusted }, Some(sym.id));
+        let (sec, at, named) = match obj.referent(r, adjusted - r.addend) {
+            Referent::External(id) => {
+                return (Target::Symbol { name: obj.symbol(id).demangled, offset: adjusted }, Some(id));
+            }
+            Referent::Place { section, offset, named } => (obj.section(section), offset, named),
         };
-        let at = if sym.kind == SymbolKind::Section { adjusted } else { sym.value as i64 + adjusted };
         if sec.is_strings() {
             return (Target::String(u64::try_from(at).ok().and_then(|o| sec.c_str_at(o)).unwrap_or_default()), None);
         }
         if sec.is_constant_pool() {
-            let bytes = usize::try_from(at).ok().and_then(|o| sec.data.get(o..o + sec.entsize as usize));
+            let bytes = usize::try_from(at).ok().and_then(|o| sec.data.get(o..o.checked_add(sec.entsize as usize)?));
             return (Target::Constant(bytes.unwrap_or_default()), None);
         }
-        if sym.kind != SymbolKind::Section {
-            return (Target::Symbol { name: sym.demangled, offset: adjusted }, Some(sym.id));
-        }
-        match u64::try_from(at).ok().and_then(|o| obj.symbol_at(sec.id, o)) {
+        match named.symbol() {
             Some(id) => {
                 let named = obj.symbol(id);
                 (Target::Symbol { name: named.demangled, offset: at - named.value as i64 }, Some(id))

@@ -142,6 +142,34 @@ pub fn is_prefix_name(name: &str) -> bool {
     ["__pfx_", "__cfi_", "__pi___pfx_", "__pi___cfi_"].iter().any(|p| name.starts_with(p))
 }
 
+/// What a relocation refers to (see [`ElfObject::referent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Referent {
+    /// A symbol with no section in this object (undefined, absolute, common).
+    External(SymbolId),
+    /// A place in a section of this object.
+    Place { section: SectionId, offset: i64, named: Named },
+}
+
+/// The named symbol at a place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    /// The relocation names the symbol itself.
+    Direct(SymbolId),
+    /// The relocation is against a section symbol: the symbol covering the
+    /// place, if any ([`ElfObject::symbol_at`]).
+    Covering(Option<SymbolId>),
+}
+
+impl Named {
+    pub fn symbol(self) -> Option<SymbolId> {
+        match self {
+            Named::Direct(s) => Some(s),
+            Named::Covering(s) => s,
+        }
+    }
+}
+
 /// One RELA entry, attached to the section it relocates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reloc {
@@ -285,6 +313,22 @@ impl<'data> ElfObject<'data> {
     }
     pub fn symbols_demangled(&self, name: &str) -> &[SymbolId] {
         self.by_demangled.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// What relocation `r` refers to, `bias` added to its addend (for a
+    /// PC-relative field in code: the distance to the end of its
+    /// instruction). The one place that turns a symbol and an addend into a
+    /// place; each stage then decides what a place means to it.
+    pub fn referent(&self, r: &Reloc, bias: i64) -> Referent {
+        let sym = self.symbol(r.symbol);
+        let Some(section) = sym.section() else { return Referent::External(sym.id) };
+        let base = if sym.kind == SymbolKind::Section { 0 } else { sym.value as i64 };
+        let offset = base.saturating_add(r.addend).saturating_add(bias);
+        let named = match sym.kind {
+            SymbolKind::Section => Named::Covering(u64::try_from(offset).ok().and_then(|o| self.symbol_at(section, o))),
+            _ => Named::Direct(sym.id),
+        };
+        Referent::Place { section, offset, named }
     }
 
     /// The named symbol covering `offset` in `section`: FUNC/OBJECT preferred

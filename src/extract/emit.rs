@@ -10,7 +10,7 @@ use super::plan::Decision;
 use super::{Builder, PendingKlpReloc};
 use crate::diff::snippet;
 use crate::elf::write::{OutPlacement, OutReloc, OutSectionId, OutSymbol, OutSymbolId};
-use crate::elf::{Binding, ElfObject, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, reloc};
+use crate::elf::{Binding, ElfObject, Named, Referent, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, reloc};
 use crate::error::{Error, Result};
 use crate::kernel::abi as klp;
 use crate::x86::Boundaries;
@@ -144,30 +144,33 @@ impl<'d> Builder<'_, 'd> {
     }
 
     fn normalise(&self, r: &Reloc, bias: i64) -> Norm {
-        let t = self.p.symbol(r.symbol);
-        let Some(sec_id) = t.section() else { return Norm::Named(t.id, r.addend) };
-        if is_objtool_prefix(t) {
-            let (f, addend) = self.through_prefix(t.id, r.addend);
+        let (section, offset, named) = match self.p.referent(r, bias) {
+            Referent::External(id) => return Norm::Named(id, r.addend),
+            Referent::Place { section, offset, named } => (section, offset, named),
+        };
+        if let Named::Direct(t) = named
+            && is_objtool_prefix(self.p.symbol(t))
+        {
+            let (f, addend) = self.through_prefix(t, r.addend);
             return Norm::Named(f, addend);
         }
-        let sec = self.p.section(sec_id);
+        let sec = self.p.section(section);
         if sec.name == ".altinstr_aux" {
             return Norm::Drop;
         }
-        let base = if t.kind == SymbolKind::Section { 0 } else { t.value as i64 };
-        let at = (base + r.addend + bias).max(0) as u64;
+        let at = offset.max(0) as u64;
         if sec.is_strings() {
-            return Norm::String(sec_id, at);
+            return Norm::String(section, at);
         }
-        if t.kind != SymbolKind::Section {
-            return Norm::Named(t.id, r.addend);
-        }
-        match self.p.symbol_at(sec_id, at).filter(|&s| self.covers(s, at)) {
-            Some(s) => {
-                let (s, addend) = self.through_prefix(s, r.addend - self.p.symbol(s).value as i64);
-                Norm::Named(s, addend)
-            }
-            None => Norm::Anonymous(sec_id, at),
+        match named {
+            Named::Direct(t) => Norm::Named(t, r.addend),
+            Named::Covering(s) => match s.filter(|&s| self.covers(s, at)) {
+                Some(s) => {
+                    let (s, addend) = self.through_prefix(s, r.addend - self.p.symbol(s).value as i64);
+                    Norm::Named(s, addend)
+                }
+                None => Norm::Anonymous(section, at),
+            },
         }
     }
 

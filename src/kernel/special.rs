@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::elf::{ElfObject, Reloc, SectionId, SymbolId, SymbolKind};
+use crate::elf::{ElfObject, Referent, Reloc, SectionId, SymbolId, SymbolKind};
 use crate::error::{Context, Error, Result};
 
 /// The special sections we know, with the entry size of recent x86-64
@@ -118,12 +118,9 @@ fn entry_owner(obj: &ElfObject, relocs: &[Reloc]) -> Option<SymbolId> {
 
 /// The named symbol a data relocation points at (section symbols resolved).
 pub fn resolve_data_reference(obj: &ElfObject, r: &Reloc) -> Option<SymbolId> {
-    let sym = obj.symbol(r.symbol);
-    if sym.kind == SymbolKind::Section {
-        let offset = u64::try_from(r.addend).ok()?;
-        obj.symbol_at(sym.section()?, offset)
-    } else {
-        Some(sym.id)
+    match obj.referent(r, 0) {
+        Referent::External(id) => Some(id),
+        Referent::Place { named, .. } => named.symbol(),
     }
 }
 
