@@ -25,17 +25,21 @@ fn diff_into(orig: &Path, patched: &Path, out: &Path, extra: &[&str]) -> std::pr
 
 #[test]
 fn kpatch_outputs_link_and_follow_the_rules() {
-    let Some(dir) = shared_asset("corpus/kpatch-x86_64") else { return };
+    let Some(expected) = require_asset("corpus/kpatch-x86_64/EXPECTED.tsv", &["ld", "readelf", "gcc"]) else {
+        return;
+    };
+    let dir = expected.parent().unwrap();
     let mut failures = Vec::new();
     let mut checked = 0;
-    let names: Vec<String> = std::fs::read_to_string(dir.join("EXPECTED.tsv"))
+    let names: Vec<String> = std::fs::read_to_string(&expected)
         .unwrap()
         .lines()
         .skip(1)
         .filter(|l| l.split('\t').nth(1) == Some("ok"))
         .map(|l| l.split('\t').next().unwrap().to_owned())
         .collect();
-    for name in names {
+    assert!(!names.is_empty(), "{} lists no `ok` case", expected.display());
+    for name in &names {
         let (orig, patched) = (dir.join(format!("{name}.ORIG.o")), dir.join(format!("{name}.PATCHED.o")));
         let out = tmp(&format!("{name}.o"));
         let o = diff_into(&orig, &patched, &out, &["--objname", "vmlinux"]);
@@ -53,12 +57,28 @@ fn kpatch_outputs_link_and_follow_the_rules() {
     }
     eprintln!("{checked} kpatch outputs checked");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(checked, names.len(), "every `ok` case of EXPECTED.tsv checked");
 }
 
 #[test]
 fn kernel_outputs_link_follow_the_rules_and_carry_the_demo() {
-    for kernel in ["6.12-slim", "6.12-def"] {
-        let Some(dir) = shared_asset(&format!("kernel/{kernel}")) else { continue };
+    let kernels = ["6.12-slim", "6.12-def"];
+    let files = [
+        "Module.symvers",
+        "vmlinux.zst",
+        "vmlinux.o.orig.zst",
+        "vmlinux.o.patched.zst",
+        "cmdline.orig.o",
+        "cmdline.patched.o",
+        "version.orig.o",
+        "version.patched.o",
+    ];
+    if require(&strs(&kernel_assets(&kernels, &files)), &["zstd", "ld", "readelf", "gcc"]).is_none() {
+        return;
+    }
+    let mut outputs = 0;
+    for kernel in kernels {
+        let dir = shared_dir().join("kernel").join(kernel);
         let symvers = dir.join("Module.symvers");
         let exports = klp::kernel::symvers::Exports::read(&symvers).unwrap();
         let parent = unzstd_cached(&dir.join("vmlinux.zst"));
@@ -88,9 +108,11 @@ fn kernel_outputs_link_follow_the_rules_and_carry_the_demo() {
                 if what == "vmlinux" {
                     demo_content(&out, with_symvers);
                 }
+                outputs += 1;
             }
         }
     }
+    assert_eq!(outputs, 12, "3 pairs of each of 2 kernels, with and without Module.symvers");
 }
 
 /// The whole-kernel outputs carry both functions, their new string
@@ -115,9 +137,9 @@ fn demo_content(out: &Path, with_symvers: bool) {
 
 #[test]
 fn diffing_twice_gives_identical_bytes() {
-    let Some(dir) = shared_asset("kernel/6.12-def") else { return };
-    let (orig, patched) =
-        (unzstd_cached(&dir.join("vmlinux.o.orig.zst")), unzstd_cached(&dir.join("vmlinux.o.patched.zst")));
+    let assets = kernel_assets(&["6.12-def"], &["vmlinux.o.orig.zst", "vmlinux.o.patched.zst"]);
+    let Some(p) = require(&strs(&assets), &["zstd"]) else { return };
+    let (orig, patched) = (unzstd_cached(&p[0]), unzstd_cached(&p[1]));
     let (a, b) = (tmp("twice-a.o"), tmp("twice-b.o"));
     for out in [&a, &b] {
         assert!(diff_into(&orig, &patched, out, &[]).status.success());
@@ -127,9 +149,10 @@ fn diffing_twice_gives_identical_bytes() {
 
 #[test]
 fn a_translation_unit_needs_an_object_name() {
-    let Some(dir) = shared_asset("kernel/6.12-slim") else { return };
+    let assets = kernel_assets(&["6.12-slim"], &["cmdline.orig.o", "cmdline.patched.o"]);
+    let Some(p) = require(&strs(&assets), &[]) else { return };
     let out = tmp("noname.o");
-    let o = diff_into(&dir.join("cmdline.orig.o"), &dir.join("cmdline.patched.o"), &out, &[]);
+    let o = diff_into(&p[0], &p[1], &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("pass --objname vmlinux"), "{stderr}");
@@ -138,14 +161,10 @@ fn a_translation_unit_needs_an_object_name() {
 
 #[test]
 fn v6_19_format_uses_the_older_names() {
-    let Some(dir) = shared_asset("kernel/6.12-slim") else { return };
+    let assets = kernel_assets(&["6.12-slim"], &["cmdline.orig.o", "cmdline.patched.o"]);
+    let Some(p) = require(&strs(&assets), &[]) else { return };
     let out = tmp("v619.o");
-    let o = diff_into(
-        &dir.join("cmdline.orig.o"),
-        &dir.join("cmdline.patched.o"),
-        &out,
-        &["--objname", "vmlinux", "--format", "v6.19"],
-    );
+    let o = diff_into(&p[0], &p[1], &out, &["--objname", "vmlinux", "--format", "v6.19"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let file = MappedFile::open(&out).unwrap();
     let obj = file.parse().unwrap();

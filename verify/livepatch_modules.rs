@@ -52,14 +52,16 @@ fn build_and_verify(
 
 #[test]
 fn kpatch_modules_pass_check_and_the_oracle() {
-    let Some(dir) = shared_asset("corpus/kpatch-x86_64") else { return };
-    let names: Vec<String> = std::fs::read_to_string(dir.join("EXPECTED.tsv"))
+    let Some(expected) = require_asset("corpus/kpatch-x86_64/EXPECTED.tsv", &["gcc", "ld"]) else { return };
+    let dir = expected.parent().unwrap();
+    let names: Vec<String> = std::fs::read_to_string(&expected)
         .unwrap()
         .lines()
         .skip(1)
         .filter(|l| l.split('\t').nth(1) == Some("ok"))
         .map(|l| l.split('\t').next().unwrap().to_owned())
         .collect();
+    assert!(!names.is_empty(), "{} lists no `ok` case", expected.display());
     let mut failures = Vec::new();
     for name in &names {
         let (orig, patched) = (dir.join(format!("{name}.ORIG.o")), dir.join(format!("{name}.PATCHED.o")));
@@ -75,8 +77,23 @@ fn kpatch_modules_pass_check_and_the_oracle() {
 
 #[test]
 fn kernel_modules_pass_check_and_the_oracle() {
-    for kernel in ["6.12-slim", "6.12-def"] {
-        let Some(dir) = shared_asset(&format!("kernel/{kernel}")) else { continue };
+    let kernels = ["6.12-slim", "6.12-def"];
+    let files = [
+        "Module.symvers",
+        "vmlinux.zst",
+        "vmlinux.o.orig.zst",
+        "vmlinux.o.patched.zst",
+        "cmdline.orig.o",
+        "cmdline.patched.o",
+        "version.orig.o",
+        "version.patched.o",
+    ];
+    if require(&strs(&kernel_assets(&kernels, &files)), &["zstd", "gcc", "ld"]).is_none() {
+        return;
+    }
+    let mut modules = 0;
+    for kernel in kernels {
+        let dir = shared_dir().join("kernel").join(kernel);
         let vmlinux = unzstd_cached(&dir.join("vmlinux.zst"));
         let symvers = dir.join("Module.symvers");
         let pairs = [
@@ -99,8 +116,10 @@ fn kernel_modules_pass_check_and_the_oracle() {
                 ["--parent", vmlinux.to_str().unwrap()],
             )
             .unwrap_or_else(|e| panic!("{kernel} {what}: {e}"));
+            modules += 1;
         }
     }
+    assert_eq!(modules, 6, "3 pairs of each of 2 kernels");
 }
 
 #[test]
