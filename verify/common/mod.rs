@@ -35,8 +35,10 @@ pub fn skip_or_fail(missing: &str) {
     if under_ci() {
         panic!("{test}: {missing} (CI is set, so a missing asset or tool is a failure, not a skip)");
     }
+    // One write of the whole line, so that it does not interleave with
+    // libtest's own `test ... ok` lines.
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {missing}");
+    let _ = std::io::stderr().lock().write_all(format!("SKIPPED: {test}: {missing}\n").as_bytes());
 }
 
 /// Debian packages of the tools the suites run (also the names in `.ci/run`).
@@ -81,6 +83,20 @@ fn tool_present(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
+/// `path` without `.` and `..` components (`/x/klp/../shared` is `/x/shared`),
+/// for messages: the directory may not exist, so it cannot be canonicalized.
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if out.file_name().is_some() => drop(out.pop()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Absent assets named for the message: each missing file, except that a
 /// missing directory is named once instead of every file in it.
 fn describe_absent(label: &str, root: &Path, absent: &[&str]) -> Vec<String> {
@@ -114,7 +130,7 @@ pub fn require_from(root: &Path, label: &str, assets: &[&str], tools: &[&str]) -
         why.push(format!(
             "missing assets: {} ({label} is {}; see README, Tests)",
             describe_absent(label, root, &absent).join(", "),
-            root.display()
+            lexically_normal(root).display()
         ));
     }
     if !missing_tools.is_empty() {
