@@ -1,6 +1,7 @@
 //! Helpers shared by the cross-stage suites.
 #![allow(dead_code)]
 
+pub mod layouts;
 pub mod module;
 pub mod out_check;
 
