@@ -147,18 +147,16 @@ fn the_oracle_catches_a_wrong_klp_relocation() {
     let (orig, patched) = (objs.join("pktdemo.orig.o"), objs.join("pktdemo.patched.o"));
     let module = module::build_module(&work("oracle-negative"), &orig, &patched, &["--objname", "vmlinux"]);
     let mut bytes = std::fs::read(&module).unwrap();
-    // Find the first .klp.rela entry by its bytes and shift its addend.
-    let entry = {
-        let f = klp::elf::MappedFile::open(&module).unwrap();
-        let m = f.parse().unwrap();
-        let rela = m.sections.iter().find(|s| s.name.starts_with(".klp.rela.")).expect("a .klp.rela section");
-        let r = rela.own_relocs[0];
-        let mut e = r.offset.to_le_bytes().to_vec();
-        e.extend_from_slice(&((u64::from(r.symbol) << 32) | u64::from(r.r_type)).to_le_bytes());
-        e.extend_from_slice(&r.addend.to_le_bytes());
-        e
+    // Shift the addend of the first Elf64_Rela (r_offset, r_info, r_addend)
+    // of the first .klp.rela section (found with the object crate, not klp's reader).
+    let at = {
+        use object::{Object, ObjectSection};
+        let m = object::File::parse(&*bytes).unwrap();
+        let rela = m.sections().find(|s| s.name().is_ok_and(|n| n.starts_with(".klp.rela."))).expect(".klp.rela");
+        let (start, size) = rela.file_range().expect("section data in the file");
+        assert!(size >= 24, ".klp.rela holds no entry");
+        start as usize
     };
-    let at = bytes.windows(24).rposition(|w| w == entry.as_slice()).expect("entry bytes");
     let addend = i64::from_le_bytes(bytes[at + 16..at + 24].try_into().unwrap()) + 8;
     bytes[at + 16..at + 24].copy_from_slice(&addend.to_le_bytes());
     let broken = work("oracle-negative").join("broken.ko");
