@@ -5,10 +5,11 @@
 //! the serial log that each module loads, its transition finishes, it does
 //! what the patch says, and disabling it brings the old behaviour back.
 //!
-//! Needs ../shared/kernel (skipped visibly without it) and qemu-system-x86,
-//! busybox-static, cpio, make, gcc with libc6-dev, bc, flex, bison and libelf-dev, which
-//! `.ci/run` installs. Without those tools the test is skipped, except under
-//! CI (`CI` set), where it fails: a green CI must mean the kernel ran.
+//! Needs ../shared/kernel and qemu-system-x86, busybox-static, cpio, make,
+//! gcc with libc6-dev, bc, flex, bison and libelf-dev, which `.ci/run`
+//! installs. Without any of them a test says SKIPPED on stderr, except under
+//! CI (`CI` set), where it fails naming what is missing: a green CI must
+//! mean the kernel ran.
 
 mod common;
 
@@ -35,71 +36,46 @@ struct Kernel {
     cpus: u32,
 }
 
-const TOOLS: &[(&str, &str)] = &[
-    ("qemu-system-x86_64", "qemu-system-x86"),
-    ("cpio", "cpio"),
-    ("gzip", "gzip"),
-    ("make", "make"),
-    ("gcc", "gcc"),
-    ("bc", "bc"),
-    ("flex", "flex"),
-    ("bison", "bison"),
-    ("objcopy", "binutils"),
-    ("zstd", "zstd"),
+/// What the boot test runs besides klp: QEMU, what the initramfs is made
+/// of (a static busybox, cpio, gzip; gcc and libc.a for a static helper),
+/// kbuild's tools and headers, and the unpackers of the assets.
+const TOOLS: &[&str] = &[
+    "qemu-system-x86_64",
+    "timeout",
+    STATIC_BUSYBOX,
+    "cpio",
+    "gzip",
+    "make",
+    "gcc",
+    "/usr/lib/x86_64-linux-gnu/libc.a",
+    "bc",
+    "flex",
+    "bison",
+    "/usr/include/libelf.h",
+    "objcopy",
+    "readelf",
+    "zstd",
+    "tar",
 ];
 
-/// True when everything the boot test runs is installed; otherwise skip
-/// visibly, or fail under CI.
-fn tools_present() -> bool {
-    let mut missing: Vec<&str> = TOOLS.iter().filter(|(cmd, _)| !on_path(cmd)).map(|(_, pkg)| *pkg).collect();
-    if !is_static_busybox(Path::new("/bin/busybox")) {
-        missing.push("busybox-static");
-    }
-    if !Path::new("/usr/include/libelf.h").exists() {
-        missing.push("libelf-dev");
-    }
-    if !Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists() {
-        missing.push("libc6-dev");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("the kernel boot test needs: apt-get install {} (.ci/run installs them)", missing.join(" "));
-    assert!(std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("SKIPPED: {msg}");
-    false
-}
+/// What every boot test uses of a kernel's assets.
+const KERNEL_FILES: &[&str] = &["bzImage", "vmlinux.zst", "kdev.tar.zst", "Module.symvers"];
+/// The demo patch's object pairs, per translation unit and as vmlinux.o.
+const DEMO_UNITS: &[&str] = &["cmdline.orig.o", "cmdline.patched.o", "version.orig.o", "version.patched.o"];
+const DEMO_VMLINUX_O: &[&str] = &["vmlinux.o.orig.zst", "vmlinux.o.patched.zst"];
 
-fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
-}
-
-fn is_static_busybox(path: &Path) -> bool {
-    // A statically linked ELF has no PT_INTERP; readelf says so.
-    path.exists()
-        && Command::new("readelf")
-            .arg("-lW")
-            .arg(path)
-            .output()
-            .is_ok_and(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("INTERP"))
-}
-
-fn kernel(name: &'static str, cpus: u32) -> Option<Kernel> {
-    // KLP_KERNEL_ASSETS: kernels rebuilt by verify/kernel/rebuild-assets.sh.
-    let dir = match std::env::var_os("KLP_KERNEL_ASSETS") {
-        Some(assets) => Some(PathBuf::from(assets).join(name)).filter(|d| d.exists()),
-        None => shared_asset(&format!("kernel/{name}")),
+/// The kernel `name` (with `files` of its assets besides [`KERNEL_FILES`])
+/// and every tool, or `None` after saying visibly what is missing (a failure
+/// under CI). The assets are ../shared/kernel/NAME, or KLP_KERNEL_ASSETS/NAME
+/// for kernels rebuilt by verify/kernel/rebuild-assets.sh.
+fn kernel(name: &'static str, cpus: u32, files: &[&str]) -> Option<Kernel> {
+    let (root, label) = match std::env::var_os("KLP_KERNEL_ASSETS") {
+        Some(assets) => (PathBuf::from(assets), "$KLP_KERNEL_ASSETS"),
+        None => (shared_dir().join("kernel"), "../shared/kernel"),
     };
-    let Some(dir) = dir else {
-        eprintln!(
-            "SKIPPED: no {name} kernel: verify/kernel/rebuild-assets.sh OUT/{name} builds it from Debian's \
-             linux-source-6.12; then run with KLP_KERNEL_ASSETS=OUT"
-        );
-        return None;
-    };
-    if !tools_present() {
-        return None;
-    }
+    let assets: Vec<String> = KERNEL_FILES.iter().chain(files).map(|f| format!("{name}/{f}")).collect();
+    require_from(&root, label, &strs(&assets), TOOLS)?;
+    let dir = root.join(name);
     let kdev = unpack_kdev(&dir);
     let vmlinux = unzstd_cached(&dir.join("vmlinux.zst"));
     Some(Kernel { name, dir, kdev, vmlinux, cpus })
@@ -395,13 +371,13 @@ fn demo_from_vmlinux_o(k: &Kernel, test: &str) {
 
 #[test]
 fn slim_demo_from_translation_units_loads_and_takes_effect() {
-    let Some(k) = kernel("6.12-slim", 1) else { return };
+    let Some(k) = kernel("6.12-slim", 1, DEMO_UNITS) else { return };
     demo_from_units(&k, "slim-demo-units");
 }
 
 #[test]
 fn slim_demo_from_vmlinux_o_loads_and_takes_effect() {
-    let Some(k) = kernel("6.12-slim", 1) else { return };
+    let Some(k) = kernel("6.12-slim", 1, DEMO_VMLINUX_O) else { return };
     demo_from_vmlinux_o(&k, "slim-demo-vmlinux");
 }
 
@@ -409,7 +385,7 @@ fn slim_demo_from_vmlinux_o_loads_and_takes_effect() {
 /// (post-link skipped) is refused by the kernel, and nothing is patched.
 #[test]
 fn slim_kernel_refuses_a_module_without_post_link() {
-    let Some(k) = kernel("6.12-slim", 1) else { return };
+    let Some(k) = kernel("6.12-slim", 1, &["cmdline.orig.o", "cmdline.patched.o"]) else { return };
     let dir = work_dir("slim-no-post-link");
     let out = dir.join("cmdline.out.o");
     k.diff(&k.dir.join("cmdline.orig.o"), &k.dir.join("cmdline.patched.o"), &out);
@@ -437,7 +413,7 @@ fn slim_kernel_refuses_a_module_without_post_link() {
 /// vmlinux (m_show, the second of two: sympos 2).
 #[test]
 fn slim_scenario_new_function_static_local_and_sympos() {
-    let Some(k) = kernel("6.12-slim", 1) else { return };
+    let Some(k) = kernel("6.12-slim", 1, &[]) else { return };
     let t = Instant::now();
     let dir = work_dir("slim-scenario");
     let corpus = root().join("corpus/kernel/slim-scenario");
@@ -475,19 +451,19 @@ fn slim_scenario_new_function_static_local_and_sympos() {
 
 #[test]
 fn def_demo_from_translation_units_loads_and_takes_effect_on_two_cpus() {
-    let Some(k) = kernel("6.12-def", 2) else { return };
+    let Some(k) = kernel("6.12-def", 2, DEMO_UNITS) else { return };
     demo_from_units(&k, "def-demo-units");
 }
 
 #[test]
 fn def_demo_from_vmlinux_o_loads_and_takes_effect_on_two_cpus() {
-    let Some(k) = kernel("6.12-def", 2) else { return };
+    let Some(k) = kernel("6.12-def", 2, DEMO_VMLINUX_O) else { return };
     demo_from_vmlinux_o(&k, "def-demo-vmlinux");
 }
 
 #[test]
 fn def_scenario_with_symvers() {
-    let Some(k) = kernel("6.12-def", 2) else { return };
+    let Some(k) = kernel("6.12-def", 2, &[]) else { return };
     def_scenario(&k, "def-scenario", Exports::Symvers);
 }
 
@@ -495,7 +471,7 @@ fn def_scenario_with_symvers() {
 /// table's key, the static call's trampoline, the alternative's call.
 #[test]
 fn def_scenario_all_klp_relocations() {
-    let Some(k) = kernel("6.12-def", 2) else { return };
+    let Some(k) = kernel("6.12-def", 2, &[]) else { return };
     def_scenario(&k, "def-scenario-all-klp", Exports::AllKlp);
 }
 
@@ -505,7 +481,7 @@ fn def_scenario_all_klp_relocations() {
 /// the whole vmlinux.o, where objtool has named the call padding `__pfx_`.
 #[test]
 fn def_global_function_from_vmlinux_o() {
-    let Some(k) = kernel("6.12-def", 2) else { return };
+    let Some(k) = kernel("6.12-def", 2, &["vmlinux.o.orig.zst", "vmlinux.o.global.zst"]) else { return };
     let orig = unzstd_cached(&k.dir.join("vmlinux.o.orig.zst"));
     let patched = unzstd_cached(&k.dir.join("vmlinux.o.global.zst"));
     global_scenario(&k, "def-global-vmlinux", &orig, &patched);
@@ -514,7 +490,7 @@ fn def_global_function_from_vmlinux_o() {
 /// The same from the translation unit fs/sync.o, where objtool has not run.
 #[test]
 fn def_global_function_from_translation_unit() {
-    let Some(k) = kernel("6.12-def", 2) else { return };
+    let Some(k) = kernel("6.12-def", 2, &["sync.orig.o", "sync.patched.o"]) else { return };
     global_scenario(&k, "def-global-units", &k.dir.join("sync.orig.o"), &k.dir.join("sync.patched.o"));
 }
 

@@ -31,23 +31,33 @@ fn assert_reports(orig: &Path, patched: &Path, changed: &[&str]) {
     assert!(!stderr.contains("cannot pair"), "{}: {stderr}", orig.display());
 }
 
+const KERNELS: &[&str] = &["6.12-slim", "6.12-def"];
+const UNITS: &[&str] = &["cmdline.orig.o", "cmdline.patched.o", "version.orig.o", "version.patched.o"];
+
 fn vmlinux_pair(kernel: &str) -> Option<(PathBuf, PathBuf)> {
-    let dir = shared_asset(&format!("kernel/{kernel}"))?;
-    Some((unzstd_cached(&dir.join("vmlinux.o.orig.zst")), unzstd_cached(&dir.join("vmlinux.o.patched.zst"))))
+    let assets = kernel_assets(&[kernel], &["vmlinux.o.orig.zst", "vmlinux.o.patched.zst"]);
+    let p = require(&strs(&assets), &["zstd"])?;
+    Some((unzstd_cached(&p[0]), unzstd_cached(&p[1])))
 }
 
 #[test]
 fn translation_unit_pairs_report_exactly_the_demo_functions() {
-    for kernel in ["6.12-slim", "6.12-def"] {
-        let Some(dir) = shared_asset(&format!("kernel/{kernel}")) else { continue };
+    if require(&strs(&kernel_assets(KERNELS, UNITS)), &[]).is_none() {
+        return;
+    }
+    let mut pairs = 0;
+    for kernel in KERNELS {
+        let dir = shared_dir().join("kernel").join(kernel);
         for (unit, func) in [("cmdline", "cmdline_proc_show"), ("version", "version_proc_show")] {
             let orig = dir.join(format!("{unit}.orig.o"));
             let patched = dir.join(format!("{unit}.patched.o"));
             assert_reports(&orig, &patched, &[func]);
             assert_reports(&orig, &orig, &[]);
             assert_reports(&patched, &patched, &[]);
+            pairs += 1;
         }
     }
+    assert_eq!(pairs, 4, "two translation units of each of the two kernels");
 }
 
 #[test]
@@ -66,8 +76,9 @@ fn defconfig_vmlinux_reports_exactly_the_demo_functions() {
 
 #[test]
 fn json_report_and_explain_describe_the_change() {
-    let Some(dir) = shared_asset("kernel/6.12-slim") else { return };
-    let (orig, patched) = (dir.join("cmdline.orig.o"), dir.join("cmdline.patched.o"));
+    let assets = kernel_assets(&["6.12-slim"], &["cmdline.orig.o", "cmdline.patched.o"]);
+    let Some(p) = require(&strs(&assets), &[]) else { return };
+    let (orig, patched) = (&p[0], &p[1]);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("json-out.o");
     let o = klp(&[
         "diff",

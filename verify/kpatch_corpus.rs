@@ -100,20 +100,19 @@ fn check(dir: &Path, case: &Case) -> Result<(), String> {
 /// Case names listed in KNOWN-DIFFERENCES.md as `## case-name`.
 fn known_differences() -> BTreeSet<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/KNOWN-DIFFERENCES.md");
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines().filter_map(|l| l.strip_prefix("## ")).map(|s| s.trim().to_owned()).collect()
 }
 
 #[test]
 fn kpatch_corpus_matches_the_oracle() {
-    let Some(dir) = shared_asset("corpus/kpatch-x86_64") else {
-        return;
-    };
-    let all = cases(&dir);
+    let Some(expected) = require_asset("corpus/kpatch-x86_64/EXPECTED.tsv", &[]) else { return };
+    let dir = expected.parent().unwrap();
+    let all = cases(dir);
     assert_eq!(all.len(), 37, "EXPECTED.tsv should list 37 cases");
     let mut differing = BTreeSet::new();
     for case in &all {
-        match check(&dir, case) {
+        match check(dir, case) {
             Ok(()) => eprintln!("ok      {}", case.name),
             Err(why) => {
                 eprintln!("DIFFERS {}: {why}", case.name);

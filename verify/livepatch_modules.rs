@@ -52,14 +52,16 @@ fn build_and_verify(
 
 #[test]
 fn kpatch_modules_pass_check_and_the_oracle() {
-    let Some(dir) = shared_asset("corpus/kpatch-x86_64") else { return };
-    let names: Vec<String> = std::fs::read_to_string(dir.join("EXPECTED.tsv"))
+    let Some(expected) = require_asset("corpus/kpatch-x86_64/EXPECTED.tsv", &["gcc", "ld"]) else { return };
+    let dir = expected.parent().unwrap();
+    let names: Vec<String> = std::fs::read_to_string(&expected)
         .unwrap()
         .lines()
         .skip(1)
         .filter(|l| l.split('\t').nth(1) == Some("ok"))
         .map(|l| l.split('\t').next().unwrap().to_owned())
         .collect();
+    assert!(!names.is_empty(), "{} lists no `ok` case", expected.display());
     let mut failures = Vec::new();
     for name in &names {
         let (orig, patched) = (dir.join(format!("{name}.ORIG.o")), dir.join(format!("{name}.PATCHED.o")));
@@ -75,8 +77,23 @@ fn kpatch_modules_pass_check_and_the_oracle() {
 
 #[test]
 fn kernel_modules_pass_check_and_the_oracle() {
-    for kernel in ["6.12-slim", "6.12-def"] {
-        let Some(dir) = shared_asset(&format!("kernel/{kernel}")) else { continue };
+    let kernels = ["6.12-slim", "6.12-def"];
+    let files = [
+        "Module.symvers",
+        "vmlinux.zst",
+        "vmlinux.o.orig.zst",
+        "vmlinux.o.patched.zst",
+        "cmdline.orig.o",
+        "cmdline.patched.o",
+        "version.orig.o",
+        "version.patched.o",
+    ];
+    if require(&strs(&kernel_assets(&kernels, &files)), &["zstd", "gcc", "ld"]).is_none() {
+        return;
+    }
+    let mut modules = 0;
+    for kernel in kernels {
+        let dir = shared_dir().join("kernel").join(kernel);
         let vmlinux = unzstd_cached(&dir.join("vmlinux.zst"));
         let symvers = dir.join("Module.symvers");
         let pairs = [
@@ -99,8 +116,10 @@ fn kernel_modules_pass_check_and_the_oracle() {
                 ["--parent", vmlinux.to_str().unwrap()],
             )
             .unwrap_or_else(|e| panic!("{kernel} {what}: {e}"));
+            modules += 1;
         }
     }
+    assert_eq!(modules, 6, "3 pairs of each of 2 kernels");
 }
 
 #[test]
@@ -128,18 +147,16 @@ fn the_oracle_catches_a_wrong_klp_relocation() {
     let (orig, patched) = (objs.join("pktdemo.orig.o"), objs.join("pktdemo.patched.o"));
     let module = module::build_module(&work("oracle-negative"), &orig, &patched, &["--objname", "vmlinux"]);
     let mut bytes = std::fs::read(&module).unwrap();
-    // Find the first .klp.rela entry by its bytes and shift its addend.
-    let entry = {
-        let f = klp::elf::MappedFile::open(&module).unwrap();
-        let m = f.parse().unwrap();
-        let rela = m.sections.iter().find(|s| s.name.starts_with(".klp.rela.")).expect("a .klp.rela section");
-        let r = rela.own_relocs[0];
-        let mut e = r.offset.to_le_bytes().to_vec();
-        e.extend_from_slice(&((u64::from(r.symbol) << 32) | u64::from(r.r_type)).to_le_bytes());
-        e.extend_from_slice(&r.addend.to_le_bytes());
-        e
+    // Shift the addend of the first Elf64_Rela (r_offset, r_info, r_addend)
+    // of the first .klp.rela section (found with the object crate, not klp's reader).
+    let at = {
+        use object::{Object, ObjectSection};
+        let m = object::File::parse(&*bytes).unwrap();
+        let rela = m.sections().find(|s| s.name().is_ok_and(|n| n.starts_with(".klp.rela."))).expect(".klp.rela");
+        let (start, size) = rela.file_range().expect("section data in the file");
+        assert!(size >= 24, ".klp.rela holds no entry");
+        start as usize
     };
-    let at = bytes.windows(24).rposition(|w| w == entry.as_slice()).expect("entry bytes");
     let addend = i64::from_le_bytes(bytes[at + 16..at + 24].try_into().unwrap()) + 8;
     bytes[at + 16..at + 24].copy_from_slice(&addend.to_le_bytes());
     let broken = work("oracle-negative").join("broken.ko");

@@ -1,6 +1,7 @@
 //! Helpers shared by the cross-stage suites.
 #![allow(dead_code)]
 
+pub mod layouts;
 pub mod module;
 pub mod out_check;
 
@@ -12,15 +13,162 @@ pub fn shared_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
 }
 
-/// The shared asset at `rel`, or `None` after saying visibly that the test is skipped.
-pub fn shared_asset(rel: &str) -> Option<PathBuf> {
-    let p = shared_dir().join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIPPED: {} is absent (it comes with the project's shared/ directory; see README)", p.display());
-        None
+/// True under CI: the `CI` environment variable is set to something non-empty
+/// (`.ci/run` and CI services set it). A green CI run must mean every test ran.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// `suite::test` of the test running on this thread (libtest names each
+/// test's thread after the test).
+fn test_name() -> String {
+    let thread = std::thread::current();
+    format!("{}::{}", env!("CARGO_CRATE_NAME"), thread.name().unwrap_or("?"))
+}
+
+/// The one place where a test that lacks something from outside the
+/// repository ends: under CI it fails naming what is missing; otherwise it
+/// says `SKIPPED` on stderr and the caller returns. The line is written to
+/// the stderr handle directly, not with `eprintln!`, because libtest captures
+/// only the print macros and drops the output of passing tests.
+pub fn skip_or_fail(missing: &str) {
+    let test = test_name();
+    if under_ci() {
+        panic!("{test}: {missing} (CI is set, so a missing asset or tool is a failure, not a skip)");
     }
+    // One write of the whole line, so that it does not interleave with
+    // libtest's own `test ... ok` lines.
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(format!("SKIPPED: {test}: {missing}\n").as_bytes());
+}
+
+/// Debian packages of the tools the suites run (also the names in `.ci/run`).
+const PACKAGES: &[(&str, &str)] = &[
+    ("gcc", "gcc"),
+    ("as", "binutils"),
+    ("ld", "binutils"),
+    ("readelf", "binutils"),
+    ("objcopy", "binutils"),
+    ("zstd", "zstd"),
+    ("tar", "tar"),
+    ("timeout", "coreutils"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("cpio", "cpio"),
+    ("gzip", "gzip"),
+    ("make", "make"),
+    ("bc", "bc"),
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("/usr/include/libelf.h", "libelf-dev"),
+    ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+    (STATIC_BUSYBOX, "busybox-static"),
+];
+
+/// The tool name for "a statically linked /bin/busybox".
+pub const STATIC_BUSYBOX: &str = "static /bin/busybox";
+
+fn tool_present(tool: &str) -> bool {
+    if tool == STATIC_BUSYBOX {
+        // A statically linked ELF has no PT_INTERP; readelf says so.
+        let busybox = Path::new("/bin/busybox");
+        return busybox.exists()
+            && Command::new("readelf")
+                .arg("-lW")
+                .arg(busybox)
+                .output()
+                .is_ok_and(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("INTERP"));
+    }
+    if tool.starts_with('/') {
+        return Path::new(tool).exists();
+    }
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// `path` without `.` and `..` components (`/x/klp/../shared` is `/x/shared`),
+/// for messages: the directory may not exist, so it cannot be canonicalized.
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if out.file_name().is_some() => drop(out.pop()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Absent assets named for the message: each missing file, except that a
+/// missing directory is named once instead of every file in it.
+fn describe_absent(label: &str, root: &Path, absent: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for rel in absent {
+        let rel = Path::new(rel);
+        let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
+        let name = match parent {
+            Some(dir) if !root.join(dir).is_dir() => format!("{label}/{}/ (the whole directory)", dir.display()),
+            _ => format!("{label}/{}", rel.display()),
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Everything a test needs from outside the repository: files under `root`
+/// (called `label` in messages) and tools (commands on PATH, absolute
+/// paths, or [`STATIC_BUSYBOX`]). Returns the files' paths, in order, or
+/// `None` after [`skip_or_fail`] has named everything that is missing.
+pub fn require_from(root: &Path, label: &str, assets: &[&str], tools: &[&str]) -> Option<Vec<PathBuf>> {
+    let absent: Vec<&str> = assets.iter().copied().filter(|rel| !root.join(rel).exists()).collect();
+    let missing_tools: Vec<&str> = tools.iter().copied().filter(|t| !tool_present(t)).collect();
+    if absent.is_empty() && missing_tools.is_empty() {
+        return Some(assets.iter().map(|rel| root.join(rel)).collect());
+    }
+    let mut why = Vec::new();
+    if !absent.is_empty() {
+        why.push(format!(
+            "missing assets: {} ({label} is {}; see README, Tests)",
+            describe_absent(label, root, &absent).join(", "),
+            lexically_normal(root).display()
+        ));
+    }
+    if !missing_tools.is_empty() {
+        let mut packages: Vec<&str> = missing_tools
+            .iter()
+            .map(|t| PACKAGES.iter().find(|(tool, _)| tool == t).map_or(*t, |(_, pkg)| *pkg))
+            .collect();
+        packages.sort();
+        packages.dedup();
+        why.push(format!(
+            "missing tools: {} (apt-get install {}; .ci/run installs them)",
+            missing_tools.join(", "),
+            packages.join(" ")
+        ));
+    }
+    skip_or_fail(&why.join("; "));
+    None
+}
+
+/// [`require_from`] for assets in `../shared`.
+pub fn require(assets: &[&str], tools: &[&str]) -> Option<Vec<PathBuf>> {
+    require_from(&shared_dir(), "../shared", assets, tools)
+}
+
+/// One asset of `../shared`, or `None` after [`skip_or_fail`].
+pub fn require_asset(rel: &str, tools: &[&str]) -> Option<PathBuf> {
+    require(&[rel], tools).map(|mut v| v.remove(0))
+}
+
+/// The files of the kernel pairs in `../shared/kernel/<name>/`, relative to `../shared`.
+pub fn kernel_assets(kernels: &[&str], files: &[&str]) -> Vec<String> {
+    kernels.iter().flat_map(|k| files.iter().map(move |f| format!("kernel/{k}/{f}"))).collect()
+}
+
+/// `Vec<String>` as the `&[&str]` that [`require`] takes.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 pub fn klp(args: &[&str]) -> Output {
