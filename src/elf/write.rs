@@ -31,8 +31,9 @@ pub struct OutSection {
     pub flags: u64,
     pub align: u64,
     pub entsize: u64,
-    /// Contents; for NOBITS only its length counts.
+    /// Contents; empty for NOBITS, whose size is `nobits_size`.
     pub data: Vec<u8>,
+    nobits_size: u64,
     pub relocs: Vec<OutReloc>,
 }
 
@@ -45,16 +46,52 @@ impl OutSection {
             align: align.max(1),
             entsize,
             data: Vec::new(),
+            nobits_size: 0,
             relocs: Vec::new(),
         }
     }
 
-    /// Append `bytes` at the next offset aligned to `align`; returns the offset.
+    pub fn is_nobits(&self) -> bool {
+        self.sh_type == elf::SHT_NOBITS.0
+    }
+
+    /// `sh_size`.
+    pub fn size(&self) -> u64 {
+        if self.is_nobits() { self.nobits_size } else { self.data.len() as u64 }
+    }
+
+    /// Append `bytes` at the next offset aligned to `align`; returns the
+    /// offset. A NOBITS section only grows: its bytes are zero.
     pub fn append(&mut self, bytes: &[u8], align: u64) -> u64 {
+        if self.is_nobits() {
+            return self.reserve_zeros(bytes.len() as u64, align);
+        }
         let offset = self.data.len().next_multiple_of(align.max(1) as usize);
         self.data.resize(offset, 0);
         self.data.extend_from_slice(bytes);
         offset as u64
+    }
+
+    /// Append `len` bytes of `src` from `start` (zeros where `src` has no
+    /// bytes: NOBITS); nothing is allocated for a NOBITS output section, so
+    /// what klp allocates stays bounded by the input's bytes.
+    pub fn append_from(&mut self, src: &crate::elf::Section, start: u64, len: u64, align: u64) -> u64 {
+        if self.is_nobits() {
+            return self.reserve_zeros(len, align);
+        }
+        let offset = self.data.len().next_multiple_of(align.max(1) as usize);
+        self.data.resize(offset, 0);
+        let have = usize::try_from(start).ok().and_then(|s| src.data.get(s..)).unwrap_or_default();
+        let take = have.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+        self.data.extend_from_slice(&have[..take]);
+        self.data.resize(offset + len as usize, 0);
+        offset as u64
+    }
+
+    fn reserve_zeros(&mut self, len: u64, align: u64) -> u64 {
+        let offset = self.nobits_size.next_multiple_of(align.max(1));
+        self.nobits_size = offset + len;
+        offset
     }
 }
 
@@ -106,8 +143,7 @@ impl OutputObject {
         let rela_names: Vec<Vec<u8>> = self.sections.iter().map(|s| format!(".rela{}", s.name).into_bytes()).collect();
         for (s, rela_name) in self.sections.iter().zip(&rela_names) {
             sec_index.push(w.reserve_section_index());
-            let len = if s.sh_type == elf::SHT_NOBITS.0 { 0 } else { s.data.len() as u64 };
-            sec_offset.push(w.reserve(len, s.align));
+            sec_offset.push(w.reserve(s.data.len() as u64, s.align));
             names.push((
                 w.add_section_name(s.name.as_bytes()),
                 (!s.relocs.is_empty()).then(|| {
@@ -163,9 +199,7 @@ impl OutputObject {
         .map_err(|e| Error::malformed(format!("cannot write the object: {e}")))?;
         for s in &self.sections {
             w.write_align(s.align);
-            if s.sh_type != elf::SHT_NOBITS.0 {
-                w.write(&s.data);
-            }
+            w.write(&s.data);
         }
         w.write_null_symbol();
         for &i in &order {
@@ -205,7 +239,7 @@ impl OutputObject {
         w.write_null_section_header();
         let symtab = w.symtab_index();
         for (i, s) in self.sections.iter().enumerate() {
-            let size = s.data.len() as u64;
+            let size = s.size();
             w.write_section_header(&SectionHeader {
                 sh_name: w.section_name_offset(Some(names[i].0)),
                 sh_type: elf::SectionType(s.sh_type),

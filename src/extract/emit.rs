@@ -10,7 +10,7 @@ use super::plan::Decision;
 use super::{Builder, PendingKlpReloc};
 use crate::diff::snippet;
 use crate::elf::write::{OutPlacement, OutReloc, OutSectionId, OutSymbol, OutSymbolId};
-use crate::elf::{Binding, ElfObject, Named, Referent, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, reloc};
+use crate::elf::{Binding, ElfObject, Named, Referent, Reloc, SectionId, Symbol, SymbolId, SymbolKind, reloc};
 use crate::error::{Error, Result};
 use crate::kernel::abi as klp;
 use crate::x86::Boundaries;
@@ -97,8 +97,8 @@ impl<'d> Builder<'_, 'd> {
         let sec = self.p.section(sec_id);
         let osec = self.out_section_like(sec);
         let padding = if sym.kind == SymbolKind::Func { self.padding_before(id) } else { 0 };
-        let bytes = symbol_bytes(sec, sym.value - padding, sym.size + padding);
-        let offset = self.out.sections[osec].append(&bytes, sec.addralign) + padding;
+        let offset =
+            self.out.sections[osec].append_from(sec, sym.value - padding, sym.size + padding, sec.addralign) + padding;
         let c = self.out.add_symbol(OutSymbol {
             name: sym.name.to_owned(),
             kind: sym.kind,
@@ -273,7 +273,7 @@ impl<'d> Builder<'_, 'd> {
             snippet::unnamed_range(self.p, s, at)
         };
         let osec = self.out_section_like(s);
-        let out = self.out.sections[osec].append(&symbol_bytes(s, start, end - start), s.addralign);
+        let out = self.out.sections[osec].append_from(s, start, end - start, s.addralign);
         self.chunks.insert((sec, start), (end, osec, out));
         self.clone_relocs(sec, start, end, osec, out)?;
         Ok((osec, start, out))
@@ -301,14 +301,4 @@ pub(super) fn padding_starts(obj: &ElfObject) -> HashSet<(SectionId, u64)> {
             Some((t.section()?, at))
         })
         .collect()
-}
-
-/// `len` bytes of `sec` from `start`; zeros for NOBITS or past the data.
-pub(super) fn symbol_bytes(sec: &Section, start: u64, len: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len as usize];
-    if let Some(src) = sec.data.get(start as usize..) {
-        let n = src.len().min(v.len());
-        v[..n].copy_from_slice(&src[..n]);
-    }
-    v
 }

@@ -5,7 +5,6 @@
 //! module cannot be live patched.
 
 use super::Builder;
-use super::emit::symbol_bytes;
 use crate::diff::correlate::is_correlatable;
 use crate::elf::write::{OutReloc, OutSectionId};
 use crate::elf::{Reloc, SectionId, SymbolId, SymbolKind, reloc};
@@ -98,7 +97,7 @@ impl Builder<'_, '_> {
     fn copy_entry(&mut self, sec: SectionId, start: u64, end: u64) -> Result<()> {
         let s = self.p.section(sec);
         let osec = self.out_section_like(s);
-        let out = self.out.sections[osec].append(&symbol_bytes(s, start, end - start), 1);
+        let out = self.out.sections[osec].append_from(s, start, end - start, 1);
         let relocs: Vec<Reloc> = s.relocs_in(start, end).to_vec();
         let is_alt = s.name == ".altinstructions";
         for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
@@ -142,8 +141,7 @@ impl Builder<'_, '_> {
         let at = (base + r.addend).max(0) as u64;
         let s = self.p.section(repl);
         let rsec = self.out_section_like(s);
-        let copy = symbol_bytes(s, at, len);
-        let out = self.out.sections[rsec].append(&copy, 1);
+        let out = self.out.sections[rsec].append_from(s, at, len, 1);
         if len > 0 {
             self.clone_relocs(repl, at, at + len, rsec, out)?;
         }

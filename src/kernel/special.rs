@@ -83,6 +83,11 @@ impl SpecialIndex {
             if !is_special_section(sec.name) || sec.size == 0 {
                 continue;
             }
+            if sec.is_nobits() {
+                // Entries are read from the section's bytes.
+                let e = Error::malformed("special section without bytes in the file (SHT_NOBITS)");
+                return Err(e.in_section(sec.name).in_file(&obj.path));
+            }
             let size = entry_size(obj, sec.id, sizes).in_section(sec.name).in_file(&obj.path)?;
             index.entry_sizes.insert(sec.name.to_owned(), size);
             let mut offset = 0;
