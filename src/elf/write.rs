@@ -8,6 +8,7 @@ use std::path::Path;
 
 use object::Endianness;
 use object::elf;
+use object::write::StringId;
 use object::write::elf::{FileHeader, Rel, SectionHeader, SectionIndex, Sym, SymbolIndex, Writer};
 
 use crate::elf::{Binding, SymbolKind};
@@ -134,23 +135,40 @@ impl OutputObject {
     /// Serialise to ELF bytes. Locals come first in `.symtab`, in creation
     /// order, then globals: deterministic for the same object.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        // The writer borrows every name until it is done.
+        let rela_names: Vec<Vec<u8>> = self.sections.iter().map(|s| format!(".rela{}", s.name).into_bytes()).collect();
         let mut buf = Vec::new();
         let mut w = Writer::new(Endianness::Little, true, &mut buf);
+        let layout = self.reserve(&mut w, &rela_names)?;
+        w.write_file_header(&FileHeader {
+            os_abi: elf::ELFOSABI_NONE,
+            abi_version: 0,
+            e_type: elf::ET_REL,
+            e_machine: elf::EM_X86_64,
+            e_entry: 0,
+            e_flags: elf::FileFlags(0),
+        })
+        .map_err(writer_error)?;
+        self.write_contents(&mut w, &layout);
+        self.write_section_headers(&mut w, &layout);
+        Ok(buf)
+    }
+
+    /// First pass of `object`'s writer: every index, name and offset.
+    fn reserve<'a>(&'a self, w: &mut Writer<'a>, rela_names: &'a [Vec<u8>]) -> Result<Layout> {
         w.reserve_file_header();
         let mut sec_index = Vec::with_capacity(self.sections.len());
         let mut sec_offset = Vec::with_capacity(self.sections.len());
         let mut names = Vec::with_capacity(self.sections.len());
-        let rela_names: Vec<Vec<u8>> = self.sections.iter().map(|s| format!(".rela{}", s.name).into_bytes()).collect();
-        for (s, rela_name) in self.sections.iter().zip(&rela_names) {
+        for (s, rela_name) in self.sections.iter().zip(rela_names) {
             sec_index.push(w.reserve_section_index());
             sec_offset.push(w.reserve(s.data.len() as u64, s.align));
-            names.push((
-                w.add_section_name(s.name.as_bytes()),
-                (!s.relocs.is_empty()).then(|| {
-                    w.reserve_section_index();
-                    w.add_section_name(rela_name)
-                }),
-            ));
+            let name = w.add_section_name(s.name.as_bytes());
+            let rela = (!s.relocs.is_empty()).then(|| {
+                w.reserve_section_index();
+                w.add_section_name(rela_name)
+            });
+            names.push((name, rela));
         }
         let order = self.symbol_order();
         let mut sym_index = vec![SymbolIndex(0); self.symbols.len()];
@@ -166,7 +184,7 @@ impl OutputObject {
                 num_local = w.symbol_count();
             }
         }
-        let str_ids: Vec<_> = self
+        let str_ids = self
             .symbols
             .iter()
             .map(|s| (s.kind != SymbolKind::Section && !s.name.is_empty()).then(|| w.add_string(s.name.as_bytes())))
@@ -178,39 +196,34 @@ impl OutputObject {
         }
         w.reserve_symtab_shndx();
         w.reserve_strtab_section_index();
-        w.reserve_strtab().map_err(|e| Error::malformed(format!("cannot write the object: {e}")))?;
-        let rela_offset: Vec<u64> = self
+        w.reserve_strtab().map_err(writer_error)?;
+        let rela_offset = self
             .sections
             .iter()
             .map(|s| if s.relocs.is_empty() { 0 } else { w.reserve_relocations(s.relocs.len(), true) })
             .collect();
         w.reserve_shstrtab_section_index();
-        w.reserve_shstrtab().map_err(|e| Error::malformed(format!("cannot write the object: {e}")))?;
+        w.reserve_shstrtab().map_err(writer_error)?;
         w.reserve_section_headers();
+        Ok(Layout { sec_index, sec_offset, names, order, sym_index, num_local, str_ids, rela_offset })
+    }
 
-        w.write_file_header(&FileHeader {
-            os_abi: elf::ELFOSABI_NONE,
-            abi_version: 0,
-            e_type: elf::ET_REL,
-            e_machine: elf::EM_X86_64,
-            e_entry: 0,
-            e_flags: elf::FileFlags(0),
-        })
-        .map_err(|e| Error::malformed(format!("cannot write the object: {e}")))?;
+    /// Section bytes, symbols, strings and relocations, in reserved order.
+    fn write_contents(&self, w: &mut Writer, l: &Layout) {
         for s in &self.sections {
             w.write_align(s.align);
             w.write(&s.data);
         }
         w.write_null_symbol();
-        for &i in &order {
+        for &i in &l.order {
             let s = &self.symbols[i];
             let section = match s.placement {
-                OutPlacement::Section(sec) => Some(sec_index[sec].0),
+                OutPlacement::Section(sec) => Some(l.sec_index[sec].0),
                 OutPlacement::Undefined => None,
             };
             w.write_symbol(&Sym {
                 section,
-                st_name: w.string_offset(str_ids[i]),
+                st_name: w.string_offset(l.str_ids[i]),
                 st_info: elf::SymbolInfo::new(elf::SymbolBind(bind_value(s.bind)), elf::SymbolType(kind_value(s.kind))),
                 st_other: elf::SymbolOther(s.other),
                 st_shndx: elf::SHN_UNDEF,
@@ -220,15 +233,12 @@ impl OutputObject {
         }
         w.write_symtab_shndx();
         w.write_strtab();
-        for s in &self.sections {
-            if s.relocs.is_empty() {
-                continue;
-            }
+        for s in self.sections.iter().filter(|s| !s.relocs.is_empty()) {
             w.write_align_relocation();
             for r in &s.relocs {
                 let rel = Rel {
                     r_offset: r.offset,
-                    r_sym: sym_index[r.symbol].0,
+                    r_sym: l.sym_index[r.symbol].0,
                     r_type: elf::RelocationType(r.r_type),
                     r_addend: r.addend,
                 };
@@ -236,32 +246,33 @@ impl OutputObject {
             }
         }
         w.write_shstrtab();
+    }
+
+    fn write_section_headers(&self, w: &mut Writer, l: &Layout) {
         w.write_null_section_header();
         let symtab = w.symtab_index();
         for (i, s) in self.sections.iter().enumerate() {
-            let size = s.size();
             w.write_section_header(&SectionHeader {
-                sh_name: w.section_name_offset(Some(names[i].0)),
+                sh_name: w.section_name_offset(Some(l.names[i].0)),
                 sh_type: elf::SectionType(s.sh_type),
                 sh_flags: elf::SectionFlags(s.flags),
                 sh_addr: 0,
-                sh_offset: sec_offset[i],
-                sh_size: size,
+                sh_offset: l.sec_offset[i],
+                sh_size: s.size(),
                 sh_link: 0,
                 sh_info: 0,
                 sh_addralign: s.align,
                 sh_entsize: s.entsize,
             });
-            if let Some(rela_name) = names[i].1 {
-                let index: SectionIndex = sec_index[i];
-                w.write_relocation_section_header(rela_name, index, symtab, rela_offset[i], s.relocs.len(), true);
+            if let Some(rela_name) = l.names[i].1 {
+                let index: SectionIndex = l.sec_index[i];
+                w.write_relocation_section_header(rela_name, index, symtab, l.rela_offset[i], s.relocs.len(), true);
             }
         }
-        w.write_symtab_section_header(num_local);
+        w.write_symtab_section_header(l.num_local);
         w.write_symtab_shndx_section_header();
         w.write_strtab_section_header();
         w.write_shstrtab_section_header();
-        Ok(buf)
     }
 
     /// Symbol-table order: locals, then globals and weaks; each in creation order.
@@ -271,6 +282,23 @@ impl OutputObject {
         locals.extend(globals);
         locals
     }
+}
+
+/// Where the first pass put everything.
+struct Layout {
+    sec_index: Vec<SectionIndex>,
+    sec_offset: Vec<u64>,
+    /// Each section's name, and its `.rela` section's.
+    names: Vec<(StringId, Option<StringId>)>,
+    order: Vec<OutSymbolId>,
+    sym_index: Vec<SymbolIndex>,
+    num_local: u32,
+    str_ids: Vec<Option<StringId>>,
+    rela_offset: Vec<u64>,
+}
+
+fn writer_error(e: object::write::Error) -> Error {
+    Error::malformed(format!("cannot write the object: {e}"))
 }
 
 fn bind_value(b: Binding) -> u8 {
