@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use crate::elf::{ElfObject, Placement, Section, SectionId, SymbolKind};
 use crate::kernel::abi::{self as klp, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH};
 use crate::kernel::kallsyms::ParentSymbols;
+use crate::kernel::modinfo;
 
 /// The rules, named as they are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,16 +136,14 @@ impl<'d> Checker<'_, 'd> {
     }
 
     fn modinfo(&mut self) {
-        let records: Vec<&[u8]> =
-            self.m.section_by_name(".modinfo").map_or(Vec::new(), |s| s.data.split(|&b| b == 0).collect());
-        if !records.contains(&&b"livepatch=Y"[..]) {
+        let data = self.m.section_by_name(".modinfo").map_or(&[][..], |s| s.data);
+        if !modinfo::values(data, "livepatch").any(|v| v == b"Y") {
             self.report(
                 Rule::ModinfoLivepatch,
                 ".modinfo lacks livepatch=Y: the kernel will not treat this as a livepatch module".into(),
             );
         }
-        let license = records.iter().find_map(|r| r.strip_prefix(b"license="));
-        match license {
+        match modinfo::value(data, "license") {
             Some(l) if GPL_COMPATIBLE.iter().any(|g| g.as_bytes() == l) => {}
             Some(l) => self.report(
                 Rule::ModinfoLicense,
