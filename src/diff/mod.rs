@@ -196,17 +196,28 @@ impl Analysis<'_> {
         };
         let (a, b) = classify::twin_fingerprints(&self.orig.side(), &self.patched.side(), &self.twins, twin, id);
         let o = &self.orig.obj;
-        let line = |obj: &ElfObject, f: Option<&checksum::InsnDigest>, func: SymbolId| match f {
-            Some(i) => checksum::disassemble(obj, func, i.offset),
+        // The instruction may be in a `.cold` part: it is disassembled in
+        // the part that holds it, not at the same offset of the parent.
+        let line = |obj: &ElfObject, f: Option<&checksum::InsnDigest>, fp: &checksum::Fingerprint| match f {
+            Some(i) => checksum::disassemble(obj, holder(fp, i).unwrap_or(fp).function, i.offset),
             None => "(end of function)".to_owned(),
         };
         Ok(match checksum::first_difference(&a, &b) {
             None => format!("{name}: no difference"),
-            Some(FirstDifference::Instruction { orig, patched, index }) => format!(
-                "{name}: first difference at instruction #{index}\n  orig:    {}\n  patched: {}",
-                line(o, orig, a.function),
-                line(p, patched, b.function)
-            ),
+            Some(FirstDifference::Instruction { orig, patched, index }) => {
+                // Both sides differ in the same part: the function or its i-th `.cold` part.
+                let part = match (orig, patched) {
+                    (Some(i), _) => holder(&a, i).filter(|&f| !std::ptr::eq(f, &a)).map(|f| o.symbol(f.function)),
+                    (None, Some(i)) => holder(&b, i).filter(|&f| !std::ptr::eq(f, &b)).map(|f| p.symbol(f.function)),
+                    (None, None) => None,
+                };
+                let place = part.map_or(String::new(), |s| format!(" of {}", s.name));
+                format!(
+                    "{name}: first difference at instruction #{index}{place}\n  orig:    {}\n  patched: {}",
+                    line(o, orig, &a),
+                    line(p, patched, &b)
+                )
+            }
             Some(FirstDifference::Entry { orig, patched }) => {
                 let show = |obj: &ElfObject, e: Option<&checksum::EntryDigest>| {
                     e.map_or("(none)".to_owned(), |e| {
@@ -228,4 +239,16 @@ impl Analysis<'_> {
             ),
         })
     }
+}
+
+/// The fingerprint (`fp` itself or one of its `.cold` parts) whose
+/// instructions include `insn`.
+fn holder<'a, 'd>(
+    fp: &'a checksum::Fingerprint<'d>,
+    insn: &checksum::InsnDigest<'d>,
+) -> Option<&'a checksum::Fingerprint<'d>> {
+    if fp.insns.as_ptr_range().contains(&std::ptr::from_ref(insn)) {
+        return Some(fp);
+    }
+    fp.cold.iter().find_map(|c| holder(c, insn))
 }
