@@ -92,9 +92,14 @@ enum Command {
         /// function of the module and compares it with the patched object's.
         #[arg(long, value_name = "FILE")]
         patched: Option<PathBuf>,
-        /// The original object, standing in for the kernel when no --parent is given.
+        /// The original object, standing in for the kernel when no --parent is given
+        /// (symbol positions among duplicates are then unverified).
         #[arg(long, value_name = "FILE")]
         orig: Option<PathBuf>,
+        /// With --patched: do not fail on functions the oracle could not verify
+        /// (they are still listed, each with the reason).
+        #[arg(long, requires = "patched")]
+        allow_unverified: bool,
     },
     /// Print the checksum of every function and data object.
     Checksum {
@@ -125,8 +130,8 @@ fn main() -> ExitCode {
                 klp::module::kbuild::ModuleOptions { name, kdir, symvers, objects, output, no_replace, skip_post_link };
             run_module(&opts)
         }
-        Command::Check { module, parent, patched, orig } => {
-            run_check(&module, parent.as_deref(), patched.as_deref(), orig.as_deref())
+        Command::Check { module, parent, patched, orig, allow_unverified } => {
+            run_check(&module, parent.as_deref(), patched.as_deref(), orig.as_deref(), allow_unverified)
         }
     };
     match result {
@@ -233,7 +238,9 @@ fn run_check(
     parent: Option<&std::path::Path>,
     patched: Option<&std::path::Path>,
     orig: Option<&std::path::Path>,
+    allow_unverified: bool,
 ) -> anyhow::Result<ExitCode> {
+    let parent_path = parent;
     let parent = parent.map(ParentSymbols::read).transpose()?;
     let file = MappedFile::open(module)?;
     let m = file.parse()?;
@@ -244,7 +251,7 @@ fn run_check(
     }
     let mut failed = !violations.is_empty();
     if let Some(patched) = patched {
-        failed |= !run_oracle(&name.to_string(), &m, patched, parent, orig)?;
+        failed |= !run_oracle(&name.to_string(), &m, patched, parent_path, orig, allow_unverified)?;
     }
     if failed {
         return Ok(ExitCode::FAILURE);
@@ -253,41 +260,52 @@ fn run_check(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run the loader oracle; false if a function's bytes differ.
+/// Run the loader oracle; false if a function differs, or could not be
+/// verified and that is not allowed.
 fn run_oracle(
     name: &str,
     m: &klp::elf::ElfObject,
     patched: &std::path::Path,
-    parent: Option<ParentSymbols>,
+    parent: Option<&std::path::Path>,
     orig: Option<&std::path::Path>,
+    allow_unverified: bool,
 ) -> anyhow::Result<bool> {
+    use klp::module::oracle::{Kernel, Verdict};
     let kernel = match (parent, orig) {
-        (Some(p), _) => p,
-        (None, Some(orig)) => {
-            let f = MappedFile::open(orig)?;
-            ParentSymbols::synthetic(&f.parse()?)
-        }
+        (Some(p), _) => Kernel::read(p),
+        (None, Some(orig)) => Kernel::stand_in(orig),
         (None, None) => anyhow::bail!("--patched needs --parent (the linked kernel) or --orig (the original object)"),
-    };
+    }
+    .map_err(anyhow::Error::msg)?;
     let pf = MappedFile::open(patched)?;
     let p = pf.parse()?;
     let orig_file = orig.map(MappedFile::open).transpose()?;
     let orig_obj = orig_file.as_ref().map(|f| f.parse()).transpose()?;
-    let verdicts = klp::module::oracle::verify(m, &p, &kernel, orig_obj.as_ref())
-        .map_err(|e| anyhow::anyhow!("{name}: oracle: {e}"))?;
-    let mut ok = true;
+    let verdicts = klp::module::oracle::verify(m, &p, &kernel, orig_obj.as_ref());
+    let (mut same, mut unverified, mut wrong) = (0, 0, 0);
     for v in verdicts {
-        use klp::module::oracle::Verdict;
         match v.verdict {
-            Verdict::Same => println!("{name}: oracle: {}: same bytes as the patched object", v.name),
+            Verdict::Same => {
+                same += 1;
+                println!("{name}: oracle: {}: same bytes as the patched object", v.name)
+            }
             Verdict::Differs { offset, module, patched } => {
-                ok = false;
+                wrong += 1;
                 println!("{name}: oracle-differs: {}+{offset:#x}: module {module:#04x}, patched {patched:#04x}", v.name)
             }
-            Verdict::Unverifiable(why) => println!("{name}: oracle: {}: cannot verify: {why}", v.name),
+            Verdict::Wrong(why) => {
+                wrong += 1;
+                println!("{name}: oracle-differs: {}: {why}", v.name)
+            }
+            Verdict::Unverified(why) => {
+                unverified += 1;
+                println!("{name}: oracle-unverified: {}: {why}", v.name)
+            }
         }
     }
-    Ok(ok)
+    let allowed = if allow_unverified && unverified > 0 { " (allowed by --allow-unverified)" } else { "" };
+    println!("{name}: oracle: {same} functions verified, {wrong} differ, {unverified} unverified{allowed}");
+    Ok(wrong == 0 && (unverified == 0 || allow_unverified))
 }
 
 fn run_module(opts: &klp::module::kbuild::ModuleOptions) -> anyhow::Result<ExitCode> {

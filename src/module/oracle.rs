@@ -3,25 +3,39 @@
 //!
 //! The module is laid out at module addresses the way the kernel would place
 //! its allocated sections; `.klp.sym.<obj>.<name>,<pos>` symbols are resolved
-//! against the kernel (the linked vmlinux, or a synthetic layout of the
-//! original object) by name and position exactly as the livepatch core does;
-//! then every function the module carries is relocated (ordinary and KLP
-//! relocations). The same function of the patched object is placed at the
-//! same address and relocated with each reference resolved to where that
-//! thing lives for the running, patched system: in the module if the module
-//! carries it (copies, strings), else in the kernel (by name, duplicates told
-//! apart by their FILE). Equal bytes mean the module does what the patched
-//! kernel would do.
+//! by [`Kernel`], the oracle's own reading of the parent (the linked vmlinux
+//! or `.ko`, or the original object standing in for it) and its own
+//! implementation of the livepatch core's lookup, which shares no code with
+//! the extraction that chose the positions; then every function the module
+//! carries is relocated (ordinary and KLP relocations). The same function of
+//! the patched object is placed at the same address and relocated with each
+//! reference resolved to where that thing lives for the running, patched
+//! system: in the module if the module carries it (copies, strings), else in
+//! the kernel, found by name and, for a local, by its FILE symbol. Equal
+//! bytes mean the module does what the patched kernel would do.
+//!
+//! Which functions: every function the module's `klp_func_ext` entries name
+//! as `new_func` (a replacement), and every other function of the module
+//! that the patched object has by name (a clone: new functions, `.cold`
+//! parts). The module's own code (the skeleton's functions and the module
+//! entry points, see [`is_module_own`]) is not compared; it has no namesake
+//! in the patched object unless that is a module with entry points too. Each compared
+//! function gets a [`Verdict`]; one that could not be compared says why. For
+//! a replacement the oracle also resolves `old_name,sympos` and requires it
+//! to be the kernel's original of the patched function whose bytes matched.
 //!
 //! Compiled into the library (`klp check --patched`) and used by the tests.
 
+mod kernel;
+
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use iced_x86::{Decoder, DecoderOptions};
 
 use crate::elf::{ElfObject, Placement, Reloc, Section, SectionId, Symbol, SymbolId, SymbolKind, reloc};
 use crate::kernel::abi::{self as klp, SHN_LIVEPATCH};
-use crate::kernel::kallsyms::{ParentSymbols, SymbolQuery};
+pub use kernel::{Identity, Kernel, Order, Place};
 
 /// Where module sections are placed.
 const MODULE_BASE: u64 = 0xffff_ffff_c000_0000;
@@ -39,8 +53,44 @@ pub enum Verdict {
     Same,
     /// The first differing byte.
     Differs { offset: u64, module: u8, patched: u8 },
-    /// A reference the oracle cannot place (e.g. anonymous data).
-    Unverifiable(String),
+    /// Not what the patched kernel does, for a reason other than a byte: a
+    /// symbol position the kernel resolves elsewhere or refuses, a
+    /// replacement of the wrong function.
+    Wrong(String),
+    /// Not compared, and why (a size that differs, a reference the oracle
+    /// cannot place, a position it cannot check without the parent).
+    Unverified(String),
+}
+
+/// Why a function's bytes could not be produced or compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Wrong(String),
+    Unverified(String),
+}
+
+impl Problem {
+    fn message(self) -> String {
+        match self {
+            Problem::Wrong(e) | Problem::Unverified(e) => e,
+        }
+    }
+
+    fn context(self, what: &str) -> Self {
+        match self {
+            Problem::Wrong(e) => Problem::Wrong(format!("{what}: {e}")),
+            Problem::Unverified(e) => Problem::Unverified(format!("{what}: {e}")),
+        }
+    }
+}
+
+impl From<Problem> for Verdict {
+    fn from(p: Problem) -> Self {
+        match p {
+            Problem::Wrong(e) => Verdict::Wrong(e),
+            Problem::Unverified(e) => Verdict::Unverified(e),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -49,37 +99,48 @@ pub struct FunctionVerdict {
     pub verdict: Verdict,
 }
 
-/// Verify every function of `module` that the patched object also has.
-/// `orig`, when given, identifies statics renumbered by the compiler: the
-/// one the original version of the same function uses.
+/// Verify every replacement and every clone of the patched object's
+/// functions in `module` (see the module documentation). `orig`, when
+/// given, identifies statics renumbered by the compiler: the one the
+/// original versions of the functions using it use.
 pub fn verify(
     module: &ElfObject,
     patched: &ElfObject,
-    kernel: &ParentSymbols,
+    kernel: &Kernel,
     orig: Option<&ElfObject>,
-) -> Result<Vec<FunctionVerdict>, String> {
-    let layout = ModuleLayout::new(module, kernel)?;
+) -> Vec<FunctionVerdict> {
+    let layout = ModuleLayout::new(module, kernel);
+    let replacements = replacements(module);
+    let world = World { patched, module: &layout, kernel, orig, users: OnceCell::new() };
     let mut out = Vec::new();
-    for f in module.symbols.iter().filter(|s| s.kind == SymbolKind::Func && s.is_defined() && s.size > 0) {
-        let Some(&p) = patched
+    for f in module.symbols.iter().filter(|s| s.kind == SymbolKind::Func && s.is_defined() && !s.is_prefix()) {
+        let replaces: Vec<&Replacement> = replacements.iter().filter(|r| r.new_func == f.id).collect();
+        let twins: Vec<SymbolId> = patched
             .symbols_named(f.name)
             .iter()
-            .find(|&&p| patched.symbol(p).kind == SymbolKind::Func && patched.symbol(p).size == f.size)
-        else {
-            continue; // the skeleton's own code
-        };
-        let at = layout.symbol_address(f.id)?;
-        let verdict = match (
-            layout.relocated_function(f),
-            resolve_patched(&World { patched, module: &layout, kernel, orig, function: f.name }, p, f, at),
-        ) {
-            (Err(e), _) => return Err(format!("{}: {e}", f.name)),
-            (_, Err(why)) => Verdict::Unverifiable(why),
-            (Ok(m), Ok(p)) => compare(&m, &p),
-        };
-        out.push(FunctionVerdict { name: f.name.to_owned(), verdict });
+            .copied()
+            .filter(|&p| {
+                let s = patched.symbol(p);
+                s.kind == SymbolKind::Func && s.is_defined() && !s.is_prefix()
+            })
+            .collect();
+        if replaces.is_empty() && (twins.is_empty() || is_module_own(module, f)) {
+            continue;
+        }
+        out.push(FunctionVerdict { name: f.name.to_owned(), verdict: world.function(f, &twins, &replaces) });
     }
-    Ok(out)
+    out
+}
+
+/// The module's own code, whatever the patched object has: the entry
+/// points every module has (`module_init()` and `module_exit()` alias the
+/// module's functions as `init_module` and `cleanup_module`, so a clone of
+/// that name could not be linked into it), and the skeleton's functions,
+/// which are in its FILE block.
+fn is_module_own(m: &ElfObject, f: &Symbol) -> bool {
+    const ENTRY_POINTS: [&str; 2] = ["init_module", "cleanup_module"];
+    const SKELETON_FILE: &str = "livepatch_skeleton.c";
+    ENTRY_POINTS.contains(&f.name) || (f.is_local() && f.file.is_some_and(|file| m.symbol(file).name == SKELETON_FILE))
 }
 
 fn compare(module: &[u8], patched: &[u8]) -> Verdict {
@@ -89,11 +150,77 @@ fn compare(module: &[u8], patched: &[u8]) -> Verdict {
     }
 }
 
+/// A `klp_func_ext` entry: `old_name,sympos` of `object` is replaced by `new_func`.
+#[derive(Debug, Clone)]
+struct Replacement {
+    object: String,
+    old_name: String,
+    sympos: u64,
+    new_func: SymbolId,
+}
+
+/// The module's `klp_object_ext` / `klp_func_ext` tables, read with the
+/// ABI codec; entries it cannot read are `klp check`'s to report.
+fn replacements(m: &ElfObject) -> Vec<Replacement> {
+    let mut out = Vec::new();
+    let Some(objects) = m.section_by_name(".init.klp_objects").or_else(|| m.section_by_name("__klp_objects")) else {
+        return out;
+    };
+    for object in klp::object_entries(objects).unwrap_or_default() {
+        let name =
+            object.name.and_then(|p| p.string(m)).map_or("vmlinux".into(), |n| String::from_utf8_lossy(n).into_owned());
+        let Some((funcs, start)) = object.funcs.and_then(|p| p.target(m)) else { continue };
+        let end = start.saturating_add(u64::from(object.nr_funcs).saturating_mul(klp::KLP_FUNC_SIZE));
+        for f in
+            klp::func_entries(m.section(funcs)).unwrap_or_default().into_iter().filter(|f| (start..end).contains(&f.at))
+        {
+            let (Some(old_name), Some((sec, off))) =
+                (f.old_name.and_then(|p| p.string(m)), f.new_func.and_then(|p| p.target(m)))
+            else {
+                continue;
+            };
+            let new_func = m.section(sec).symbols().iter().copied().find(|&id| {
+                let s = m.symbol(id);
+                s.kind == SymbolKind::Func && s.value == off && !s.is_prefix()
+            });
+            if let Some(new_func) = new_func {
+                let old_name = String::from_utf8_lossy(old_name).into_owned();
+                out.push(Replacement { object: name.clone(), old_name, sympos: f.sympos, new_func });
+            }
+        }
+    }
+    out
+}
+
+/// `.klp.sym.<obj>.<name>,<pos>` as the kernel parses it:
+/// `sscanf(".klp.sym.%55[^.].%511[^,],%lu")`; what follows the digits is
+/// ignored, as `sscanf` does.
+fn parse_klp_sym(name: &str) -> Option<(&str, &str, u64)> {
+    let rest = name.strip_prefix(".klp.sym.")?;
+    let obj_len = rest.find('.')?;
+    let (obj, rest) = (&rest[..obj_len], &rest[obj_len + 1..]);
+    let sym_len = rest.find(',')?;
+    let (sym, rest) = (&rest[..sym_len], &rest[sym_len + 1..]);
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let pos = rest[..digits].parse().ok()?;
+    ((1..=klp::MAX_OBJNAME_LEN).contains(&obj.len()) && (1..=klp::MAX_SYMBOL_NAME_LEN).contains(&sym.len()))
+        .then_some((obj, sym, pos))
+}
+
+/// Where a module symbol is.
+#[derive(Debug, Clone)]
+enum Address {
+    At(u64),
+    /// No address (not allocated, a placeholder).
+    Nowhere,
+    Unresolved(Problem),
+}
+
 /// The module at its load addresses, with every symbol resolved.
 struct ModuleLayout<'a, 'd> {
     m: &'a ElfObject<'d>,
     section_address: Vec<Option<u64>>,
-    symbol_address: Vec<Option<u64>>,
+    symbol_address: Vec<Address>,
     /// Module string literals by content, for the patched side.
     strings: HashMap<&'d [u8], u64>,
     /// Module symbols by name (defined ones only).
@@ -103,7 +230,7 @@ struct ModuleLayout<'a, 'd> {
 }
 
 impl<'a, 'd> ModuleLayout<'a, 'd> {
-    fn new(m: &'a ElfObject<'d>, kernel: &ParentSymbols) -> Result<Self, String> {
+    fn new(m: &'a ElfObject<'d>, kernel: &Kernel) -> Self {
         let mut next = MODULE_BASE;
         let section_address: Vec<Option<u64>> = m
             .sections
@@ -111,7 +238,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             .map(|s| {
                 (s.is_alloc() && s.id != 0).then(|| {
                     let at = next.next_multiple_of(s.addralign.max(1));
-                    next = at + s.size;
+                    next = at.wrapping_add(s.size);
                     at
                 })
             })
@@ -124,9 +251,9 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             defined: HashMap::new(),
             klp_relocs: HashMap::new(),
         };
-        layout.symbol_address = m.symbols.iter().map(|s| layout.resolve_symbol(s, kernel)).collect::<Result<_, _>>()?;
+        layout.symbol_address = m.symbols.iter().map(|s| layout.resolve_symbol(s, kernel)).collect();
         for s in m.sections.iter().filter(|s| s.is_strings() && s.is_alloc()) {
-            let base = layout.section_address[s.id as usize].unwrap();
+            let Some(base) = layout.section_address[s.id as usize] else { continue };
             let mut at = 0;
             for piece in s.data.split(|&b| b == 0) {
                 layout.strings.entry(piece).or_insert(base + at);
@@ -139,46 +266,69 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
         for s in m.sections.iter().filter(|s| s.flags & klp::SHF_RELA_LIVEPATCH != 0) {
             layout.klp_relocs.entry(s.info).or_default().extend(&s.own_relocs);
         }
-        Ok(layout)
+        layout
     }
 
-    fn resolve_symbol(&self, s: &Symbol, kernel: &ParentSymbols) -> Result<Option<u64>, String> {
-        Ok(match s.placement {
-            Placement::Section(sec) => self.section_address[sec as usize].map(|a| a + s.value),
-            Placement::Reserved(SHN_LIVEPATCH) => match klp::parse_klp_symbol(s.name) {
-                Some((_, name, pos)) => Some(kernel.klp_address(name, pos).map_err(|e| format!("{}: {e}", s.name))?),
-                None => None, // placeholders: their relocations are R_X86_64_NONE
+    fn resolve_symbol(&self, s: &Symbol, kernel: &Kernel) -> Address {
+        match s.placement {
+            Placement::Section(sec) => self
+                .section_address
+                .get(sec as usize)
+                .copied()
+                .flatten()
+                .map_or(Address::Nowhere, |a| Address::At(a + s.value)),
+            Placement::Reserved(SHN_LIVEPATCH) if s.name.starts_with(".klp.sym.") => match parse_klp_sym(s.name) {
+                None => Address::Unresolved(Problem::Wrong(format!("{}: the kernel cannot parse this name", s.name))),
+                Some((obj, name, pos)) => match kernel.resolve_klp(obj, name, pos) {
+                    Ok(p) => Address::At(kernel.address(p)),
+                    Err(e) => Address::Unresolved(e.context(s.name)),
+                },
             },
             // The module loader resolves what is left against exports.
-            Placement::Undefined if !s.name.is_empty() => Some(
-                kernel
-                    .address(SymbolQuery { name: s.name, local: false, file: None })
-                    .unwrap_or_else(|_| external_address(s.name)),
-            ),
-            _ => None,
-        })
+            Placement::Undefined if !s.name.is_empty() => Address::At(kernel.address(kernel.undefined(s.name))),
+            _ => Address::Nowhere,
+        }
     }
 
-    fn symbol_address(&self, id: SymbolId) -> Result<u64, String> {
-        self.symbol_address[id as usize].ok_or_else(|| format!("symbol {} has no address", self.m.symbol(id).name))
+    fn symbol_address(&self, id: SymbolId) -> Result<u64, Problem> {
+        let s = self.m.symbol(id);
+        match self.symbol_address.get(id as usize) {
+            Some(Address::At(a)) => Ok(*a),
+            Some(Address::Unresolved(p)) => Err(p.clone()),
+            _ if s.placement == Placement::Reserved(SHN_LIVEPATCH) => Err(Problem::Wrong(format!(
+                "{} (SHN_LIVEPATCH, not a .klp.sym symbol) has no address, yet a relocation uses it",
+                s.name
+            ))),
+            _ => Err(Problem::Unverified(format!("symbol {} has no address", s.name))),
+        }
     }
 
     /// The module's bytes of function `f`, with its ordinary and KLP relocations applied.
-    fn relocated_function(&self, f: &Symbol) -> Result<Vec<u8>, String> {
-        let sec = self.m.symbol_section(f).ok_or("function outside any section")?;
-        let base = self.section_address[sec.id as usize].ok_or("function in a non-allocated section")?;
-        let mut bytes = sec.data[f.value as usize..f.end() as usize].to_vec();
+    fn relocated_function(&self, f: &Symbol) -> Result<Vec<u8>, Problem> {
+        let unverified = |why: String| Problem::Unverified(why);
+        let sec = self.m.symbol_section(f).ok_or_else(|| unverified("outside any section".into()))?;
+        let base = self.section_address[sec.id as usize]
+            .ok_or_else(|| unverified(format!("in {}, which is not allocated", sec.name)))?;
+        let mut bytes = function_bytes(sec, f).map_err(unverified)?.to_vec();
         let klp = self.klp_relocs.get(&sec.id).map_or(&[][..], Vec::as_slice);
         let in_range = |r: &&Reloc| r.offset >= f.value && r.offset < f.end();
         for r in sec.relocs.iter().filter(in_range).chain(klp.iter().filter(in_range)) {
             if r.r_type == reloc::NONE {
                 continue;
             }
-            let s = self.symbol_address(r.symbol)?;
-            apply(&mut bytes, r, f.value, base + r.offset, s)?;
+            let site = format!("relocation at {}+{:#x}", f.name, r.offset - f.value);
+            let s = self.symbol_address(r.symbol).map_err(|p| p.context(&site))?;
+            apply(&mut bytes, r, f.value, base + r.offset, s).map_err(unverified)?;
         }
         Ok(bytes)
     }
+}
+
+/// The bytes of function `f` in its section.
+fn function_bytes<'d>(sec: &Section<'d>, f: &Symbol) -> Result<&'d [u8], String> {
+    usize::try_from(f.value).ok().zip(usize::try_from(f.end()).ok()).and_then(|(a, b)| sec.data.get(a..b)).ok_or_else(
+        || format!("{} bytes at {:#x} lie outside {} ({} bytes)", f.size, f.value, sec.name, sec.data.len()),
+    )
 }
 
 /// Write relocation `r` (of type `r.r_type`) with symbol value `s` at place `p`.
@@ -197,41 +347,234 @@ fn apply(bytes: &mut [u8], r: &Reloc, func_start: u64, p: u64, s: u64) -> Result
     Ok(())
 }
 
-/// The patched object's function `p`, placed at `at` and relocated against
-/// the module (what it carries) and the kernel (everything else).
 /// Everything the patched side is resolved against.
 struct World<'a, 'd> {
     patched: &'a ElfObject<'d>,
     module: &'a ModuleLayout<'a, 'd>,
-    kernel: &'a ParentSymbols,
+    kernel: &'a Kernel,
     orig: Option<&'a ElfObject<'a>>,
-    /// The function being resolved.
-    function: &'a str,
+    /// Patched locals -> the patched functions referring to them; built on first need.
+    users: OnceCell<HashMap<SymbolId, Vec<SymbolId>>>,
 }
 
-fn resolve_patched(w: &World, p: SymbolId, clone: &Symbol, at: u64) -> Result<Vec<u8>, String> {
-    let (patched, module) = (w.patched, w.module);
-    let f = patched.symbol(p);
-    let sec = patched.symbol_section(f).ok_or("patched function outside any section")?;
-    let mut bytes = sec.data[f.value as usize..f.end() as usize].to_vec();
-    let insns = instruction_ends(sec, f);
-    for r in sec.relocs_in(f.value, f.end()) {
-        if r.r_type == reloc::NONE {
-            continue;
+impl World<'_, '_> {
+    /// The verdict on module function `f`, whose namesakes in the patched
+    /// object are `twins`, and which `replaces` names as `new_func`.
+    fn function(&self, f: &Symbol, twins: &[SymbolId], replaces: &[&Replacement]) -> Verdict {
+        let patched = self.patched;
+        if twins.is_empty() {
+            return Verdict::Unverified(format!("the patched object has no function {}", f.name));
         }
-        let bias = if reloc::is_pc_relative(r.r_type) && sec.is_exec() { pc_bias(&insns, r.offset) } else { 0 };
-        let target = match reference_address(w, r, bias) {
-            Err(Unplaced::Anonymous(sec, off)) => {
-                module.anonymous_copy(patched, sec, off, clone, r.offset - f.value, bias)?
+        let sized: Vec<SymbolId> = twins.iter().copied().filter(|&p| patched.symbol(p).size == f.size).collect();
+        if sized.is_empty() {
+            let sizes: Vec<String> = twins.iter().map(|&p| patched.symbol(p).size.to_string()).collect();
+            return Verdict::Unverified(format!(
+                "{} bytes in the module, {} in the patched object: not compared",
+                f.size,
+                sizes.join(" or ")
+            ));
+        }
+        let (module_bytes, at) =
+            match self.module.relocated_function(f).and_then(|b| Ok((b, self.module.symbol_address(f.id)?))) {
+                Ok(v) => v,
+                Err(p) => return p.into(),
+            };
+        let mut verdicts: Vec<Verdict> = Vec::new();
+        for p in sized {
+            let v = match self.patched_function(p, f, at) {
+                Ok(bytes) => compare(&module_bytes, &bytes),
+                Err(problem) => problem.into(),
+            };
+            let v = if v == Verdict::Same { self.replaced(p, replaces) } else { v };
+            if v == Verdict::Same {
+                return v;
             }
-            other => other.map_err(|e| e.to_string())?,
-        };
-        // S + A as the module sees it: the referenced byte minus the bias.
-        let s_plus_a = target.wrapping_sub(bias as u64);
-        let shifted = Reloc { addend: 0, ..*r };
-        apply(&mut bytes, &shifted, f.value, at + (r.offset - f.value), s_plus_a)?;
+            verdicts.push(v);
+        }
+        // Several namesakes: a failure is definite only if it is for each.
+        match verdicts.iter().find(|v| matches!(v, Verdict::Unverified(_))) {
+            Some(Verdict::Unverified(why)) if verdicts.len() > 1 => Verdict::Unverified(format!(
+                "{} functions of that name and size in the patched object, none shown equal ({why})",
+                verdicts.len()
+            )),
+            Some(v) => v.clone(),
+            None => verdicts.swap_remove(0),
+        }
     }
-    Ok(bytes)
+
+    /// For a replacement: each `old_name,sympos` it replaces must resolve
+    /// to the kernel's original of patched function `p`.
+    fn replaced(&self, p: SymbolId, replaces: &[&Replacement]) -> Verdict {
+        let (kernel, patched) = (self.kernel, self.patched);
+        let f = patched.symbol(p);
+        for r in replaces {
+            let entry = format!("klp_func_ext {},{} of {}", r.old_name, r.sympos, r.object);
+            let target = match kernel.resolve_klp(&r.object, &r.old_name, r.sympos) {
+                Ok(Place::External(_)) => {
+                    return Verdict::Unverified(format!("{entry}: that object is not {}", kernel.source()));
+                }
+                Ok(t) => t,
+                Err(problem) => return problem.context(&entry).into(),
+            };
+            // The original: by the patched function's own name, else (the
+            // compiler renumbered it) by the old name in the same FILE.
+            let own = identity(patched, f);
+            let original =
+                kernel.locate(own).or_else(|e| kernel.locate(Identity { name: &r.old_name, ..own }).map_err(|_| e));
+            match original {
+                Err(e) => return Verdict::Unverified(format!("{entry}: the original of {}: {e}", f.name)),
+                Ok(o) if o != target => {
+                    return Verdict::Wrong(format!(
+                        "{entry} resolves to {}, but this is the new code of {}",
+                        kernel.describe(target),
+                        kernel.describe(o)
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        Verdict::Same
+    }
+
+    /// The patched object's function `p`, placed at `at` and relocated
+    /// against the module (what it carries) and the kernel (everything else).
+    fn patched_function(&self, p: SymbolId, clone: &Symbol, at: u64) -> Result<Vec<u8>, Problem> {
+        let (patched, module) = (self.patched, self.module);
+        let unverified = Problem::Unverified;
+        let f = patched.symbol(p);
+        let sec = patched.symbol_section(f).ok_or_else(|| unverified("patched function outside any section".into()))?;
+        let mut bytes = function_bytes(sec, f).map_err(unverified)?.to_vec();
+        let insns = instruction_ends(sec, f);
+        for r in sec.relocs_in(f.value, f.end()) {
+            if r.r_type == reloc::NONE {
+                continue;
+            }
+            let bias = if reloc::is_pc_relative(r.r_type) && sec.is_exec() { pc_bias(&insns, r.offset) } else { 0 };
+            let target = match self.reference_address(r, bias) {
+                Err(Unplaced::Anonymous(sec, off)) => {
+                    module.anonymous_copy(patched, sec, off, clone, r.offset - f.value, bias).map_err(unverified)?
+                }
+                other => other.map_err(|e| unverified(e.to_string()))?,
+            };
+            // S + A as the module sees it: the referenced byte minus the bias.
+            let s_plus_a = target.wrapping_sub(bias as u64);
+            let shifted = Reloc { addend: 0, ..*r };
+            apply(&mut bytes, &shifted, f.value, at + (r.offset - f.value), s_plus_a).map_err(unverified)?;
+        }
+        Ok(bytes)
+    }
+
+    /// The address of the byte relocation `r` refers to, for the patched system.
+    fn reference_address(&self, r: &Reloc, bias: i64) -> Result<u64, Unplaced> {
+        let (patched, module) = (self.patched, self.module);
+        let t = patched.symbol(r.symbol);
+        let Some(sec) = patched.symbol_section(t) else {
+            return Ok(self.symbol_home(t)?.wrapping_add((r.addend + bias) as u64));
+        };
+        let at = if t.kind == SymbolKind::Section { r.addend + bias } else { t.value as i64 + r.addend + bias };
+        if sec.is_strings() {
+            let text = sec.c_str_at(at as u64).ok_or_else(|| "string reference outside its section".to_owned())?;
+            return module.strings.get(text).copied().ok_or_else(|| {
+                Unplaced::Other(format!("string {:?} is not in the module", String::from_utf8_lossy(text)))
+            });
+        }
+        let covering = if t.kind == SymbolKind::Section {
+            patched.symbol_at(sec.id, at as u64).filter(|&s| patched.symbol(s).size > 0)
+        } else {
+            Some(t.id)
+        };
+        let Some(named) = covering else {
+            return Err(Unplaced::Anonymous(sec.id, at as u64));
+        };
+        let named = patched.symbol(named);
+        Ok(self.symbol_home(named)?.wrapping_add((at - named.value as i64) as u64))
+    }
+
+    /// Where a patched symbol lives for the patched system: the module's
+    /// copy if the module defines one of that name, else the kernel's.
+    fn symbol_home(&self, s: &Symbol) -> Result<u64, String> {
+        let kernel = self.kernel;
+        if let Some(ids) = self.module.defined.get(s.name)
+            && let [one] = ids.as_slice()
+        {
+            return self.module.symbol_address(*one).map_err(Problem::message);
+        }
+        if !s.is_defined() {
+            return Ok(kernel.address(kernel.undefined(s.name)));
+        }
+        match kernel.locate(identity(self.patched, s)) {
+            Ok(p) => Ok(kernel.address(p)),
+            Err(e) => match (self.orig, self.static_counterpart(s)) {
+                (Some(orig), Some(o)) => kernel
+                    .locate(identity(orig, orig.symbol(o)))
+                    .map(|p| kernel.address(p))
+                    .map_err(|e| format!("{}: {e}", s.name)),
+                _ => Err(format!("{}: {e}", s.name)),
+            },
+        }
+    }
+
+    /// A static of the patched object the compiler renumbered (`lock.65417`):
+    /// the one static of the same stem that the original versions of the
+    /// functions using it use (`lock.65414`), if they agree on one.
+    fn static_counterpart(&self, s: &Symbol) -> Option<SymbolId> {
+        let (orig, patched) = (self.orig?, self.patched);
+        if !s.is_local() {
+            return None;
+        }
+        let stem = kernel::without_numeric_suffix(s.name);
+        let users = self.users.get_or_init(|| local_users(patched));
+        let mut found: Vec<SymbolId> = users
+            .get(&s.id)?
+            .iter()
+            .filter_map(|&u| {
+                let name = patched.symbol(u).name;
+                orig.symbols_named(name).iter().copied().find(|&id| orig.symbol(id).kind == SymbolKind::Func)
+            })
+            .flat_map(|of| referenced(orig, of))
+            .filter(|&id| orig.symbol(id).is_local() && kernel::without_numeric_suffix(orig.symbol(id).name) == stem)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        match found[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
+
+/// How the kernel finds patched-object (or original-object) symbol `s`.
+fn identity<'a>(obj: &'a ElfObject, s: &'a Symbol) -> Identity<'a> {
+    Identity { name: s.name, local: s.is_local(), file: s.file.map(|f| (obj.symbol(f).name, file_occurrence(obj, s))) }
+}
+
+/// The symbols function `f` refers to (a section symbol plus addend counts
+/// as the symbol there).
+fn referenced<'a>(obj: &'a ElfObject, f: SymbolId) -> impl Iterator<Item = SymbolId> + 'a {
+    let f = obj.symbol(f);
+    let relocs = obj.symbol_section(f).map_or(&[][..], |sec| sec.relocs_in(f.value, f.end()));
+    relocs.iter().filter_map(move |r| {
+        let t = obj.symbol(r.symbol);
+        if t.kind != SymbolKind::Section {
+            return Some(t.id);
+        }
+        let bias = if reloc::is_pc_relative(r.r_type) { 4 } else { 0 };
+        obj.symbol_at(t.section()?, u64::try_from(r.addend.saturating_add(bias)).ok()?)
+    })
+}
+
+/// Every local of `obj` that a function refers to, with those functions.
+fn local_users(obj: &ElfObject) -> HashMap<SymbolId, Vec<SymbolId>> {
+    let mut users: HashMap<SymbolId, Vec<SymbolId>> = HashMap::new();
+    for f in obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func && s.is_defined() && s.size > 0) {
+        for t in referenced(obj, f.id).filter(|&t| obj.symbol(t).is_local()) {
+            let list = users.entry(t).or_default();
+            if list.last() != Some(&f.id) {
+                list.push(f.id);
+            }
+        }
+    }
+    users
 }
 
 /// Why a patched reference has no address yet.
@@ -254,32 +597,6 @@ impl From<String> for Unplaced {
     fn from(s: String) -> Self {
         Unplaced::Other(s)
     }
-}
-
-/// The address of the byte relocation `r` refers to, for the patched system.
-fn reference_address(w: &World, r: &Reloc, bias: i64) -> Result<u64, Unplaced> {
-    let (patched, module) = (w.patched, w.module);
-    let t = patched.symbol(r.symbol);
-    let Some(sec) = patched.symbol_section(t) else {
-        return Ok(symbol_home(w, t)?.wrapping_add((r.addend + bias) as u64));
-    };
-    let at = if t.kind == SymbolKind::Section { r.addend + bias } else { t.value as i64 + r.addend + bias };
-    if sec.is_strings() {
-        let text = sec.c_str_at(at as u64).ok_or_else(|| "string reference outside its section".to_owned())?;
-        return module.strings.get(text).copied().ok_or_else(|| {
-            Unplaced::Other(format!("string {:?} is not in the module", String::from_utf8_lossy(text)))
-        });
-    }
-    let covering = if t.kind == SymbolKind::Section {
-        patched.symbol_at(sec.id, at as u64).filter(|&s| patched.symbol(s).size > 0)
-    } else {
-        Some(t.id)
-    };
-    let Some(named) = covering else {
-        return Err(Unplaced::Anonymous(sec.id, at as u64));
-    };
-    let named = patched.symbol(named);
-    Ok(symbol_home(w, named)?.wrapping_add((at - named.value as i64) as u64))
 }
 
 impl ModuleLayout<'_, '_> {
@@ -313,7 +630,7 @@ impl ModuleLayout<'_, '_> {
             return Err(unverifiable(&format!("the module refers to {} instead", tsec.name)));
         }
         let mod_off = (t.value as i64 + r.addend + bias) as u64;
-        let n = (src.size - off).min(tsec.size.saturating_sub(mod_off)).min(64);
+        let n = src.size.saturating_sub(off).min(tsec.size.saturating_sub(mod_off)).min(64);
         let relocated = |s: &Section, at: u64| {
             s.relocs_in(at.saturating_sub(7), at + 1)
                 .iter()
@@ -331,54 +648,6 @@ impl ModuleLayout<'_, '_> {
     }
 }
 
-/// Where a patched symbol lives for the patched system: the module's copy
-/// if the module defines one of that name, else the kernel's.
-fn symbol_home(w: &World, s: &Symbol) -> Result<u64, String> {
-    if let Some(ids) = w.module.defined.get(s.name)
-        && let [one] = ids.as_slice()
-    {
-        return w.module.symbol_address(*one);
-    }
-    let file = s.file.map(|f| (w.patched.symbol(f).name, file_occurrence(w.patched, s)));
-    match w.kernel.address(SymbolQuery { name: s.name, local: s.is_local(), file }) {
-        Ok(a) => Ok(a),
-        Err(_) if !s.is_defined() => Ok(external_address(s.name)),
-        Err(e) => match w.orig.and_then(|o| static_used_by(o, w.function, s.demangled)) {
-            Some((name, (file, occurrence))) => w
-                .kernel
-                .address(SymbolQuery { name: &name, local: true, file: Some((&file, occurrence)) })
-                .map_err(|e| format!("{}: {e}", s.name)),
-            None => Err(format!("{}: {e}", s.name)),
-        },
-    }
-}
-
-/// The one local named like `demangled` that function `function` of the
-/// original object refers to, with its FILE name and occurrence.
-fn static_used_by(orig: &ElfObject, function: &str, demangled: &str) -> Option<(String, (String, usize))> {
-    let f = orig.symbols_named(function).iter().map(|&id| orig.symbol(id)).find(|s| s.kind == SymbolKind::Func)?;
-    let sec = orig.symbol_section(f)?;
-    let mut used: Vec<SymbolId> = sec
-        .relocs_in(f.value, f.end())
-        .iter()
-        .filter_map(|r| {
-            let t = orig.symbol(r.symbol);
-            if t.kind == SymbolKind::Section {
-                orig.symbol_at(t.section()?, (r.addend + 4).max(0) as u64)
-            } else {
-                Some(t.id)
-            }
-        })
-        .filter(|&id| orig.symbol(id).is_local() && orig.symbol(id).demangled == demangled)
-        .collect();
-    used.sort_unstable();
-    used.dedup();
-    let [one] = used[..] else { return None };
-    let s = orig.symbol(one);
-    let file = s.file.map(|f| (orig.symbol(f).name.to_owned(), file_occurrence(orig, s)))?;
-    Some((s.name.to_owned(), file))
-}
-
 /// Among same-named locals in FILE blocks of the same name, the index of `s`.
 fn file_occurrence(obj: &ElfObject, s: &Symbol) -> usize {
     let file_name = |id: SymbolId| obj.symbol(id).file.map(|f| obj.symbol(f).name);
@@ -390,7 +659,7 @@ fn file_occurrence(obj: &ElfObject, s: &Symbol) -> usize {
 }
 
 fn instruction_ends(sec: &Section, f: &Symbol) -> Vec<(u64, u64)> {
-    let code = &sec.data[f.value as usize..f.end().min(sec.data.len() as u64) as usize];
+    let Ok(code) = function_bytes(sec, f) else { return Vec::new() };
     let mut d = Decoder::with_ip(64, code, f.value, DecoderOptions::NONE);
     let mut out = Vec::new();
     while d.can_decode() {
@@ -405,5 +674,23 @@ fn pc_bias(insns: &[(u64, u64)], offset: u64) -> i64 {
     match i.checked_sub(1).map(|i| insns[i]) {
         Some((_, end)) if end > offset => end as i64 - offset as i64,
         _ => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn klp_sym_names_parse_as_the_kernel_scans_them() {
+        assert_eq!(parse_klp_sym(".klp.sym.vmlinux.lock.65414,2"), Some(("vmlinux", "lock.65414", 2)));
+        assert_eq!(parse_klp_sym(".klp.sym.xfs.foo.isra.0,0"), Some(("xfs", "foo.isra.0", 0)));
+        // sscanf stops at the digits.
+        assert_eq!(parse_klp_sym(".klp.sym.vmlinux.foo,1x"), Some(("vmlinux", "foo", 1)));
+        for bad in [".klp.sym.vmlinux.foo", ".klp.sym.vmlinux.foo,", ".klp.sym..foo,0", ".klp.sym.vmlinux.,0"] {
+            assert_eq!(parse_klp_sym(bad), None, "{bad}");
+        }
+        let long_obj = format!(".klp.sym.{}.foo,0", "m".repeat(56));
+        assert_eq!(parse_klp_sym(&long_obj), None);
     }
 }
