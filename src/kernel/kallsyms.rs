@@ -94,54 +94,6 @@ impl ParentSymbols {
         self.by_name.get(name).map_or(0, Vec::len)
     }
 
-    /// A stand-in for the linked kernel when only the original object is at
-    /// hand: every defined symbol gets an address, functions in
-    /// `.text.unlikely` first and otherwise in symbol-table order (so that
-    /// duplicates are counted in the order `klp diff` assumes without
-    /// `--parent`), undefined ones after all of them.
-    pub fn synthetic(obj: &crate::elf::ElfObject) -> Self {
-        const BASE: u64 = 0xffff_ffff_8100_0000;
-        let mut out = ParentSymbols {
-            path: obj.path.clone(),
-            is_module: false,
-            objname: "vmlinux".into(),
-            symbols: Vec::new(),
-            files: Vec::new(),
-            by_name: HashMap::new(),
-            by_demangled: HashMap::new(),
-        };
-        let mut undefined: Vec<&str> = Vec::new();
-        for s in &obj.symbols {
-            use crate::elf::SymbolKind;
-            if s.kind == SymbolKind::File {
-                out.files.push(s.name.to_owned());
-                continue;
-            }
-            if s.name.is_empty() || s.kind == SymbolKind::Section {
-                continue;
-            }
-            let Some(sec) = obj.symbol_section(s) else {
-                if s.placement == crate::elf::Placement::Undefined {
-                    undefined.push(s.name);
-                }
-                continue;
-            };
-            let unlikely = s.kind == SymbolKind::Func && sec.name.starts_with(".text.unlikely");
-            let address = BASE + if unlikely { 0 } else { 1 << 28 } + u64::from(s.id) * 64;
-            let file = if s.is_local() { out.files.len().checked_sub(1) } else { None };
-            out.add(s.name.to_owned(), address, s.is_local(), file);
-        }
-        undefined.sort_unstable();
-        undefined.dedup();
-        for (i, name) in undefined.into_iter().enumerate() {
-            if out.by_name.contains_key(name) {
-                continue;
-            }
-            out.add(name.to_owned(), BASE + (1 << 29) + i as u64 * 64, false, None);
-        }
-        out
-    }
-
     /// What the kernel resolves `.klp.sym.<obj>.<name>,<pos>` to: with
     /// position 0 the name must be unique, else the pos-th by address (by
     /// symbol-table order in a module).
