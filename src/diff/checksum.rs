@@ -90,7 +90,7 @@ pub struct Checksums {
 
 impl Checksums {
     pub fn get(&self, id: SymbolId) -> Option<Checksum> {
-        self.values.get(id as usize).copied().flatten()
+        self.values.get(id.index()).copied().flatten()
     }
 }
 

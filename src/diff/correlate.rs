@@ -61,10 +61,10 @@ pub struct Twins {
 
 impl Twins {
     pub fn of_orig(&self, id: SymbolId) -> Option<SymbolId> {
-        self.orig_to_patched[id as usize]
+        self.orig_to_patched[id.index()]
     }
     pub fn of_patched(&self, id: SymbolId) -> Option<SymbolId> {
-        self.patched_to_orig[id as usize]
+        self.patched_to_orig[id.index()]
     }
 }
 
@@ -99,7 +99,7 @@ fn is_uncorrelated_section(name: &str) -> bool {
 
 /// False for symbols that never get a twin (spec §3.3).
 pub fn is_correlatable(obj: &ElfObject, sym: &Symbol) -> bool {
-    if sym.id == 0 || matches!(sym.kind, SymbolKind::File | SymbolKind::Section) || sym.is_prefix() {
+    if sym.id.0 == 0 || matches!(sym.kind, SymbolKind::File | SymbolKind::Section) || sym.is_prefix() {
         return false;
     }
     if sym.placement == Placement::Absolute || sym.name.is_empty() {
@@ -191,8 +191,8 @@ pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, p
 
 impl Twins {
     fn add(&mut self, t: Twin) {
-        self.orig_to_patched[t.orig as usize] = Some(t.patched);
-        self.patched_to_orig[t.patched as usize] = Some(t.orig);
+        self.orig_to_patched[t.orig.index()] = Some(t.patched);
+        self.patched_to_orig[t.patched.index()] = Some(t.orig);
         self.pairs.push(t);
     }
 }
@@ -407,7 +407,7 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> HashMap<SymbolId, V
     let mut holds = vec![false; obj.sections.len()];
     for &t in targets {
         if let Some(s) = obj.symbol(t).section() {
-            holds[s as usize] = true;
+            holds[s.index()] = true;
         }
     }
     let holds = &holds;
@@ -418,7 +418,7 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> HashMap<SymbolId, V
         .flat_map_iter(|s| {
             s.relocs.iter().filter_map(move |r| {
                 let sym = obj.symbol(r.symbol);
-                let sec = sym.section().filter(|&sec| holds[sec as usize])?;
+                let sec = sym.section().filter(|&sec| holds[sec.index()])?;
                 let target = if sym.kind == SymbolKind::Section {
                     // Code refers with a PC-relative bias of about 4 bytes.
                     obj.symbol_at(sec, (r.addend + 4).max(0) as u64)?
@@ -571,14 +571,14 @@ mod tests {
     }
 
     fn traits(local: bool, file: Option<u32>) -> Traits {
-        Traits { local, file, unpaired_file: false, size: 8, checksum: Some(1) }
+        Traits { local, file: file.map(SymbolId), unpaired_file: false, size: 8, checksum: Some(1) }
     }
 
     #[test]
     fn funnel_pairs_same_named_statics_by_file() {
         // Two statics `foo` in files 1 and 2 on both sides.
-        let o = [(10, traits(true, Some(1))), (11, traits(true, Some(2)))];
-        let p = [(20, traits(true, Some(2))), (21, traits(true, Some(1)))];
+        let o = [(SymbolId(10), traits(true, Some(1))), (SymbolId(11), traits(true, Some(2)))];
+        let p = [(SymbolId(20), traits(true, Some(2))), (SymbolId(21), traits(true, Some(1)))];
         assert_eq!(funnel(&o[0].1, &o, &p), Some((1, PairReason::Name)));
         assert_eq!(funnel(&o[1].1, &o, &p), Some((0, PairReason::Name)));
     }
@@ -586,21 +586,21 @@ mod tests {
     #[test]
     fn funnel_follows_a_scope_change() {
         // A global that became static in its file.
-        let o = [(10, traits(false, None))];
-        let p = [(20, traits(true, Some(1)))];
+        let o = [(SymbolId(10), traits(false, None))];
+        let p = [(SymbolId(20), traits(true, Some(1)))];
         assert_eq!(funnel(&o[0].1, &o, &p), Some((0, PairReason::Name)));
     }
 
     #[test]
     fn funnel_refuses_to_guess_between_equals() {
         // Two identical statics in one file: nothing tells them apart.
-        let o = [(10, traits(true, Some(1))), (11, traits(true, Some(1)))];
-        let p = [(20, traits(true, Some(1))), (21, traits(true, Some(1)))];
+        let o = [(SymbolId(10), traits(true, Some(1))), (SymbolId(11), traits(true, Some(1)))];
+        let p = [(SymbolId(20), traits(true, Some(1))), (SymbolId(21), traits(true, Some(1)))];
         assert_eq!(funnel(&o[0].1, &o, &p), None);
         let (mut o, mut p) = (o.to_vec(), p.to_vec());
         let mut pairs = Vec::new();
         pair_by_position(&mut o, &mut p, &mut pairs);
-        let got: Vec<(u32, u32)> = pairs.iter().map(|t| (t.orig, t.patched)).collect();
+        let got: Vec<(u32, u32)> = pairs.iter().map(|t| (t.orig.0, t.patched.0)).collect();
         assert_eq!(got, vec![(10, 20), (11, 21)], "equal counts in one file pair by position");
     }
 }

@@ -61,7 +61,7 @@ impl<'a, 'd> Editor<'a, 'd> {
     /// Set a symbol's `st_shndx` (to a reserved index such as `SHN_LIVEPATCH`).
     pub fn set_symbol_shndx(&mut self, sym: SymbolId, shndx: u16) {
         // The reader checked that every symbol lies inside the file.
-        let at = self.symtab_offset + sym as usize * SYM_SIZE + SYM_SHNDX;
+        let at = self.symtab_offset + sym.index() * SYM_SIZE + SYM_SHNDX;
         self.out[at..at + 2].copy_from_slice(&shndx.to_le_bytes());
     }
 
@@ -69,11 +69,11 @@ impl<'a, 'd> Editor<'a, 'd> {
     /// entry equal to it in the ordinary (not livepatch) RELA sections that
     /// apply to `target`, in file order.
     pub fn find_rela(&self, target: SectionId, r: &Reloc) -> Option<usize> {
-        let info = (u64::from(r.symbol) << 32) | u64::from(r.r_type);
+        let info = (u64::from(r.symbol.0) << 32) | u64::from(r.r_type);
         self.obj
             .sections
             .iter()
-            .filter(|s| s.sh_type == elf::SHT_RELA.0 && s.info == target && s.flags & super::SHF_RELA_LIVEPATCH == 0)
+            .filter(|s| s.sh_type == elf::SHT_RELA.0 && s.info == target.0 && s.flags & super::SHF_RELA_LIVEPATCH == 0)
             .find_map(|s| {
                 s.data
                     .chunks_exact(RELA_SIZE)

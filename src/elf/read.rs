@@ -21,9 +21,38 @@ use rayon::prelude::*;
 use crate::error::{Context, Error, Result};
 
 /// Index of a section in the section header table.
-pub type SectionId = u32;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct SectionId(pub u32);
+
 /// Index of a symbol in `.symtab`.
-pub type SymbolId = u32;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct SymbolId(pub u32);
+
+impl SectionId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl SymbolId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl std::fmt::Display for SectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::fmt::Display for SymbolId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// The largest section alignment accepted (`PMD_SIZE`; vmlinux.o's largest
 /// is 16 KiB): copying a section pads to its alignment, and a file must not
@@ -297,10 +326,10 @@ impl<'data> ElfObject<'data> {
     }
 
     pub fn symbol(&self, id: SymbolId) -> &Symbol<'data> {
-        &self.symbols[id as usize]
+        &self.symbols[id.index()]
     }
     pub fn section(&self, id: SectionId) -> &Section<'data> {
-        &self.sections[id as usize]
+        &self.sections[id.index()]
     }
     pub fn section_by_name(&self, name: &str) -> Option<&Section<'data>> {
         self.section_by_name.get(name).map(|&id| self.section(id))
@@ -484,7 +513,7 @@ fn read_sections<'d>(table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>, data:
                 .in_section(name));
             }
             Ok(Section {
-                id: i as SectionId,
+                id: SectionId(i as u32),
                 name,
                 sh_type: sh.sh_type(LE).0,
                 flags: sh.sh_flags(LE).0,
@@ -542,11 +571,11 @@ fn read_symbols<'d>(
         };
         let placement = placement_of(&symtab, sym, i, sections.len()).map_err(|e| e.at_symbol(name))?;
         if let Placement::Section(sec) = placement {
-            within_section(&sections[sec as usize], sym.st_value(LE), sym.st_size(LE), kind)
+            within_section(&sections[sec.index()], sym.st_value(LE), sym.st_size(LE), kind)
                 .map_err(|e| e.at_symbol(name))?;
         }
         if kind == SymbolKind::File {
-            current_file = Some(i as SymbolId);
+            current_file = Some(SymbolId(i as u32));
         }
         let file = if bind == Binding::Local && kind != SymbolKind::File && kind != SymbolKind::Section {
             current_file
@@ -554,7 +583,7 @@ fn read_symbols<'d>(
             None
         };
         out.push(Symbol {
-            id: i as SymbolId,
+            id: SymbolId(i as u32),
             name,
             demangled: demangle(name),
             kind,
@@ -596,7 +625,7 @@ fn placement_of<'d>(
             "section index {index} is out of range (the file has {nsections} sections)"
         )));
     }
-    Ok(Placement::Section(index as SectionId))
+    Ok(Placement::Section(SectionId(index as u32)))
 }
 
 /// A symbol in a section lies within it: everything later slices the
@@ -645,10 +674,10 @@ fn attach_relocations<'d>(
                 let reloc = Reloc {
                     offset: r.r_offset.get(LE),
                     r_type: r.r_type(LE, false).0,
-                    symbol: r.r_sym(LE, false),
+                    symbol: SymbolId(r.r_sym(LE, false)),
                     addend: r.r_addend.get(LE),
                 };
-                if reloc.symbol as usize >= symbols.len() {
+                if reloc.symbol.index() >= symbols.len() {
                     return Err(Error::malformed(format!(
                         "relocation #{k} refers to symbol index {}, but the symbol table has {} entries",
                         reloc.symbol,
@@ -688,7 +717,7 @@ fn attach_relocations<'d>(
         } else {
             sec.relocs = relocs;
         }
-        sec.rela_section = Some(rela as SectionId);
+        sec.rela_section = Some(SectionId(rela as u32));
     }
     Ok(())
 }
@@ -696,7 +725,7 @@ fn attach_relocations<'d>(
 fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) {
     for sym in symbols {
         let Some(sec) = sym.section() else { continue };
-        let sec = &mut sections[sec as usize];
+        let sec = &mut sections[sec.index()];
         match sym.kind {
             SymbolKind::Section => {
                 sec.section_symbol.get_or_insert(sym.id);
@@ -707,13 +736,13 @@ fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) {
         }
     }
     sections.par_iter_mut().for_each(|sec| {
-        sec.symbols.sort_by_key(|&id| (symbols[id as usize].value, id));
+        sec.symbols.sort_by_key(|&id| (symbols[id.index()].value, id));
         let mut max_end = 0;
         sec.max_end = sec
             .symbols
             .iter()
             .map(|&id| {
-                max_end = max_end.max(symbols[id as usize].end());
+                max_end = max_end.max(symbols[id.index()].end());
                 max_end
             })
             .collect();

@@ -178,7 +178,7 @@ impl<'d> Checker<'_, 'd> {
         }
     }
 
-    fn rela_section(&mut self, s: &Section, symtab: Option<u32>, seen: &mut HashSet<(String, u32)>) {
+    fn rela_section(&mut self, s: &Section, symtab: Option<SectionId>, seen: &mut HashSet<(String, u32)>) {
         let m = self.m;
         if s.sh_type != object::elf::SHT_RELA.0 {
             self.report(Rule::RelaType, format!("{}: type {} is not SHT_RELA", s.name, s.sh_type));
@@ -190,8 +190,8 @@ impl<'d> Checker<'_, 'd> {
                 format!("{}: flags {:#x} lack SHF_ALLOC|SHF_RELA_LIVEPATCH ({need:#x})", s.name, s.flags),
             );
         }
-        let target = m.sections.get(s.info as usize).filter(|t| t.id != 0);
-        if Some(s.link) != symtab || target.is_none_or(|t| !t.is_alloc()) {
+        let target = m.sections.get(s.info as usize).filter(|t| t.id.0 != 0);
+        if Some(SectionId(s.link)) != symtab || target.is_none_or(|t| !t.is_alloc()) {
             self.report(
                 Rule::RelaLink,
                 format!(

@@ -236,7 +236,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             .sections
             .iter()
             .map(|s| {
-                (s.is_alloc() && s.id != 0).then(|| {
+                (s.is_alloc() && s.id.0 != 0).then(|| {
                     let at = next.next_multiple_of(s.addralign.max(1));
                     next = at.wrapping_add(s.size);
                     at
@@ -253,7 +253,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
         };
         layout.symbol_address = m.symbols.iter().map(|s| layout.resolve_symbol(s, kernel)).collect();
         for s in m.sections.iter().filter(|s| s.is_strings() && s.is_alloc()) {
-            let Some(base) = layout.section_address[s.id as usize] else { continue };
+            let Some(base) = layout.section_address[s.id.index()] else { continue };
             let mut at = 0;
             for piece in s.data.split(|&b| b == 0) {
                 layout.strings.entry(piece).or_insert(base + at);
@@ -264,7 +264,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             layout.defined.entry(s.name).or_default().push(s.id);
         }
         for s in m.sections.iter().filter(|s| s.flags & klp::SHF_RELA_LIVEPATCH != 0) {
-            layout.klp_relocs.entry(s.info).or_default().extend(&s.own_relocs);
+            layout.klp_relocs.entry(SectionId(s.info)).or_default().extend(&s.own_relocs);
         }
         layout
     }
@@ -273,7 +273,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
         match s.placement {
             Placement::Section(sec) => self
                 .section_address
-                .get(sec as usize)
+                .get(sec.index())
                 .copied()
                 .flatten()
                 .map_or(Address::Nowhere, |a| Address::At(a + s.value)),
@@ -292,7 +292,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
 
     fn symbol_address(&self, id: SymbolId) -> Result<u64, Problem> {
         let s = self.m.symbol(id);
-        match self.symbol_address.get(id as usize) {
+        match self.symbol_address.get(id.index()) {
             Some(Address::At(a)) => Ok(*a),
             Some(Address::Unresolved(p)) => Err(p.clone()),
             _ if s.placement == Placement::Reserved(SHN_LIVEPATCH) => Err(Problem::Wrong(format!(
@@ -307,7 +307,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
     fn relocated_function(&self, f: &Symbol) -> Result<Vec<u8>, Problem> {
         let unverified = |why: String| Problem::Unverified(why);
         let sec = self.m.symbol_section(f).ok_or_else(|| unverified("outside any section".into()))?;
-        let base = self.section_address[sec.id as usize]
+        let base = self.section_address[sec.id.index()]
             .ok_or_else(|| unverified(format!("in {}, which is not allocated", sec.name)))?;
         let mut bytes = function_bytes(sec, f).map_err(unverified)?.to_vec();
         let klp = self.klp_relocs.get(&sec.id).map_or(&[][..], Vec::as_slice);
@@ -644,7 +644,7 @@ impl ModuleLayout<'_, '_> {
         if n == 0 || !same {
             return Err(unverifiable("the module's bytes there differ"));
         }
-        Ok(self.section_address[tsec.id as usize].ok_or_else(|| unverifiable("not allocated"))? + mod_off)
+        Ok(self.section_address[tsec.id.index()].ok_or_else(|| unverifiable("not allocated"))? + mod_off)
     }
 }
 

@@ -102,20 +102,20 @@ fn convert_entries(m: &ElfObject, data: &[u8], entries: &[KlpEntry]) -> Result<(
             }
         };
         group.extend_from_slice(&e.offset.to_le_bytes());
-        group.extend_from_slice(&((u64::from(e.symbol) << 32) | u64::from(e.r_type)).to_le_bytes());
+        group.extend_from_slice(&((u64::from(e.symbol.0) << 32) | u64::from(e.r_type)).to_le_bytes());
         group.extend_from_slice(&e.addend.to_le_bytes());
     }
     for &sym in &livepatch_symbols {
         editor.set_symbol_shndx(sym, SHN_LIVEPATCH);
     }
-    let symtab = m.sections.iter().find(|s| s.sh_type == object::elf::SHT_SYMTAB.0).map_or(0, |s| s.id);
+    let symtab = m.sections.iter().find(|s| s.sh_type == object::elf::SHT_SYMTAB.0).map_or(0, |s| s.id.0);
     for ((obj, target), relas) in &groups {
         editor.append_section(NewSection {
             name: klp::klp_rela_section_name(obj, m.section(*target).name),
             sh_type: object::elf::SHT_RELA.0,
             flags: object::elf::SHF_ALLOC.0 | object::elf::SHF_INFO_LINK.0 | SHF_RELA_LIVEPATCH,
             link: symtab,
-            info: *target,
+            info: target.0,
             align: 8,
             entsize: 24,
             data: relas.clone(),
