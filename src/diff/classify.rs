@@ -13,7 +13,7 @@
 //! parent's checksum and travel with it.
 
 use crate::diff::checksum::{self, Checksums, ColdChildren, Fingerprint, Refs};
-use crate::diff::correlate::{Twins, is_correlatable};
+use crate::diff::correlate::{OrigSym, PatchedSym, Twins, is_correlatable};
 use crate::elf::{ElfObject, Symbol, SymbolId, SymbolKind};
 use crate::kernel::special::SpecialIndex;
 
@@ -50,18 +50,18 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// What the patch changed. Symbol ids of functions refer to the patched
-/// object, except `removed` (original object).
+/// What the patch changed: symbols of the patched object, except
+/// `removed` (of the original object).
 #[derive(Debug, Default)]
 pub struct Changes {
-    pub changed: Vec<SymbolId>,
-    pub new_functions: Vec<SymbolId>,
-    pub removed: Vec<SymbolId>,
-    pub line_only: Vec<SymbolId>,
-    pub new_data: Vec<SymbolId>,
+    pub changed: Vec<PatchedSym>,
+    pub new_functions: Vec<PatchedSym>,
+    pub removed: Vec<OrigSym>,
+    pub line_only: Vec<PatchedSym>,
+    pub new_data: Vec<PatchedSym>,
     pub refusals: Vec<Refusal>,
     /// Changed functions the patch asked to ignore (kpatch's `KPATCH_IGNORE_FUNCTION`).
-    pub ignored: Vec<SymbolId>,
+    pub ignored: Vec<PatchedSym>,
     /// Sections the patch asked to ignore (kpatch's `KPATCH_IGNORE_SECTION`).
     pub ignored_sections: Vec<String>,
 }
@@ -141,14 +141,17 @@ pub fn classify(orig: &Side, patched: &Side, twins: &Twins) -> Changes {
     let ignores = Ignores::of(patched.obj);
     let mut changes = Changes::default();
     for sym in &patched.obj.symbols {
-        match twins.of_patched(sym.id) {
+        match twins.of_patched(PatchedSym(sym.id)) {
             Some(o) => classify_pair(orig, patched, twins, o, sym, &ignores, &mut changes),
             None => classify_new(patched.obj, sym, &mut changes),
         }
     }
     for sym in &orig.obj.symbols {
-        if twins.of_orig(sym.id).is_none() && is_reportable_function(orig.obj, sym) && is_correlatable(orig.obj, sym) {
-            changes.removed.push(sym.id);
+        if twins.of_orig(OrigSym(sym.id)).is_none()
+            && is_reportable_function(orig.obj, sym)
+            && is_correlatable(orig.obj, sym)
+        {
+            changes.removed.push(OrigSym(sym.id));
         }
     }
     changes
@@ -160,13 +163,13 @@ pub fn twin_fingerprints<'d>(
     orig: &Side<'_, 'd>,
     patched: &Side<'_, 'd>,
     twins: &Twins,
-    o: SymbolId,
-    p: SymbolId,
+    o: OrigSym,
+    p: PatchedSym,
 ) -> (Fingerprint<'d>, Fingerprint<'d>) {
     let orig_obj = orig.obj;
-    let rename = |id: SymbolId| twins.of_patched(id).map(|t| orig_obj.symbol(t).demangled);
-    let fa = checksum::function_fingerprint(Refs::plain(orig.obj), orig.specials, orig.cold, o);
-    let fb = checksum::function_fingerprint(Refs::renamed(patched.obj, &rename), patched.specials, patched.cold, p);
+    let rename = |id: SymbolId| twins.of_patched(PatchedSym(id)).map(|t| orig_obj.symbol(t.0).demangled);
+    let fa = checksum::function_fingerprint(Refs::plain(orig.obj), orig.specials, orig.cold, o.0);
+    let fb = checksum::function_fingerprint(Refs::renamed(patched.obj, &rename), patched.specials, patched.cold, p.0);
     (fa, fb)
 }
 
@@ -174,12 +177,12 @@ fn classify_pair(
     orig: &Side,
     patched: &Side,
     twins: &Twins,
-    o: SymbolId,
+    o: OrigSym,
     p: &Symbol,
     ignores: &Ignores,
     changes: &mut Changes,
 ) {
-    let (a, b) = (orig.sums.get(o), patched.sums.get(p.id));
+    let (a, b) = (orig.sums.get(o.0), patched.sums.get(p.id));
     if a == b || a.is_none() || b.is_none() {
         return;
     }
@@ -191,13 +194,13 @@ fn classify_pair(
         return;
     }
     if is_reportable_function(patched.obj, p) && ignores.function(p) {
-        changes.ignored.push(p.id);
+        changes.ignored.push(PatchedSym(p.id));
     } else if is_reportable_function(patched.obj, p) {
-        let (fa, fb) = twin_fingerprints(orig, patched, twins, o, p.id);
+        let (fa, fb) = twin_fingerprints(orig, patched, twins, o, PatchedSym(p.id));
         if fa.checksum() == fb.checksum() {
             // The only differences were references to renamed twins.
         } else if checksum::differs_only_in_lines(&fa, &fb) {
-            changes.line_only.push(p.id);
+            changes.line_only.push(PatchedSym(p.id));
         } else if is_init_section(section) {
             changes.refusals.push(Refusal {
                 kind: RefusalKind::InitCode,
@@ -205,7 +208,7 @@ fn classify_pair(
                 section: section.into(),
             });
         } else {
-            changes.changed.push(p.id);
+            changes.changed.push(PatchedSym(p.id));
         }
     } else if matches!(p.kind, SymbolKind::Object | SymbolKind::Tls) && !is_metadata_section(section) {
         changes.refusals.push(Refusal {
@@ -221,11 +224,11 @@ fn classify_new(patched: &ElfObject, sym: &Symbol, changes: &mut Changes) {
         return;
     }
     if is_reportable_function(patched, sym) {
-        changes.new_functions.push(sym.id);
+        changes.new_functions.push(PatchedSym(sym.id));
     } else if sym.kind == SymbolKind::Object {
         let section = patched.symbol_section(sym).map_or("", |s| s.name);
         if !is_metadata_section(section) {
-            changes.new_data.push(sym.id);
+            changes.new_data.push(PatchedSym(sym.id));
         }
     }
 }

@@ -35,36 +35,53 @@ pub enum PairReason {
     CloneRename,
 }
 
+/// A symbol of the original object: ids of the two sides of a diff are
+/// different types, so that one is never looked up in the other object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct OrigSym(pub SymbolId);
+
+/// A symbol of the patched object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct PatchedSym(pub SymbolId);
+
 /// A pair of original and patched symbol.
 #[derive(Debug, Clone, Copy)]
 pub struct Twin {
-    pub orig: SymbolId,
-    pub patched: SymbolId,
+    pub orig: OrigSym,
+    pub patched: PatchedSym,
     pub reason: PairReason,
+}
+
+impl Twin {
+    fn new(orig: SymbolId, patched: SymbolId, reason: PairReason) -> Self {
+        Twin { orig: OrigSym(orig), patched: PatchedSym(patched), reason }
+    }
 }
 
 /// Symbols of the same name that could not be told apart.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Ambiguity {
     pub name: String,
-    pub orig: Vec<SymbolId>,
-    pub patched: Vec<SymbolId>,
+    pub orig: Vec<OrigSym>,
+    pub patched: Vec<PatchedSym>,
 }
 
 /// The result of correlation.
 pub struct Twins {
-    orig_to_patched: Vec<Option<SymbolId>>,
-    patched_to_orig: Vec<Option<SymbolId>>,
+    orig_to_patched: Vec<Option<PatchedSym>>,
+    patched_to_orig: Vec<Option<OrigSym>>,
     pub pairs: Vec<Twin>,
     pub ambiguities: Vec<Ambiguity>,
 }
 
 impl Twins {
-    pub fn of_orig(&self, id: SymbolId) -> Option<SymbolId> {
-        self.orig_to_patched[id.index()]
+    pub fn of_orig(&self, id: OrigSym) -> Option<PatchedSym> {
+        self.orig_to_patched[id.0.index()]
     }
-    pub fn of_patched(&self, id: SymbolId) -> Option<SymbolId> {
-        self.patched_to_orig[id.index()]
+    pub fn of_patched(&self, id: PatchedSym) -> Option<OrigSym> {
+        self.patched_to_orig[id.0.index()]
     }
 }
 
@@ -151,10 +168,10 @@ pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, p
         ambiguities: Vec::new(),
     };
     for (o, p) in pair_files(orig, patched) {
-        twins.add(Twin { orig: o, patched: p, reason: PairReason::File });
+        twins.add(Twin::new(o, p, PairReason::File));
     }
     // Patched FILE -> original FILE, to express both sides' files in one namespace.
-    let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched, t.orig)).collect();
+    let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched.0, t.orig.0)).collect();
     let groups = group_by_name(orig, patched);
     let ctx = Ctx { orig, patched, orig_sums, patched_sums, orig_file_of: &orig_file_of };
     let results: Vec<(Vec<Twin>, Leftover)> = groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
@@ -178,8 +195,8 @@ pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, p
         if !l.orig.is_empty() && !l.patched.is_empty() {
             twins.ambiguities.push(Ambiguity {
                 name: l.name.to_owned(),
-                orig: l.orig.iter().map(|x| x.0).collect(),
-                patched: l.patched.iter().map(|x| x.0).collect(),
+                orig: l.orig.iter().map(|x| OrigSym(x.0)).collect(),
+                patched: l.patched.iter().map(|x| PatchedSym(x.0)).collect(),
             });
         }
     }
@@ -191,8 +208,8 @@ pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, p
 
 impl Twins {
     fn add(&mut self, t: Twin) {
-        self.orig_to_patched[t.orig.index()] = Some(t.patched);
-        self.patched_to_orig[t.patched.index()] = Some(t.orig);
+        self.orig_to_patched[t.orig.0.index()] = Some(t.patched);
+        self.patched_to_orig[t.patched.0.index()] = Some(t.orig);
         self.pairs.push(t);
     }
 }
@@ -334,13 +351,13 @@ impl Ctx<'_, '_> {
         type Candidates = (Vec<SymbolId>, Vec<SymbolId>);
         let mut by_stem: HashMap<(&str, Option<u64>), Candidates> = HashMap::new();
         for s in &self.orig.symbols {
-            if free(self.orig, s.id, twins.of_orig(s.id).is_some()) {
+            if free(self.orig, s.id, twins.of_orig(OrigSym(s.id)).is_some()) {
                 let key = (stem(s.name), self.orig_sums.get(s.id).map(|c| c.0));
                 by_stem.entry(key).or_default().0.push(s.id);
             }
         }
         for s in &self.patched.symbols {
-            if free(self.patched, s.id, twins.of_patched(s.id).is_some()) {
+            if free(self.patched, s.id, twins.of_patched(PatchedSym(s.id)).is_some()) {
                 let key = (stem(s.name), self.patched_sums.get(s.id).map(|c| c.0));
                 if let Some(entry) = by_stem.get_mut(&key) {
                     entry.1.push(s.id);
@@ -354,7 +371,7 @@ impl Ctx<'_, '_> {
                 let (a, b) = (self.traits_orig(o[0]), self.traits_patched(p[0]));
                 same_file_strict(&a, &b) || (a.file.is_none() && b.file.is_none())
             })
-            .map(|(_, (o, p))| Twin { orig: o[0], patched: p[0], reason: PairReason::CloneRename })
+            .map(|(_, (o, p))| Twin::new(o[0], p[0], PairReason::CloneRename))
             .collect();
         found.sort_by_key(|t| t.orig);
         for t in found {
@@ -379,9 +396,9 @@ impl Ctx<'_, '_> {
         for l in leftovers.iter_mut() {
             let uses = |o: SymbolId, p: SymbolId| {
                 let theirs = patched_users.get(&p).map_or(&[][..], Vec::as_slice);
-                orig_users
-                    .get(&o)
-                    .is_some_and(|fs| fs.iter().any(|&f| twins.of_orig(f).is_some_and(|t| theirs.contains(&t))))
+                orig_users.get(&o).is_some_and(|fs| {
+                    fs.iter().any(|&f| twins.of_orig(OrigSym(f)).is_some_and(|t| theirs.contains(&t.0)))
+                })
             };
             let mut found = Vec::new();
             for &(o, ref ot) in &l.orig {
@@ -390,12 +407,12 @@ impl Ctx<'_, '_> {
                 if let [p] = matches[..]
                     && l.orig.iter().filter(|(o2, _)| uses(*o2, p)).count() == 1
                 {
-                    found.push(Twin { orig: o, patched: p, reason: PairReason::Reference });
+                    found.push(Twin::new(o, p, PairReason::Reference));
                 }
             }
             for t in found {
-                l.orig.retain(|x| x.0 != t.orig);
-                l.patched.retain(|x| x.0 != t.patched);
+                l.orig.retain(|x| x.0 != t.orig.0);
+                l.patched.retain(|x| x.0 != t.patched.0);
                 twins.add(t);
             }
         }
@@ -453,7 +470,7 @@ fn pair_by_funnel(o: &mut Vec<(SymbolId, Traits)>, p: &mut Vec<(SymbolId, Traits
         let mut oi = 0;
         while oi < o.len() {
             if let Some((pi, reason)) = funnel(&o[oi].1, o, p) {
-                pairs.push(Twin { orig: o[oi].0, patched: p[pi].0, reason });
+                pairs.push(Twin::new(o[oi].0, p[pi].0, reason));
                 o.remove(oi);
                 p.remove(pi);
                 progress = true;
@@ -522,7 +539,7 @@ fn pair_by_position(o: &mut Vec<(SymbolId, Traits)>, p: &mut Vec<(SymbolId, Trai
             continue;
         }
         for (&a, &b) in oi.iter().zip(&pi) {
-            pairs.push(Twin { orig: o[a].0, patched: p[b].0, reason: PairReason::Position });
+            pairs.push(Twin::new(o[a].0, p[b].0, PairReason::Position));
         }
         remove_indices(o, &oi);
         remove_indices(p, &pi);
@@ -600,7 +617,7 @@ mod tests {
         let (mut o, mut p) = (o.to_vec(), p.to_vec());
         let mut pairs = Vec::new();
         pair_by_position(&mut o, &mut p, &mut pairs);
-        let got: Vec<(u32, u32)> = pairs.iter().map(|t| (t.orig.0, t.patched.0)).collect();
+        let got: Vec<(u32, u32)> = pairs.iter().map(|t| (t.orig.0.0, t.patched.0.0)).collect();
         assert_eq!(got, vec![(10, 20), (11, 21)], "equal counts in one file pair by position");
     }
 }

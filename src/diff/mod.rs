@@ -15,6 +15,7 @@ use crate::kernel::special::{EntrySizes, SpecialIndex};
 use checksum::{Checksums, ColdChildren, FirstDifference};
 use classify::{Changes, Refusal, Side};
 use correlate::Twins;
+pub use correlate::{OrigSym, PatchedSym};
 
 #[derive(Debug, Clone, Default)]
 pub struct DiffOptions {
@@ -155,15 +156,19 @@ impl Analysis<'_> {
     pub fn report(&self, objname: &str) -> DiffReport {
         let p = &self.patched.obj;
         let o = &self.orig.obj;
-        let names = |obj: &ElfObject, ids: &[SymbolId]| ids.iter().map(|&id| obj.symbol(id).name.to_owned()).collect();
+        let names = |obj: &ElfObject, ids: &mut dyn Iterator<Item = SymbolId>| {
+            ids.map(|id| obj.symbol(id).name.to_owned()).collect()
+        };
+        let patched = |ids: &[PatchedSym]| names(p, &mut ids.iter().map(|s| s.0));
+        let original = |ids: &[OrigSym]| names(o, &mut ids.iter().map(|s| s.0));
         DiffReport {
             objname: objname.to_owned(),
-            changed: names(p, &self.changes.changed),
-            new_functions: names(p, &self.changes.new_functions),
-            removed: names(o, &self.changes.removed),
-            line_only: names(p, &self.changes.line_only),
-            new_data: names(p, &self.changes.new_data),
-            ignored: names(p, &self.changes.ignored),
+            changed: patched(&self.changes.changed),
+            new_functions: patched(&self.changes.new_functions),
+            removed: original(&self.changes.removed),
+            line_only: patched(&self.changes.line_only),
+            new_data: patched(&self.changes.new_data),
+            ignored: patched(&self.changes.ignored),
             ignored_sections: self.changes.ignored_sections.clone(),
             refusals: self.changes.refusals.clone(),
             uncorrelated: self
@@ -172,8 +177,8 @@ impl Analysis<'_> {
                 .iter()
                 .map(|a| UncorrelatedReport {
                     name: a.name.clone(),
-                    orig: names(o, &a.orig),
-                    patched: names(p, &a.patched),
+                    orig: original(&a.orig),
+                    patched: patched(&a.patched),
                 })
                 .collect(),
             times: None,
@@ -191,10 +196,11 @@ impl Analysis<'_> {
             .copied()
             .find(|&id| classify::is_reportable_function(p, p.symbol(id)))
             .ok_or_else(|| Error::usage(format!("--explain {name}: no such function in the patched object")))?;
-        let Some(twin) = self.twins.of_patched(id) else {
+        let Some(twin) = self.twins.of_patched(PatchedSym(id)) else {
             return Ok(format!("{name}: new function (no original to compare with)"));
         };
-        let (a, b) = classify::twin_fingerprints(&self.orig.side(), &self.patched.side(), &self.twins, twin, id);
+        let (a, b) =
+            classify::twin_fingerprints(&self.orig.side(), &self.patched.side(), &self.twins, twin, PatchedSym(id));
         let o = &self.orig.obj;
         // The instruction may be in a `.cold` part: it is disassembled in
         // the part that holds it, not at the same offset of the parent.

@@ -48,9 +48,9 @@ impl Builder<'_, '_> {
         let mut changed = self.a.changes.changed.clone();
         changed.sort_unstable();
         for p in changed {
-            let clone = self.clones[&p];
+            let clone = self.clones[&p.0];
             let orig = self.a.twins.of_patched(p).expect("a changed function has a twin");
-            let old_name = self.plan.o.symbol(orig).name.to_owned();
+            let old_name = self.plan.o.symbol(orig.0).name.to_owned();
             let sympos = self.plan.sympos(orig)?;
             let name_at = self.out.sections[strings].append(&nul_terminated(&old_name), 1);
             let (entry, [old_name_field, new_func_field]) = klp::encode_func(sympos);

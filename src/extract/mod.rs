@@ -22,7 +22,7 @@ mod special;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::diff::Analysis;
+use crate::diff::{Analysis, PatchedSym};
 use crate::elf::write::{OutPlacement, OutSection, OutSectionId, OutSymbol, OutSymbolId, OutputObject};
 use crate::elf::{Binding, ElfObject, Section, SectionId, SymbolId, SymbolKind};
 use crate::error::{Error, Result};
@@ -155,7 +155,7 @@ impl<'a, 'd> Builder<'a, 'd> {
     /// Changed and new functions, with their `.cold` parts.
     fn include_changes(&mut self) {
         let roots = self.a.changes.changed.iter().chain(&self.a.changes.new_functions);
-        for &id in roots {
+        for &PatchedSym(id) in roots {
             self.plan.included.insert(id);
             for &child in self.a.patched.cold.get(&id).map_or(&[][..], Vec::as_slice) {
                 self.plan.included.insert(child);

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::diff::Analysis;
 use crate::diff::correlate::is_correlatable;
+use crate::diff::{Analysis, OrigSym, PatchedSym};
 use crate::elf::{ElfObject, Reloc, SectionId, SymbolId, SymbolKind};
 use crate::error::{Error, Result};
 use crate::kernel::abi as klp;
@@ -75,10 +75,10 @@ impl<'a, 'd> Planner<'a, 'd> {
             }
             return Ok(Decision::Klp { obj: export.module.clone(), name: s.name.to_owned(), pos: 0 });
         }
-        match self.a.twins.of_patched(id) {
+        match self.a.twins.of_patched(PatchedSym(id)) {
             Some(orig) => {
                 let pos = self.sympos(orig)?;
-                Ok(Decision::Klp { obj: self.objname.clone(), name: self.o.symbol(orig).name.to_owned(), pos })
+                Ok(Decision::Klp { obj: self.objname.clone(), name: self.o.symbol(orig.0).name.to_owned(), pos })
             }
             None if s.is_defined() => Ok(Decision::Copy),
             None => {
@@ -99,7 +99,8 @@ impl<'a, 'd> Planner<'a, 'd> {
         }
     }
 
-    pub fn sympos(&mut self, orig: SymbolId) -> Result<u64> {
+    pub fn sympos(&mut self, orig: OrigSym) -> Result<u64> {
+        let OrigSym(orig) = orig;
         let s = self.o.symbol(orig);
         if let Some(parent) = self.opts.parent {
             let file = s.file.map(|f| (self.o.symbol(f).name, self.file_occurrence(orig)));
@@ -165,7 +166,7 @@ mod tests {
         let a = analyze_bytes(o, p, &DiffOptions::default()).unwrap();
         let opts = ExtractOptions { exports, ..Default::default() };
         let mut plan = Planner::new(&a, &opts, "vmlinux".into());
-        plan.included.extend(a.changes.changed.iter().chain(&a.changes.new_functions));
+        plan.included.extend(a.changes.changed.iter().chain(&a.changes.new_functions).map(|s| s.0));
         let text = a.patched.obj.section_by_name(".text.pkt_receive").unwrap();
         text.relocs
             .iter()

@@ -5,6 +5,7 @@
 //! module cannot be live patched.
 
 use super::Builder;
+use crate::diff::PatchedSym;
 use crate::diff::correlate::is_correlatable;
 use crate::elf::write::{OutReloc, OutSectionId};
 use crate::elf::{Reloc, SectionId, SymbolId, SymbolKind, reloc};
@@ -65,7 +66,9 @@ impl Builder<'_, '_> {
         let name = k.name.to_owned();
         let module = match self.opts.exports.and_then(|e| e.get(&name)) {
             Some(e) => e.module.clone(),
-            None if !is_correlatable(self.p, k) || self.a.twins.of_patched(key).is_none() && k.is_defined() => {
+            None if !is_correlatable(self.p, k)
+                || self.a.twins.of_patched(PatchedSym(key)).is_none() && k.is_defined() =>
+            {
                 return Ok(true); // a copy of our own
             }
             None => self.plan.objname.clone(),
