@@ -14,4 +14,4 @@ pub mod extract;
 pub mod kernel;
 pub mod module;
 pub mod pipeline;
-pub mod x86;
+pub(crate) mod x86;

@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use klp::diff::{DiffOptions, DiffReport, Input};
 use klp::elf::MappedFile;
 use klp::extract::ExtractOptions;
+use klp::kernel::EntrySizes;
 use klp::kernel::kallsyms::ParentSymbols;
-use klp::kernel::special::EntrySizes;
 use klp::kernel::symvers::Exports;
 use klp::pipeline::{DiffRequest, Verdict};
 
@@ -124,8 +124,7 @@ fn main() -> ExitCode {
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
         Command::PostLink { module } => run_post_link(&module),
         Command::Module { name, kdir, symvers, objects, output, no_replace, skip_post_link } => {
-            let output = output
-                .unwrap_or_else(|| PathBuf::from(format!("{}.ko", klp::kernel::modinfo::sanitised_module_name(&name))));
+            let output = output.unwrap_or_else(|| klp::module::kbuild::default_output(&name));
             let opts =
                 klp::module::kbuild::ModuleOptions { name, kdir, symvers, objects, output, no_replace, skip_post_link };
             run_module(&opts)
@@ -358,14 +357,7 @@ fn run_checksum(object: &std::path::Path, json: bool, entsize: &[String]) -> any
     let sizes = entry_sizes(entsize)?;
     let file = MappedFile::open(object)?;
     let obj = file.parse()?;
-    let specials = klp::kernel::special::SpecialIndex::build(&obj, &sizes)?;
-    let cold = klp::diff::checksum::cold_children(&obj);
-    let sums = klp::diff::checksum::compute(&obj, &specials, &cold);
-    let rows: Vec<ChecksumRow> = obj
-        .symbols
-        .iter()
-        .filter_map(|s| sums.get(s.id).map(|c| ChecksumRow { checksum: c.to_string(), kind: s.kind, name: s.name }))
-        .collect();
+    let rows = klp::diff::checksum_table(&obj, &DiffOptions { entry_sizes: sizes })?;
     let mut stdout = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut stdout, &rows)?;
@@ -376,11 +368,4 @@ fn run_checksum(object: &std::path::Path, json: bool, entsize: &[String]) -> any
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(serde::Serialize)]
-struct ChecksumRow<'a> {
-    checksum: String,
-    kind: klp::elf::SymbolKind,
-    name: &'a str,
 }

@@ -178,7 +178,6 @@ impl<'a, 'd> Refs<'a, 'd> {
 pub struct InsnDigest<'d> {
     /// Offset in the function's section.
     pub offset: u64,
-    pub len: u32,
     pub digest: u64,
     /// Set for `mov $imm32, %esi|%edx`: the digest without the immediate,
     /// and the register.
@@ -308,14 +307,7 @@ fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> 
                 target.feed(&mut buf);
             }
         }
-        out.push(InsnDigest {
-            offset,
-            len: len as u32,
-            digest: xxh3_64(&buf),
-            line_immediate,
-            mentions_source_file,
-            callee,
-        });
+        out.push(InsnDigest { offset, digest: xxh3_64(&buf), line_immediate, mentions_source_file, callee });
     }
     out
 }

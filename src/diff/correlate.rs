@@ -51,12 +51,12 @@ pub struct PatchedSym(pub SymbolId);
 pub struct Twin {
     pub orig: OrigSym,
     pub patched: PatchedSym,
-    pub reason: PairReason,
 }
 
 impl Twin {
-    fn new(orig: SymbolId, patched: SymbolId, reason: PairReason) -> Self {
-        Twin { orig: OrigSym(orig), patched: PatchedSym(patched), reason }
+    /// `reason` says which rule paired them; kept at the call for the reader.
+    fn new(orig: SymbolId, patched: SymbolId, _reason: PairReason) -> Self {
+        Twin { orig: OrigSym(orig), patched: PatchedSym(patched) }
     }
 }
 

@@ -1,10 +1,10 @@
 //! The `klp diff` pipeline: read, checksum, correlate, classify; both
 //! objects are read and checksummed in parallel.
 
-pub mod checksum;
-pub mod classify;
-pub mod correlate;
-pub mod snippet;
+pub(crate) mod checksum;
+pub(crate) mod classify;
+pub(crate) mod correlate;
+pub(crate) mod snippet;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ pub struct StageTimes {
 }
 
 /// One object with everything computed about it.
-pub struct Analyzed<'d> {
+pub(crate) struct Analyzed<'d> {
     pub obj: ElfObject<'d>,
     pub specials: SpecialIndex,
     pub cold: ColdChildren,
@@ -47,10 +47,10 @@ impl<'d> Analyzed<'d> {
 
 /// The state of a diff after classification; extraction starts from here.
 pub struct Analysis<'d> {
-    pub orig: Analyzed<'d>,
-    pub patched: Analyzed<'d>,
-    pub twins: Twins,
-    pub changes: Changes,
+    pub(crate) orig: Analyzed<'d>,
+    pub(crate) patched: Analyzed<'d>,
+    pub(crate) twins: Twins,
+    pub(crate) changes: Changes,
     pub times: StageTimes,
 }
 
@@ -257,4 +257,25 @@ fn holder<'a, 'd>(
         return Some(fp);
     }
     fp.cold.iter().find_map(|c| holder(c, insn))
+}
+
+/// One line of `klp checksum`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChecksumRow<'d> {
+    pub checksum: String,
+    pub kind: crate::elf::SymbolKind,
+    pub name: &'d str,
+}
+
+/// The position-independent checksum of every function and data object of
+/// `obj`, in symbol-table order.
+pub fn checksum_table<'d>(obj: &ElfObject<'d>, opts: &DiffOptions) -> Result<Vec<ChecksumRow<'d>>> {
+    let specials = SpecialIndex::build(obj, &opts.entry_sizes)?;
+    let cold = checksum::cold_children(obj);
+    let sums = checksum::compute(obj, &specials, &cold);
+    Ok(obj
+        .symbols
+        .iter()
+        .filter_map(|s| sums.get(s.id).map(|c| ChecksumRow { checksum: c.to_string(), kind: s.kind, name: s.name }))
+        .collect())
 }

@@ -1,10 +1,10 @@
-//! The ELF layer, in the spirit of the `object` crate's split: [`read`]
+//! The ELF layer, in the spirit of the `object` crate's split: `read`
 //! (relocatable objects, zero-copy over a mapping or a slice), [`write`]
 //! (an object builder and its serialiser) and x86-64 relocations
 //! ([`reloc`]).
 
-pub mod edit;
-pub mod linked;
+pub(crate) mod edit;
+pub(crate) mod linked;
 mod read;
 pub mod reloc;
 pub mod write;

@@ -1,6 +1,6 @@
 //! Emit: clone code and data into the output. A function is copied with
 //! its call padding; each relocation inside a copy is re-targeted through the
-//! plan ([`super::plan`]): to a copy (recursively), to an undefined symbol,
+//! plan (`super::plan`): to a copy (recursively), to an undefined symbol,
 //! or to a KLP relocation; string literals and anonymous code and data are
 //! copied by content.
 

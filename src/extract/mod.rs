@@ -11,9 +11,9 @@
 //! entries describing cloned functions come along, and the livepatch
 //! metadata (`klp_object_ext`, `klp_func_ext`, strings) is added.
 //!
-//! By job: [`plan`] decides how each reference is kept (no bytes),
-//! [`emit`] clones code and data, [`special`] filters special-section
-//! entries, [`metadata`] encodes the livepatch tables.
+//! By job: `plan` decides how each reference is kept (no bytes),
+//! `emit` clones code and data, `special` filters special-section
+//! entries, `metadata` encodes the livepatch tables.
 
 mod emit;
 mod metadata;

@@ -1,10 +1,12 @@
 //! The kernel's formats: the livepatch ABI ([`abi`]), special sections
-//! ([`special`]), `Module.symvers` ([`symvers`]), symbol positions as
+//! (`special`), `Module.symvers` ([`symvers`]), symbol positions as
 //! kallsyms counts them ([`kallsyms`]), module names and `.modinfo`
-//! ([`modinfo`]).
+//! (`modinfo`).
 
 pub mod abi;
 pub mod kallsyms;
-pub mod modinfo;
-pub mod special;
+pub(crate) mod modinfo;
+pub(crate) mod special;
 pub mod symvers;
+
+pub use special::EntrySizes;

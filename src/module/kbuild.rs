@@ -31,6 +31,11 @@ pub struct ModuleOptions {
     pub skip_post_link: bool,
 }
 
+/// `./NAME.ko`, the module name sanitised as kbuild needs it.
+pub fn default_output(name: &str) -> PathBuf {
+    PathBuf::from(format!("{}.ko", modinfo::sanitised_module_name(name)))
+}
+
 /// Build the module; `step` is told what is happening.
 pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     if opts.objects.is_empty() {

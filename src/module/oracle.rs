@@ -18,7 +18,7 @@
 //! as `new_func` (a replacement), and every other function of the module
 //! that the patched object has by name (a clone: new functions, `.cold`
 //! parts). The module's own code (the skeleton's functions and the module
-//! entry points, see [`is_module_own`]) is not compared; it has no namesake
+//! entry points, see `is_module_own`) is not compared; it has no namesake
 //! in the patched object unless that is a module with entry points too. Each compared
 //! function gets a [`Verdict`]; one that could not be compared says why. For
 //! a replacement the oracle also resolves `old_name,sympos` and requires it
