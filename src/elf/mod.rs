@@ -1,5 +1,5 @@
 //! The ELF layer, in the spirit of the `object` crate's split: `read`
-//! (relocatable objects, zero-copy over a mapping or a slice), [`write`]
+//! (relocatable objects, zero-copy over a mapping or a slice), [`write`](mod@write)
 //! (an object builder and its serialiser) and x86-64 relocations
 //! ([`reloc`]).
 

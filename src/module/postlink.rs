@@ -6,7 +6,7 @@
 //! `R_X86_64_NONE` so that only the livepatch core writes it.
 //!
 //! The module is read with the ELF layer's reader, which validates it, and
-//! edited in place with its editor (see [`crate::elf::edit`]).
+//! edited in place with its editor (`crate::elf::edit`).
 
 use std::collections::HashSet;
 use std::path::Path;
