@@ -10,7 +10,7 @@ use crate::diff::correlate::is_correlatable;
 use crate::elf::write::{OutReloc, OutSectionId};
 use crate::elf::{Reloc, SectionId, SymbolId, SymbolKind, reloc};
 use crate::error::{Error, Result};
-use crate::kernel::special::{is_special_section, resolve_data_reference};
+use crate::kernel::special::{entry_ranges, is_special_section, resolve_data_reference};
 
 impl Builder<'_, '_> {
     pub(super) fn extract_special_sections(&mut self) -> Result<()> {
@@ -19,13 +19,10 @@ impl Builder<'_, '_> {
         for sec in sections {
             let name = self.p.section(sec).name;
             let Some(&size) = self.a.patched.specials.entry_sizes.get(name) else { continue };
-            let mut offset = 0;
-            while offset < self.p.section(sec).size {
-                let end = (offset + size).min(self.p.section(sec).size);
+            for (offset, end) in entry_ranges(self.p.section(sec).size, size) {
                 if self.entry_is_wanted(sec, offset, end)? {
                     self.copy_entry(sec, offset, end)?;
                 }
-                offset += size;
             }
         }
         Ok(())

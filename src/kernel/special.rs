@@ -90,12 +90,14 @@ impl SpecialIndex {
             }
             let size = entry_size(obj, sec.id, sizes).in_section(sec.name).in_file(&obj.path)?;
             index.entry_sizes.insert(sec.name.to_owned(), size);
-            let mut offset = 0;
-            while offset + size <= sec.size {
-                if let Some(owner) = entry_owner(obj, sec.relocs_in(offset, offset + size)) {
-                    index.by_function.entry(owner).or_default().push(SpecialEntry { section: sec.id, offset, size });
+            for (offset, end) in entry_ranges(sec.size, size) {
+                if let Some(owner) = entry_owner(obj, sec.relocs_in(offset, end)) {
+                    index.by_function.entry(owner).or_default().push(SpecialEntry {
+                        section: sec.id,
+                        offset,
+                        size: end - offset,
+                    });
                 }
-                offset += size;
             }
         }
         for entries in index.by_function.values_mut() {
@@ -107,6 +109,14 @@ impl SpecialIndex {
     pub fn entries_of(&self, func: SymbolId) -> &[SpecialEntry] {
         self.by_function.get(&func).map_or(&[], Vec::as_slice)
     }
+}
+
+/// The `[start, end)` of each entry of a special section of `size`-byte
+/// entries. The last may be short: some layouts end without the padding of
+/// the last entry (see `layout_fits`).
+pub fn entry_ranges(section_size: u64, size: u64) -> impl Iterator<Item = (u64, u64)> {
+    let size = size.max(1);
+    (0..section_size.div_ceil(size)).map(move |i| (i * size, ((i + 1) * size).min(section_size)))
 }
 
 /// The function an entry describes: the first relocation target that is a
