@@ -39,9 +39,9 @@ enum Command {
         /// Entry size of a special section (SECTION=N), for objects whose layout cannot be inferred.
         #[arg(long, value_name = "SECTION=N")]
         entsize: Vec<String>,
-        /// Print the time of each stage to stderr.
-        #[arg(long)]
-        timings: bool,
+        /// Print per-stage wall times, bytes read, counts and peak memory to stderr.
+        #[arg(long, alias = "timings")]
+        stats: bool,
         /// Module.symvers of the target kernel: references to symbols vmlinux
         /// exports become ordinary undefined references.
         #[arg(long, value_name = "FILE")]
@@ -117,9 +117,9 @@ const EXIT_UNPATCHABLE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Diff { orig, patched, out, json, explain, entsize, timings, symvers, objname, parent, format } => {
+        Command::Diff { orig, patched, out, json, explain, entsize, stats, symvers, objname, parent, format } => {
             let extract = ExtractArgs { symvers, objname, parent, format };
-            run_diff(&DiffArgs { orig, patched, out, json, explain, entsize, timings }, &extract)
+            run_diff(&DiffArgs { orig, patched, out, json, explain, entsize, stats }, &extract)
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
         Command::PostLink { module } => run_post_link(&module),
@@ -164,12 +164,14 @@ struct DiffArgs {
     json: bool,
     explain: Vec<String>,
     entsize: Vec<String>,
-    timings: bool,
+    stats: bool,
 }
 
 fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
     let exports = extract.symvers.as_deref().map(Exports::read).transpose()?;
     let parent = extract.parent.as_deref().map(ParentSymbols::read).transpose()?;
+    let extras_ms = started.elapsed().as_secs_f64() * 1e3;
     let (fo, fp) = (MappedFile::open(&args.orig)?, MappedFile::open(&args.patched)?);
     let request = DiffRequest {
         orig: Input::from(&fo),
@@ -185,7 +187,7 @@ fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> 
     };
     let mut outcome = klp::pipeline::diff(&request)?;
     let times = outcome.report.times.take();
-    if args.timings {
+    if args.stats {
         outcome.report.times = times.clone();
     }
     let objname = &outcome.report.objname;
@@ -202,34 +204,67 @@ fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> 
     for w in &outcome.warnings {
         eprintln!("{objname}: warning: {w}");
     }
-    if let (true, Some(t)) = (args.timings, &times) {
-        eprintln!(
-            "timings: read {:.1} ms, checksum {:.1} ms, correlate {:.1} ms, classify {:.1} ms",
-            t.read_ms, t.checksum_ms, t.correlate_ms, t.classify_ms
-        );
-    }
-    match &outcome.verdict {
-        Verdict::Unchanged => Ok(ExitCode::SUCCESS),
+    let code = match &outcome.verdict {
+        Verdict::Unchanged => ExitCode::SUCCESS,
         Verdict::Unpatchable(reasons) => {
             for r in reasons {
                 eprintln!("{objname}: error: {r}");
             }
-            Ok(ExitCode::from(EXIT_UNPATCHABLE))
+            ExitCode::from(EXIT_UNPATCHABLE)
         }
         Verdict::Livepatch(bytes) => {
             klp::elf::write::write_atomically(&args.out, bytes)?;
-            if args.timings {
-                let t = &outcome.output_times;
-                eprintln!(
-                    "timings: extract {:.1} ms, write {:.1} ms ({} bytes)",
-                    t.extract_ms,
-                    t.write_ms,
-                    bytes.len()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
+    };
+    if args.stats {
+        let read = fo.bytes().len() + fp.bytes().len();
+        let extra_files = [extract.symvers.as_deref(), extract.parent.as_deref()];
+        let extra: u64 = extra_files.iter().flatten().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+        let stats = Stats { extras_ms, times: times.unwrap_or_default(), read_bytes: read as u64 + extra };
+        print_stats(&stats, &outcome, started.elapsed());
     }
+    Ok(code)
+}
+
+struct Stats {
+    /// Reading `--symvers` and `--parent`.
+    extras_ms: f64,
+    times: klp::diff::StageTimes,
+    read_bytes: u64,
+}
+
+/// `--stats`, on stderr.
+fn print_stats(s: &Stats, o: &klp::pipeline::DiffOutcome, wall: std::time::Duration) {
+    let t = &s.times;
+    let out = &o.output_times;
+    eprintln!(
+        "stats: symvers+parent {:.1} ms, read {:.1} ms, checksum {:.1} ms, correlate {:.1} ms, classify {:.1} ms, extract {:.1} ms, write {:.1} ms",
+        s.extras_ms, t.read_ms, t.checksum_ms, t.correlate_ms, t.classify_ms, out.extract_ms, out.write_ms
+    );
+    for (side, c) in [("orig", &o.counts.0), ("patched", &o.counts.1)] {
+        eprintln!(
+            "stats: {side}: {} sections, {} symbols, {} relocations, {} functions checksummed, {} decoded",
+            c.sections, c.symbols, c.relocations, c.functions_checksummed, c.functions_decoded
+        );
+    }
+    let output = match &o.verdict {
+        Verdict::Livepatch(b) => b.len(),
+        _ => 0,
+    };
+    eprintln!(
+        "stats: {:.3} s wall, {:.1} MB read, {output} bytes written, peak RSS {}",
+        wall.as_secs_f64(),
+        s.read_bytes as f64 / 1e6,
+        peak_rss().map_or("unknown".to_owned(), |kb| format!("{:.0} MB", kb as f64 / 1024.0))
+    );
+}
+
+/// The process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn run_check(

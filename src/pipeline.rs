@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::diff::{self, DiffOptions, DiffReport, Input};
+use crate::diff::{self, DiffOptions, DiffReport, Input, ObjectCounts};
 use crate::error::{ErrorKind, Result};
 use crate::extract::{self, ExtractOptions};
 
@@ -46,6 +46,8 @@ pub struct DiffOutcome {
     pub warnings: Vec<String>,
     pub verdict: Verdict,
     pub output_times: OutputTimes,
+    /// Counts of the original and the patched object.
+    pub counts: (ObjectCounts, ObjectCounts),
 }
 
 /// Run `klp diff` on two objects in memory.
@@ -66,12 +68,14 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
             )
         })
         .collect();
+    let counts = analysis.counts();
     let outcome = |verdict, warnings, output_times| DiffOutcome {
         report: report.clone(),
         explanations: explanations.clone(),
         warnings,
         verdict,
         output_times,
+        counts: counts.clone(),
     };
     if !report.refusals.is_empty() {
         let reasons = report.refusals.iter().map(ToString::to_string).collect();

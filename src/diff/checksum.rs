@@ -86,6 +86,8 @@ impl std::fmt::Display for Checksum {
 /// have none (sections, files, undefined, empty).
 pub struct Checksums {
     values: Vec<Option<Checksum>>,
+    /// Functions decoded instruction by instruction to compute them.
+    pub functions_decoded: usize,
 }
 
 impl Checksums {
@@ -112,7 +114,7 @@ pub fn cold_children(obj: &ElfObject) -> ColdChildren {
 
 /// Compute every FUNC and OBJECT checksum of `obj`, in parallel.
 pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) -> Checksums {
-    let values = obj
+    let values: Vec<Option<Checksum>> = obj
         .symbols
         .par_iter()
         .map(|sym| match sym.kind {
@@ -125,7 +127,8 @@ pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) ->
             _ => None,
         })
         .collect();
-    Checksums { values }
+    let functions_decoded = obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func && is_code(obj, s.id)).count();
+    Checksums { values, functions_decoded }
 }
 
 fn is_code(obj: &ElfObject, id: SymbolId) -> bool {

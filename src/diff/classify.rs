@@ -64,6 +64,8 @@ pub struct Changes {
     pub ignored: Vec<PatchedSym>,
     /// Sections the patch asked to ignore (kpatch's `KPATCH_IGNORE_SECTION`).
     pub ignored_sections: Vec<String>,
+    /// Twin functions whose checksums differed, decoded again to compare.
+    pub compared: usize,
 }
 
 impl Changes {
@@ -196,6 +198,7 @@ fn classify_pair(
     if is_reportable_function(patched.obj, p) && ignores.function(p) {
         changes.ignored.push(PatchedSym(p.id));
     } else if is_reportable_function(patched.obj, p) {
+        changes.compared += 1;
         let (fa, fb) = twin_fingerprints(orig, patched, twins, o, PatchedSym(p.id));
         if fa.checksum() == fb.checksum() {
             // The only differences were references to renamed twins.

@@ -31,6 +31,16 @@ pub struct StageTimes {
     pub classify_ms: f64,
 }
 
+/// What one object held and what was done with it (`klp diff --stats`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ObjectCounts {
+    pub sections: usize,
+    pub symbols: usize,
+    pub relocations: usize,
+    pub functions_checksummed: usize,
+    pub functions_decoded: usize,
+}
+
 /// One object with everything computed about it.
 pub(crate) struct Analyzed<'d> {
     pub obj: ElfObject<'d>,
@@ -40,6 +50,17 @@ pub(crate) struct Analyzed<'d> {
 }
 
 impl<'d> Analyzed<'d> {
+    fn counts(&self, decoded_again: usize) -> ObjectCounts {
+        let o = &self.obj;
+        ObjectCounts {
+            sections: o.sections.len(),
+            symbols: o.symbols.len(),
+            relocations: o.sections.iter().map(|s| s.relocs.len() + s.own_relocs.len()).sum(),
+            functions_checksummed: self.sums.functions_decoded,
+            functions_decoded: self.sums.functions_decoded + decoded_again,
+        }
+    }
+
     fn side(&self) -> Side<'_, 'd> {
         Side { obj: &self.obj, sums: &self.sums, specials: &self.specials, cold: &self.cold }
     }
@@ -153,6 +174,11 @@ pub struct UncorrelatedReport {
 }
 
 impl Analysis<'_> {
+    /// Counts of the original and the patched object.
+    pub fn counts(&self) -> (ObjectCounts, ObjectCounts) {
+        (self.orig.counts(self.changes.compared), self.patched.counts(self.changes.compared))
+    }
+
     pub fn report(&self, objname: &str) -> DiffReport {
         let p = &self.patched.obj;
         let o = &self.orig.obj;
