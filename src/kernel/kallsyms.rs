@@ -2,8 +2,10 @@
 //! the linked object a livepatch targets (vmlinux or a `.ko`), as kallsyms
 //! sees it.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
+
+use rustc_hash::FxBuildHasher;
 
 use crate::elf::MappedFile;
 use crate::elf::linked::{LinkedSymbol, linked_symbols};
@@ -30,10 +32,22 @@ pub struct ParentSymbols {
     objname: String,
     symbols: Vec<ParentSymbol>,
     files: Vec<String>,
-    by_name: HashMap<String, Vec<usize>>,
+    by_name: NameHashes,
     /// Local symbols by demangled name, to find a static whose numeric
     /// suffix changed between builds.
-    by_demangled: HashMap<String, Vec<usize>>,
+    by_demangled: NameHashes,
+    /// Every listed name, back to back; `names[i]` is symbol `i`'s range.
+    name_bytes: Vec<u8>,
+    names: Vec<(u32, u32)>,
+}
+
+/// Symbol indexes sorted by the hash of a name: one array and no string
+/// per symbol (vmlinux lists 200,000 of them, and a diff asks about a few).
+#[derive(Debug, Default)]
+struct NameHashes(Vec<(u64, u32)>);
+
+fn name_hash(name: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(name)
 }
 
 /// How to find one of our symbols in the parent.
@@ -60,29 +74,62 @@ impl ParentSymbols {
             path: path.to_owned(),
             is_module: linked.is_module,
             objname,
-            symbols: Vec::new(),
+            symbols: Vec::with_capacity(linked.symbols.len()),
             files: Vec::new(),
-            by_name: HashMap::new(),
-            by_demangled: HashMap::new(),
+            by_name: NameHashes::default(),
+            by_demangled: NameHashes::default(),
+            name_bytes: Vec::new(),
+            names: Vec::with_capacity(linked.symbols.len()),
         };
         for sym in linked.symbols {
             match sym {
                 LinkedSymbol::File(name) => out.files.push(String::from_utf8_lossy(name).into_owned()),
                 LinkedSymbol::Listed { name, address, local } => {
                     let file = if local { out.files.len().checked_sub(1) } else { None };
-                    out.add(String::from_utf8_lossy(name).into_owned(), address, local, file);
+                    out.add(name, address, local, file);
                 }
             }
         }
+        out.by_name.0.sort_unstable();
+        out.by_demangled.0.sort_unstable();
         Ok(out)
     }
 
-    fn add(&mut self, name: String, address: u64, local: bool, file: Option<usize>) {
+    fn add(&mut self, name: &[u8], address: u64, local: bool, file: Option<usize>) {
+        let i = self.symbols.len() as u32;
         if local {
-            self.by_demangled.entry(crate::elf::demangle(&name).to_owned()).or_default().push(self.symbols.len());
+            let demangled = std::str::from_utf8(name).map_or(name, |n| crate::elf::demangle(n).as_bytes());
+            self.by_demangled.0.push((name_hash(demangled), i));
         }
-        self.by_name.entry(name).or_default().push(self.symbols.len());
+        self.by_name.0.push((name_hash(name), i));
+        self.names.push((self.name_bytes.len() as u32, name.len() as u32));
+        self.name_bytes.extend_from_slice(name);
         self.symbols.push(ParentSymbol { address, local, file });
+    }
+
+    fn name_of(&self, i: usize) -> &[u8] {
+        let (start, len) = self.names[i];
+        &self.name_bytes[start as usize..(start + len) as usize]
+    }
+
+    /// Symbols named `name` (or, with `demangled`, whose demangled name it
+    /// is) in symbol-table order.
+    fn lookup(&self, index: &NameHashes, name: &str, demangled: bool) -> Vec<usize> {
+        let h = name_hash(name.as_bytes());
+        let from = index.0.partition_point(|&(k, _)| k < h);
+        let same = |i: usize| {
+            let n = self.name_of(i);
+            if demangled {
+                std::str::from_utf8(n).is_ok_and(|n| crate::elf::demangle(n) == name)
+            } else {
+                n == name.as_bytes()
+            }
+        };
+        index.0[from..].iter().take_while(|&&(k, _)| k == h).map(|&(_, i)| i as usize).filter(|&i| same(i)).collect()
+    }
+
+    fn named(&self, name: &str) -> Vec<usize> {
+        self.lookup(&self.by_name, name, false)
     }
 
     pub fn objname(&self) -> &str {
@@ -91,15 +138,14 @@ impl ParentSymbols {
 
     /// How many kallsyms-visible symbols have this name.
     pub fn count(&self, name: &str) -> usize {
-        self.by_name.get(name).map_or(0, Vec::len)
+        self.named(name).len()
     }
 
     /// What the kernel resolves `.klp.sym.<obj>.<name>,<pos>` to: with
     /// position 0 the name must be unique, else the pos-th by address (by
     /// symbol-table order in a module).
     pub fn klp_address(&self, name: &str, pos: u64) -> std::result::Result<u64, String> {
-        let all = self.by_name.get(name).map_or(&[][..], Vec::as_slice);
-        let mut ordered: Vec<usize> = all.to_vec();
+        let mut ordered = self.named(name);
         if !self.is_module {
             ordered.sort_by_key(|&i| (self.symbols[i].address, i));
         }
@@ -118,10 +164,10 @@ impl ParentSymbols {
     /// exact name is looked for by demangled name in the same FILE (a
     /// static renumbered by the compiler).
     pub fn address(&self, q: SymbolQuery) -> std::result::Result<u64, String> {
-        let all = self.by_name.get(q.name).map_or(&[][..], Vec::as_slice);
-        match all {
+        let all = self.named(q.name);
+        match all[..] {
             [] if q.local => {
-                let similar = self.by_demangled.get(crate::elf::demangle(q.name)).map_or(&[][..], Vec::as_slice);
+                let similar = self.lookup(&self.by_demangled, crate::elf::demangle(q.name), true);
                 let (file, _) = q.file.ok_or_else(|| format!("{} not found", q.name))?;
                 let in_file: Vec<usize> = similar
                     .iter()
@@ -134,22 +180,22 @@ impl ParentSymbols {
                 }
             }
             [] => Err(format!("{} not found", q.name)),
-            [one] => Ok(self.symbols[*one].address),
-            _ => self.find(all, q).map(|i| self.symbols[i].address),
+            [one] => Ok(self.symbols[one].address),
+            _ => self.find(&all, q).map(|i| self.symbols[i].address),
         }
     }
 
     /// The position the kernel will use for `q`: 0 if the name is unique,
     /// else 1 + the number of same-named symbols before ours.
     pub fn sympos(&self, q: SymbolQuery) -> std::result::Result<u64, String> {
-        let all = self.by_name.get(q.name).map_or(&[][..], Vec::as_slice);
+        let all = self.named(q.name);
         if all.is_empty() {
             return Err(format!("symbol {} not found in {}", q.name, self.path.display()));
         }
         if all.len() == 1 {
             return Ok(0);
         }
-        let ours = self.find(all, q)?;
+        let ours = self.find(&all, q)?;
         let key = |i: usize| if self.is_module { i as u64 } else { self.symbols[i].address };
         let before = all.iter().filter(|&&i| (key(i), i) < (key(ours), ours)).count();
         Ok(before as u64 + 1)
