@@ -14,7 +14,7 @@
 //! The per-instruction form ([`Fingerprint`]) is kept only where it is needed
 //! (line-only detection, `--explain`); the checksum pass streams.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, Register};
 use rayon::prelude::*;
@@ -100,7 +100,7 @@ impl Checksums {
 pub type ColdChildren = HashMap<SymbolId, Vec<SymbolId>>;
 
 pub fn cold_children(obj: &ElfObject) -> ColdChildren {
-    let mut map = ColdChildren::new();
+    let mut map = ColdChildren::default();
     for sym in &obj.symbols {
         if sym.kind == SymbolKind::Func
             && sym.is_cold_child()
@@ -245,7 +245,7 @@ pub fn function_fingerprint<'d>(
         function: id,
         insns: decode_function(refs, id),
         entries,
-        cold: children.iter().map(|&c| function_fingerprint(refs, specials, &ColdChildren::new(), c)).collect(),
+        cold: children.iter().map(|&c| function_fingerprint(refs, specials, &ColdChildren::default(), c)).collect(),
     }
 }
 

@@ -11,7 +11,7 @@
 //! position only when both sides have the same number of candidates in the
 //! same file, and reported; what cannot be paired is reported, never guessed.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use rayon::prelude::*;
 
@@ -261,7 +261,7 @@ struct Group<'d> {
 }
 
 fn group_by_name<'d>(orig: &ElfObject<'d>, patched: &ElfObject<'d>) -> Vec<Group<'d>> {
-    let mut map: HashMap<(&'d str, SymbolKind), Group<'d>> = HashMap::new();
+    let mut map: HashMap<(&'d str, SymbolKind), Group<'d>> = HashMap::default();
     for (side, obj) in [(0, orig), (1, patched)] {
         for sym in obj.symbols.iter().filter(|s| is_correlatable(obj, s)) {
             let g = map.entry((sym.demangled, sym.kind)).or_insert_with(|| Group {
@@ -349,7 +349,7 @@ impl Ctx<'_, '_> {
             !paired && s.kind == SymbolKind::Func && s.name.contains('.') && is_correlatable(obj, s)
         };
         type Candidates = (Vec<SymbolId>, Vec<SymbolId>);
-        let mut by_stem: HashMap<(&str, Option<u64>), Candidates> = HashMap::new();
+        let mut by_stem: HashMap<(&str, Option<u64>), Candidates> = HashMap::default();
         for s in &self.orig.symbols {
             if free(self.orig, s.id, twins.of_orig(OrigSym(s.id)).is_some()) {
                 let key = (stem(s.name), self.orig_sums.get(s.id).map(|c| c.0));
@@ -448,7 +448,7 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> HashMap<SymbolId, V
             })
         })
         .collect();
-    let mut map: HashMap<SymbolId, Vec<SymbolId>> = HashMap::new();
+    let mut map: HashMap<SymbolId, Vec<SymbolId>> = HashMap::default();
     for (t, u) in found {
         let users = map.entry(t).or_default();
         if !users.contains(&u) {

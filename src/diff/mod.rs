@@ -5,6 +5,7 @@ pub(crate) mod checksum;
 pub(crate) mod classify;
 pub(crate) mod correlate;
 pub(crate) mod snippet;
+pub mod stages;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -8,7 +8,9 @@
 //! at which every entry carries relocations of the same types at the same
 //! offsets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::elf::{ElfObject, Referent, Reloc, SectionId, SymbolId, SymbolKind};
 use crate::error::{Context, Error, Result};
@@ -212,7 +214,7 @@ fn sparse_layout_fits(section_size: u64, relocs: &[RelocShape], size: u64) -> bo
     if size == 0 || !section_size.is_multiple_of(size) {
         return false;
     }
-    let mut shape_at: HashMap<u64, RelocShape> = HashMap::new();
+    let mut shape_at: HashMap<u64, RelocShape> = HashMap::default();
     let mut first_field = vec![false; (section_size / size) as usize];
     for r in relocs {
         let (entry, at) = (r.offset / size, r.offset % size);
