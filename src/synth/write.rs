@@ -1,0 +1,318 @@
+//! The model as an ELF relocatable: per unit a FILE symbol, its string
+//! literals in `.rodata.str1.1`, each function in `.text.<name>` (its cold
+//! part in `.text.unlikely.<name>`), `__init` functions in `.init.text`,
+//! each variable in `.data.`/`.rodata.`/`.bss.<name>`; then `__mcount_loc`
+//! with an entry per `__fentry__` call, the undefined kernel symbols and
+//! the globals. References to locals go through section symbols and to
+//! globals through their symbols, as gcc and gas emit them.
+
+use std::collections::HashMap;
+
+use object::elf;
+
+use super::elf::{Draft, DraftReloc, DraftSection, DraftSymbol, SecIdx, SymIdx};
+use super::encode::{self, Encoded, Site, SiteKind, Target};
+use super::model::{FuncId, Function, Program, StrId, TextKind, Unit, VarId, VarKind, Variable};
+
+/// Where a function or variable ended up.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    section: SecIdx,
+    /// Offset in its section.
+    offset: u64,
+    /// Its own symbol, and whether it is global.
+    symbol: SymIdx,
+    global: bool,
+}
+
+/// Everything placed, and what still needs relocating.
+#[derive(Default)]
+struct Builder {
+    draft: Draft,
+    /// Section symbol of each section, made on first use.
+    section_symbols: HashMap<SecIdx, SymIdx>,
+    functions: HashMap<FuncId, Placed>,
+    variables: HashMap<VarId, Placed>,
+    /// Per unit: the string section and the offset of each string, and of the `__FILE__` string.
+    strings: Vec<UnitStrings>,
+    /// Code waiting for symbols: (section, offset of the code, unit, sites).
+    pending: Vec<(SecIdx, u64, usize, Vec<Site>)>,
+    /// Pointers in data waiting for symbols: (section, offset, target).
+    pending_pointers: Vec<(SecIdx, u64, FuncId)>,
+    /// `__fentry__` call sites: (section, offset of the call instruction).
+    fentry_calls: Vec<(SecIdx, u64)>,
+    /// Global and undefined symbols, added after every local.
+    globals: Vec<DraftSymbol>,
+    undefined: HashMap<String, usize>,
+}
+
+#[derive(Default, Clone)]
+struct UnitStrings {
+    section: Option<SecIdx>,
+    offsets: Vec<u64>,
+    source_path: u64,
+}
+
+/// `program` as ELF bytes.
+pub fn write(program: &Program) -> Result<Vec<u8>, String> {
+    let mut b = Builder::default();
+    for (u, unit) in program.units.iter().enumerate() {
+        b.unit(u, unit).map_err(|e| format!("{}: {e}", unit.file))?;
+    }
+    b.mcount_loc();
+    b.finish_symbols();
+    b.relocate()?;
+    b.draft.add_section(DraftSection::new(".note.GNU-stack", elf::SHT_PROGBITS.0, 0, 1));
+    b.draft.to_bytes()
+}
+
+impl Builder {
+    fn local(&mut self, name: &str, kind: u8, section: Option<SecIdx>, value: u64, size: u64) -> SymIdx {
+        let s = DraftSymbol { name: name.to_owned(), kind, global: false, section, value, size };
+        self.draft.add_symbol(s)
+    }
+
+    fn unit(&mut self, u: usize, unit: &Unit) -> Result<(), String> {
+        self.local(&unit.file, elf::STT_FILE.0, None, 0, 0);
+        self.string_section(unit);
+        for f in unit.functions.iter().filter(|f| f.text == TextKind::Text) {
+            self.function_in_own_section(u, f)?;
+        }
+        self.init_functions(u, unit)?;
+        for v in &unit.variables {
+            self.variable(v);
+        }
+        Ok(())
+    }
+
+    fn string_section(&mut self, unit: &Unit) {
+        let flags = elf::SHF_ALLOC.0 | elf::SHF_MERGE.0 | elf::SHF_STRINGS.0;
+        let mut sec = DraftSection::new(".rodata.str1.1", elf::SHT_PROGBITS.0, flags, 1);
+        sec.entsize = 1;
+        let mut offsets = Vec::with_capacity(unit.strings.len());
+        for s in unit.strings.iter().chain([&unit.source_path]) {
+            offsets.push(sec.data.len() as u64);
+            sec.data.extend_from_slice(s.as_bytes());
+            sec.data.push(0);
+        }
+        let source_path = offsets.pop().unwrap_or(0);
+        let section = Some(self.section(sec));
+        self.strings.push(UnitStrings { section, offsets, source_path });
+    }
+
+    fn function_symbol(&mut self, f: &Function, section: SecIdx, offset: u64, size: u64) -> Placed {
+        let symbol = DraftSymbol {
+            name: f.name.clone(),
+            kind: elf::STT_FUNC.0,
+            global: f.global,
+            section: Some(section),
+            value: offset,
+            size,
+        };
+        let symbol = if f.global {
+            self.globals.push(symbol);
+            usize::MAX - (self.globals.len() - 1)
+        } else {
+            self.draft.add_symbol(symbol)
+        };
+        Placed { section, offset, symbol, global: f.global }
+    }
+
+    fn function_in_own_section(&mut self, u: usize, f: &Function) -> Result<(), String> {
+        let code = encode::function(f).map_err(|e| format!("{}: {e}", f.name))?;
+        let mut sec = DraftSection::code(&format!(".text.{}", f.name), 16);
+        sec.data = vec![0xcc; f.pad as usize];
+        let offset = f.pad as u64;
+        sec.data.extend_from_slice(&code.bytes);
+        let section = self.section(sec);
+        let placed = self.function_symbol(f, section, offset, code.bytes.len() as u64);
+        self.functions.insert(f.id, placed);
+        self.code_placed(u, section, offset, code.clone());
+        self.cold_part(u, f, &code)
+    }
+
+    fn cold_part(&mut self, u: usize, f: &Function, parent: &Encoded) -> Result<(), String> {
+        let (Some(ops), Some(resume)) = (&f.cold, parent.resume) else {
+            return Ok(());
+        };
+        let code = encode::cold_part(f, ops, resume).map_err(|e| format!("{}.cold: {e}", f.name))?;
+        let mut sec = DraftSection::code(&format!(".text.unlikely.{}", f.name), 1);
+        sec.data = code.bytes.clone();
+        let section = self.section(sec);
+        self.local(&format!("{}.cold", f.name), elf::STT_FUNC.0, Some(section), 0, code.bytes.len() as u64);
+        self.pending.push((section, 0, u, code.sites));
+        Ok(())
+    }
+
+    /// `__init` functions share `.init.text`, each aligned to 16 with NOPs.
+    fn init_functions(&mut self, u: usize, unit: &Unit) -> Result<(), String> {
+        let inits: Vec<&Function> = unit.functions.iter().filter(|f| f.text == TextKind::Init).collect();
+        if inits.is_empty() {
+            return Ok(());
+        }
+        let section = self.section(DraftSection::code(".init.text", 16));
+        for f in inits {
+            let code = encode::function(f).map_err(|e| format!("{}: {e}", f.name))?;
+            let data = &mut self.draft.sections[section].data;
+            data.extend(encode::nop_fill(data.len().next_multiple_of(16) - data.len()));
+            let offset = data.len() as u64;
+            data.extend_from_slice(&code.bytes);
+            let placed = self.function_symbol(f, section, offset, code.bytes.len() as u64);
+            self.functions.insert(f.id, placed);
+            self.code_placed(u, section, offset, code);
+        }
+        Ok(())
+    }
+
+    fn code_placed(&mut self, u: usize, section: SecIdx, offset: u64, code: Encoded) {
+        if let Some(fentry) = code.sites.iter().find(|s| s.target == Target::Fentry) {
+            // The call instruction starts one byte before its field.
+            self.fentry_calls.push((section, offset + fentry.offset as u64 - 1));
+        }
+        self.pending.push((section, offset, u, code.sites));
+    }
+
+    fn variable(&mut self, v: &Variable) {
+        let (prefix, sh_type, flags) = match v.kind {
+            VarKind::Data => (".data", elf::SHT_PROGBITS.0, elf::SHF_ALLOC.0 | elf::SHF_WRITE.0),
+            VarKind::ReadOnly => (".rodata", elf::SHT_PROGBITS.0, elf::SHF_ALLOC.0),
+            VarKind::Bss => (".bss", elf::SHT_NOBITS.0, elf::SHF_ALLOC.0 | elf::SHF_WRITE.0),
+        };
+        let align = if v.pointers.is_empty() { 4 } else { 8 };
+        let mut sec = DraftSection::new(&format!("{prefix}.{}", v.name), sh_type, flags, align);
+        if v.kind == VarKind::Bss {
+            sec.nobits_size = v.bytes.len() as u64;
+        } else {
+            sec.data = v.bytes.clone();
+        }
+        let section = self.section(sec);
+        for &(at, target) in &v.pointers {
+            self.pending_pointers.push((section, at as u64, target));
+        }
+        let symbol = DraftSymbol {
+            name: v.name.clone(),
+            kind: elf::STT_OBJECT.0,
+            global: v.global,
+            section: Some(section),
+            value: 0,
+            size: v.bytes.len() as u64,
+        };
+        let symbol = if v.global {
+            self.globals.push(symbol);
+            usize::MAX - (self.globals.len() - 1)
+        } else {
+            self.draft.add_symbol(symbol)
+        };
+        self.variables.insert(v.id, Placed { section, offset: 0, symbol, global: v.global });
+    }
+
+    /// One 8-byte entry per `__fentry__` call, `R_X86_64_64` against the
+    /// section symbol of the code, as `-mrecord-mcount` emits them.
+    fn mcount_loc(&mut self) {
+        if self.fentry_calls.is_empty() {
+            return;
+        }
+        let mut sec = DraftSection::new("__mcount_loc", elf::SHT_PROGBITS.0, elf::SHF_ALLOC.0, 8);
+        sec.data = vec![0; self.fentry_calls.len() * 8];
+        let section = self.section(sec);
+        for (i, (code, at)) in self.fentry_calls.clone().into_iter().enumerate() {
+            let symbol = self.section_symbol(code);
+            let r = DraftReloc { offset: i as u64 * 8, symbol, r_type: elf::R_X86_64_64.0, addend: at as i64 };
+            self.draft.sections[section].relocs.push(r);
+        }
+    }
+
+    /// Add a section and its section symbol (among its unit's locals, as gcc
+    /// places them), through which relocations refer to local things.
+    fn section(&mut self, s: DraftSection) -> SecIdx {
+        let section = self.draft.add_section(s);
+        let sym = self.local("", elf::STT_SECTION.0, Some(section), 0, 0);
+        self.section_symbols.insert(section, sym);
+        section
+    }
+
+    fn section_symbol(&self, section: SecIdx) -> SymIdx {
+        self.section_symbols[&section]
+    }
+
+    /// Globals go after every local; their placeholder indexes (counting
+    /// down from `usize::MAX`) become real ones.
+    fn finish_symbols(&mut self) {
+        let base = self.draft.symbols.len();
+        for g in std::mem::take(&mut self.globals) {
+            self.draft.add_symbol(g);
+        }
+        let real = |s: SymIdx| if s > usize::MAX / 2 { base + (usize::MAX - s) } else { s };
+        for p in self.functions.values_mut().chain(self.variables.values_mut()) {
+            p.symbol = real(p.symbol);
+        }
+    }
+
+    fn undefined(&mut self, name: &str) -> SymIdx {
+        if let Some(&i) = self.undefined.get(name) {
+            return i;
+        }
+        let s = DraftSymbol { name: name.to_owned(), kind: elf::STT_NOTYPE.0, global: true, section: None, value: 0, size: 0 };
+        let i = self.draft.add_symbol(s);
+        self.undefined.insert(name.to_owned(), i);
+        i
+    }
+
+    fn relocate(&mut self) -> Result<(), String> {
+        for (section, base, u, sites) in std::mem::take(&mut self.pending) {
+            for site in sites {
+                let (symbol, place, global) = self.resolve(u, &site.target)?;
+                let r_type = match site.kind {
+                    SiteKind::Branch if global => elf::R_X86_64_PLT32.0,
+                    SiteKind::Branch | SiteKind::PcRelative => elf::R_X86_64_PC32.0,
+                    SiteKind::Absolute32S => elf::R_X86_64_32S.0,
+                };
+                let r = DraftReloc { offset: base + site.offset as u64, symbol, r_type, addend: place + site.bias };
+                self.draft.sections[section].relocs.push(r);
+            }
+        }
+        for (section, at, target) in std::mem::take(&mut self.pending_pointers) {
+            let (symbol, place, _) = self.resolve(0, &Target::Func(target))?;
+            let r = DraftReloc { offset: at, symbol, r_type: elf::R_X86_64_64.0, addend: place };
+            self.draft.sections[section].relocs.push(r);
+        }
+        for s in &mut self.draft.sections {
+            s.relocs.sort_by_key(|r| r.offset);
+        }
+        Ok(())
+    }
+
+    /// The symbol a reference names, the offset from it, and whether it is
+    /// global (or undefined).
+    fn resolve(&mut self, u: usize, target: &Target) -> Result<(SymIdx, i64, bool), String> {
+        let placed = |p: Option<&Placed>, what: &dyn std::fmt::Debug| p.copied().ok_or(format!("dangling {what:?}"));
+        Ok(match target {
+            Target::Func(id) => self.by_symbol_or_section(placed(self.functions.get(id), id)?, 0),
+            Target::Var(id, off) => self.by_symbol_or_section(placed(self.variables.get(id), id)?, *off as i64),
+            Target::Extern(name) => (self.undefined(name), 0, true),
+            Target::Fentry => (self.undefined("__fentry__"), 0, true),
+            Target::Str(StrId(i)) => {
+                let s = &self.strings[u];
+                let at = *s.offsets.get(*i as usize).ok_or(format!("dangling string {i}"))?;
+                (self.section_symbol(s.section.ok_or("no strings")?), at as i64, false)
+            }
+            Target::SourcePath => {
+                let s = self.strings[u].clone();
+                (self.section_symbol(s.section.ok_or("no strings")?), s.source_path as i64, false)
+            }
+            Target::Cold(id) => {
+                let p = placed(self.functions.get(id), id)?;
+                // The cold section directly follows its parent's.
+                (self.section_symbol(p.section + 1), 0, false)
+            }
+            Target::Resume(id, off) => {
+                let p = placed(self.functions.get(id), id)?;
+                (self.section_symbol(p.section), p.offset as i64 + *off as i64, false)
+            }
+        })
+    }
+
+    fn by_symbol_or_section(&mut self, p: Placed, offset: i64) -> (SymIdx, i64, bool) {
+        if p.global { (p.symbol, offset, true) } else { (self.section_symbol(p.section), p.offset as i64 + offset, false) }
+    }
+}
