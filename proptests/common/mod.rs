@@ -72,5 +72,5 @@ pub fn run_cases(default: usize, check: impl Fn(&Request) -> Result<(), String>)
     }
     assert!(ran > 0 && ran == count, "no case ran");
     eprintln!("{ran} cases in {:.1} s, {} failed", started.elapsed().as_secs_f64(), failures.len());
-    assert!(failures.is_empty(), "{} of {ran} cases failed:\n{}", failures.len(), failures[..failures.len().min(8)].join("\n"));
+    assert!(failures.is_empty(), "{} of {ran} cases failed:\n{}", failures.len(), failures[..failures.len().min(80)].join("\n"));
 }

@@ -153,8 +153,9 @@ impl Draft {
 
     fn write_contents(&self, w: &mut Writer, l: &Layout) {
         for s in &self.sections {
+            // Aligned like `reserve` aligned it, even for NOBITS (no bytes).
+            w.write_align(s.align);
             if s.sh_type != elf::SHT_NOBITS.0 {
-                w.write_align(s.align);
                 w.write(&s.data);
             }
         }
@@ -220,4 +221,45 @@ struct Layout {
     num_local: u32,
     str_ids: Vec<Option<object::write::StringId>>,
     rela_offset: Vec<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::read::{Object, ObjectSection, ObjectSymbol};
+
+    #[test]
+    fn sections_symbols_and_relocations_read_back() {
+        let mut d = Draft::default();
+        let mut text = DraftSection::code(".text.f", 16);
+        text.data = vec![0xe8, 0, 0, 0, 0, 0xc3];
+        let t = d.add_section(text);
+        let mut bss = DraftSection::new(".bss.x", elf::SHT_NOBITS.0, elf::SHF_ALLOC.0 | elf::SHF_WRITE.0, 64);
+        bss.nobits_size = 12;
+        d.add_section(bss);
+        let mut data = DraftSection::new(".data.y", elf::SHT_PROGBITS.0, elf::SHF_ALLOC.0 | elf::SHF_WRITE.0, 8);
+        data.data = vec![1; 8];
+        d.add_section(data);
+        d.add_symbol(DraftSymbol { name: "f.c".into(), kind: elf::STT_FILE.0, global: false, section: None, value: 0, size: 0 });
+        let f = d.add_symbol(DraftSymbol { name: "f".into(), kind: elf::STT_FUNC.0, global: true, section: Some(t), value: 0, size: 6 });
+        d.sections[t].relocs.push(DraftReloc { offset: 1, symbol: f, r_type: elf::R_X86_64_PLT32.0, addend: -4 });
+        let bytes = d.to_bytes().unwrap();
+        let o = object::File::parse(&*bytes).unwrap();
+        let names: Vec<&str> = o.sections().map(|s| s.name().unwrap()).collect();
+        assert!(names.starts_with(&[".text.f", ".rela.text.f", ".bss.x", ".data.y"]), "{names:?}");
+        assert_eq!(o.section_by_name(".data.y").unwrap().data().unwrap(), &[1; 8]);
+        assert_eq!(o.section_by_name(".bss.x").unwrap().size(), 12);
+        let sym = o.symbols().find(|s| s.name() == Ok("f")).unwrap();
+        assert!(sym.is_global() && sym.size() == 6);
+        let (at, r) = o.section_by_name(".text.f").unwrap().relocations().next().unwrap();
+        assert_eq!((at, r.addend()), (1, -4));
+    }
+
+    #[test]
+    fn a_local_after_a_global_is_refused() {
+        let mut d = Draft::default();
+        d.add_symbol(DraftSymbol { name: "g".into(), kind: elf::STT_FUNC.0, global: true, section: None, value: 0, size: 0 });
+        d.add_symbol(DraftSymbol { name: "l".into(), kind: elf::STT_FUNC.0, global: false, section: None, value: 0, size: 0 });
+        assert!(d.to_bytes().is_err());
+    }
 }

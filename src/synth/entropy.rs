@@ -94,6 +94,6 @@ mod tests {
         }
         let mut b = Entropy::from_bytes(&[]);
         assert_eq!(b.below(10), 0);
-        assert!(!b.percent(50));
+        assert_eq!(b.range(5, 9), 5);
     }
 }
