@@ -193,9 +193,9 @@ impl Asm {
     fn prologue(&mut self) -> R<()> {
         self.branch(Code::Call_rel32_64, Target::Fentry)?;
         self.push(Instruction::with1(Code::Push_r64, Register::RBP)?);
-        self.push(Instruction::with2(Code::Mov_r64_rm64, Register::RBP, Register::RSP)?);
+        self.push(Instruction::with2(Code::Mov_rm64_r64, Register::RBP, Register::RSP)?);
         self.push(Instruction::with1(Code::Push_r64, Register::RBX)?);
-        self.push(Instruction::with2(Code::Mov_r32_rm32, Register::EBX, Register::EDI)?);
+        self.push(Instruction::with2(Code::Mov_rm32_r32, Register::EBX, Register::EDI)?);
         Ok(())
     }
 

@@ -154,7 +154,11 @@ fn fill_function(e: &mut Entropy, p: &mut Program, u: usize, i: usize) {
 /// A function-local static `<noun>.<N>`, numbered per unit as gcc does.
 pub fn local_static(e: &mut Entropy, p: &mut Program, u: usize, noun: &str) -> VarId {
     let n = p.units[u].variables.iter().filter(|v| v.name.contains('.')).count();
-    let v = variable(e, p, format!("{noun}.{n}"), false);
+    let mut v = variable(e, p, format!("{noun}.{n}"), false);
+    if v.kind == VarKind::ReadOnly {
+        // The function writes it.
+        v.kind = VarKind::Data;
+    }
     let id = v.id;
     p.units[u].variables.push(v);
     id
@@ -167,11 +171,12 @@ fn random_op(e: &mut Entropy, p: &mut Program, u: usize, me: FuncId, is_init: bo
         1 => Op::Scale { dst: Reg::Eax, src: *e.pick(&[Reg::Ebx, Reg::Eax]), factor: e.range(2, 100) as i8 },
         2..=4 => {
             let var = visible_variable(e, p, u);
+            let writable = p.variable(var).is_some_and(|v| v.kind != VarKind::ReadOnly);
             match e.below(4) {
-                0 => Op::Load { var, offset: 0 },
-                1 => Op::Store { var, offset: 0 },
-                2 => Op::Bump { var, delta: e.range(1, 9) as i8 },
-                _ => Op::AddressOf { var },
+                1 if writable => Op::Store { var, offset: 0 },
+                2 if writable => Op::Bump { var, delta: e.range(1, 9) as i8 },
+                3 => Op::AddressOf { var },
+                _ => Op::Load { var, offset: 0 },
             }
         }
         5..=6 => Op::String { string: string(e, p, u, me) },
