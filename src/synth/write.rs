@@ -1,10 +1,13 @@
-//! The model as an ELF relocatable: per unit a FILE symbol, its string
-//! literals in `.rodata.str1.1`, each function in `.text.<name>` (its cold
-//! part in `.text.unlikely.<name>`), `__init` functions in `.init.text`,
-//! each variable in `.data.`/`.rodata.`/`.bss.<name>`; then `__mcount_loc`
-//! with an entry per `__fentry__` call, the undefined kernel symbols and
-//! the globals. References to locals go through section symbols and to
-//! globals through their symbols, as gcc and gas emit them.
+//! The model as an ELF relocatable, as `ld -r` would combine its units'
+//! objects: per unit a FILE symbol and its locals; string literals in
+//! `.rodata.str1.1`, each function in `.text.<name>` (its cold part in
+//! `.text.unlikely.<name>`), `__init` functions in `.init.text`, each
+//! variable in `.data.`/`.rodata.`/`.bss.<name>`, where units' sections of
+//! one name share one output section (two files' static `show` in one
+//! `.text.show`); then `__mcount_loc` with an entry per `__fentry__` call,
+//! the undefined kernel symbols and the globals. References to locals go
+//! through section symbols and to globals through their symbols, as gcc
+//! and gas emit them.
 
 use std::collections::HashMap;
 
@@ -29,8 +32,12 @@ struct Placed {
 #[derive(Default)]
 struct Builder {
     draft: Draft,
-    /// Section symbol of each section, made on first use.
+    /// Section symbol of each section.
     section_symbols: HashMap<SecIdx, SymIdx>,
+    /// Sections by name: units' sections of one name are one section.
+    by_name: HashMap<String, SecIdx>,
+    /// Where each cold part starts.
+    colds: HashMap<FuncId, (SecIdx, u64)>,
     functions: HashMap<FuncId, Placed>,
     variables: HashMap<VarId, Placed>,
     /// Per unit: the string section and the offset of each string, and of the `__FILE__` string.
@@ -86,18 +93,47 @@ impl Builder {
     }
 
     fn string_section(&mut self, unit: &Unit) {
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::with_capacity(unit.strings.len());
+        for s in unit.strings.iter().chain([&unit.source_path]) {
+            offsets.push(bytes.len() as u64);
+            bytes.extend_from_slice(s.as_bytes());
+            bytes.push(0);
+        }
         let flags = elf::SHF_ALLOC.0 | elf::SHF_MERGE.0 | elf::SHF_STRINGS.0;
         let mut sec = DraftSection::new(".rodata.str1.1", elf::SHT_PROGBITS.0, flags, 1);
         sec.entsize = 1;
-        let mut offsets = Vec::with_capacity(unit.strings.len());
-        for s in unit.strings.iter().chain([&unit.source_path]) {
-            offsets.push(sec.data.len() as u64);
-            sec.data.extend_from_slice(s.as_bytes());
-            sec.data.push(0);
+        let (section, base) = self.place(sec, &bytes, 1);
+        let source_path = base + offsets.pop().unwrap_or(0);
+        let offsets = offsets.into_iter().map(|o| base + o).collect();
+        self.strings.push(UnitStrings { section: Some(section), offsets, source_path });
+    }
+
+    /// Append `bytes` at `align` to the section named like `template`
+    /// (made from it if new); the offset where they start. Code is padded
+    /// with NOPs, as `ld` fills code sections.
+    fn place(&mut self, template: DraftSection, bytes: &[u8], align: u64) -> (SecIdx, u64) {
+        let section = match self.by_name.get(&template.name) {
+            Some(&s) => s,
+            None => {
+                let name = template.name.clone();
+                let s = self.section(template);
+                self.by_name.insert(name, s);
+                s
+            }
+        };
+        let sec = &mut self.draft.sections[section];
+        sec.align = sec.align.max(align);
+        if sec.sh_type == elf::SHT_NOBITS.0 {
+            let at = sec.nobits_size.next_multiple_of(align);
+            sec.nobits_size = at + bytes.len() as u64;
+            return (section, at);
         }
-        let source_path = offsets.pop().unwrap_or(0);
-        let section = Some(self.section(sec));
-        self.strings.push(UnitStrings { section, offsets, source_path });
+        let at = sec.data.len().next_multiple_of(align as usize);
+        let fill = if sec.flags & elf::SHF_EXECINSTR.0 != 0 { encode::nop_fill(at - sec.data.len()) } else { vec![0; at - sec.data.len()] };
+        sec.data.extend(fill);
+        sec.data.extend_from_slice(bytes);
+        (section, at as u64)
     }
 
     fn function_symbol(&mut self, f: &Function, section: SecIdx, offset: u64, size: u64) -> Placed {
@@ -120,11 +156,10 @@ impl Builder {
 
     fn function_in_own_section(&mut self, u: usize, f: &Function) -> Result<(), String> {
         let code = encode::function(f).map_err(|e| format!("{}: {e}", f.name))?;
-        let mut sec = DraftSection::code(&format!(".text.{}", f.name), 16);
-        sec.data = vec![0xcc; f.pad as usize];
-        let offset = f.pad as u64;
-        sec.data.extend_from_slice(&code.bytes);
-        let section = self.section(sec);
+        let mut bytes = vec![0xcc; f.pad as usize];
+        bytes.extend_from_slice(&code.bytes);
+        let (section, start) = self.place(DraftSection::code(&format!(".text.{}", f.name), 16), &bytes, 16);
+        let offset = start + f.pad as u64;
         let placed = self.function_symbol(f, section, offset, code.bytes.len() as u64);
         self.functions.insert(f.id, placed);
         self.code_placed(u, section, offset, code.clone());
@@ -136,11 +171,10 @@ impl Builder {
             return Ok(());
         };
         let code = encode::cold_part(f, ops, resume).map_err(|e| format!("{}.cold: {e}", f.name))?;
-        let mut sec = DraftSection::code(&format!(".text.unlikely.{}", f.name), 1);
-        sec.data = code.bytes.clone();
-        let section = self.section(sec);
-        self.local(&format!("{}.cold", f.name), elf::STT_FUNC.0, Some(section), 0, code.bytes.len() as u64);
-        self.pending.push((section, 0, u, code.sites));
+        let (section, at) = self.place(DraftSection::code(&format!(".text.unlikely.{}", f.name), 1), &code.bytes, 1);
+        self.local(&format!("{}.cold", f.name), elf::STT_FUNC.0, Some(section), at, code.bytes.len() as u64);
+        self.colds.insert(f.id, (section, at));
+        self.pending.push((section, at, u, code.sites));
         Ok(())
     }
 
@@ -150,13 +184,9 @@ impl Builder {
         if inits.is_empty() {
             return Ok(());
         }
-        let section = self.section(DraftSection::code(".init.text", 16));
         for f in inits {
             let code = encode::function(f).map_err(|e| format!("{}: {e}", f.name))?;
-            let data = &mut self.draft.sections[section].data;
-            data.extend(encode::nop_fill(data.len().next_multiple_of(16) - data.len()));
-            let offset = data.len() as u64;
-            data.extend_from_slice(&code.bytes);
+            let (section, offset) = self.place(DraftSection::code(".init.text", 16), &code.bytes, 16);
             let placed = self.function_symbol(f, section, offset, code.bytes.len() as u64);
             self.functions.insert(f.id, placed);
             self.code_placed(u, section, offset, code);
@@ -179,22 +209,17 @@ impl Builder {
             VarKind::Bss => (".bss", elf::SHT_NOBITS.0, elf::SHF_ALLOC.0 | elf::SHF_WRITE.0),
         };
         let align = if v.pointers.is_empty() { 4 } else { 8 };
-        let mut sec = DraftSection::new(&format!("{prefix}.{}", v.name), sh_type, flags, align);
-        if v.kind == VarKind::Bss {
-            sec.nobits_size = v.bytes.len() as u64;
-        } else {
-            sec.data = v.bytes.clone();
-        }
-        let section = self.section(sec);
+        let sec = DraftSection::new(&format!("{prefix}.{}", v.name), sh_type, flags, align);
+        let (section, offset) = self.place(sec, &v.bytes, align);
         for &(at, target) in &v.pointers {
-            self.pending_pointers.push((section, at as u64, target));
+            self.pending_pointers.push((section, offset + at as u64, target));
         }
         let symbol = DraftSymbol {
             name: v.name.clone(),
             kind: elf::STT_OBJECT.0,
             global: v.global,
             section: Some(section),
-            value: 0,
+            value: offset,
             size: v.bytes.len() as u64,
         };
         let symbol = if v.global {
@@ -203,7 +228,7 @@ impl Builder {
         } else {
             self.draft.add_symbol(symbol)
         };
-        self.variables.insert(v.id, Placed { section, offset: 0, symbol, global: v.global });
+        self.variables.insert(v.id, Placed { section, offset, symbol, global: v.global });
     }
 
     /// One 8-byte entry per `__fentry__` call, `R_X86_64_64` against the
@@ -301,9 +326,8 @@ impl Builder {
                 (self.section_symbol(s.section.ok_or("no strings")?), s.source_path as i64, false)
             }
             Target::Cold(id) => {
-                let p = placed(self.functions.get(id), id)?;
-                // The cold section directly follows its parent's.
-                (self.section_symbol(p.section + 1), 0, false)
+                let &(section, at) = self.colds.get(id).ok_or(format!("no cold part of {id:?}"))?;
+                (self.section_symbol(section), at as i64, false)
             }
             Target::Resume(id, off) => {
                 let p = placed(self.functions.get(id), id)?;
