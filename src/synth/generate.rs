@@ -5,7 +5,7 @@
 
 use super::entropy::Entropy;
 use super::model::{
-    Callee, Ending, FuncId, Function, Op, Program, Reg, StrId, TextKind, Unit, VarId, VarKind, Variable,
+    CallPadding, Callee, Ending, FuncId, Function, Op, Program, Reg, StrId, TextKind, Unit, VarId, VarKind, Variable,
 };
 
 /// Names every driver has a static of: they repeat across units.
@@ -25,7 +25,8 @@ const WORDS: &[&str] = &["failed", "ready", "timeout", "busy", "reset", "bad sta
 pub fn program(e: &mut Entropy, functions: usize) -> Program {
     let functions = functions.max(1);
     let units = (functions / 24).max(1) + e.below(3) as usize;
-    let mut p = Program { units: Vec::with_capacity(units), next_id: 0 };
+    let padding = *e.pick(&[CallPadding::None, CallPadding::Entries, CallPadding::PrefixSymbols]);
+    let mut p = Program { units: Vec::with_capacity(units), padding, next_id: 0 };
     for u in 0..units {
         let share = functions / units + usize::from(u < functions % units);
         let unit = unit_skeleton(e, &mut p, u, share.max(1));

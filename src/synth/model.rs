@@ -20,9 +20,25 @@ pub struct StrId(pub u32);
 #[derive(Debug, Clone)]
 pub struct Program {
     pub units: Vec<Unit>,
+    /// Call padding before every function, as CALL_PADDING kernels have it.
+    pub padding: CallPadding,
     /// Identities handed out so far (new functions and variables get the next).
     pub next_id: u32,
 }
+
+/// `-fpatchable-function-entry=16,16`: 16 NOPs before each function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CallPadding {
+    #[default]
+    None,
+    /// Marked by `__patchable_function_entries` (a unit before objtool).
+    Entries,
+    /// Also named `__pfx_<function>` (after objtool's `--prefix`).
+    PrefixSymbols,
+}
+
+/// Bytes of call padding.
+pub const CALL_PADDING: usize = 16;
 
 /// One translation unit.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use object::elf;
 
 use super::elf::{Draft, DraftReloc, DraftSection, DraftSymbol, SecIdx, SymIdx};
 use super::encode::{self, Encoded, Site, SiteKind, Target};
-use super::model::{FuncId, Function, Program, StrId, TextKind, Unit, VarId, VarKind, Variable};
+use super::model::{CALL_PADDING, CallPadding, FuncId, Function, Program, StrId, TextKind, Unit, VarId, VarKind, Variable};
 
 /// Where a function or variable ended up.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +46,9 @@ struct Builder {
     pending: Vec<(SecIdx, u64, usize, Vec<Site>)>,
     /// Pointers in data waiting for symbols: (section, offset, target).
     pending_pointers: Vec<(SecIdx, u64, FuncId)>,
+    padding: CallPadding,
+    /// Where call padding starts: (section, offset).
+    padding_starts: Vec<(SecIdx, u64)>,
     /// `__fentry__` call sites: (section, offset of the call instruction).
     fentry_calls: Vec<(SecIdx, u64)>,
     /// Global and undefined symbols, added after every local.
@@ -62,11 +65,12 @@ struct UnitStrings {
 
 /// `program` as ELF bytes.
 pub fn write(program: &Program) -> Result<Vec<u8>, String> {
-    let mut b = Builder::default();
+    let mut b = Builder { padding: program.padding, ..Builder::default() };
     for (u, unit) in program.units.iter().enumerate() {
         b.unit(u, unit).map_err(|e| format!("{}: {e}", unit.file))?;
     }
     b.mcount_loc();
+    b.patchable_function_entries();
     b.finish_symbols();
     b.relocate()?;
     b.draft.add_section(DraftSection::new(".note.GNU-stack", elf::SHT_PROGBITS.0, 0, 1));
@@ -136,30 +140,48 @@ impl Builder {
         (section, at as u64)
     }
 
-    fn function_symbol(&mut self, f: &Function, section: SecIdx, offset: u64, size: u64) -> Placed {
-        let symbol = DraftSymbol {
-            name: f.name.clone(),
-            kind: elf::STT_FUNC.0,
-            global: f.global,
-            section: Some(section),
-            value: offset,
-            size,
-        };
-        let symbol = if f.global {
+    /// A symbol among the unit's locals, or a placeholder index (counting
+    /// down from `usize::MAX`) of one among the globals, which come last.
+    fn symbol(&mut self, symbol: DraftSymbol) -> SymIdx {
+        if symbol.global {
             self.globals.push(symbol);
             usize::MAX - (self.globals.len() - 1)
         } else {
             self.draft.add_symbol(symbol)
-        };
-        Placed { section, offset, symbol, global: f.global }
+        }
+    }
+
+    fn function_symbol(&mut self, f: &Function, section: SecIdx, offset: u64, size: u64) -> Placed {
+        let (name, kind, global) = (f.name.clone(), elf::STT_FUNC.0, f.global);
+        if self.padding != CallPadding::None {
+            let start = offset - CALL_PADDING as u64;
+            self.padding_starts.push((section, start));
+            if self.padding == CallPadding::PrefixSymbols {
+                let name = format!("__pfx_{name}");
+                let size = CALL_PADDING as u64;
+                self.symbol(DraftSymbol { name, kind, global, section: Some(section), value: start, size });
+            }
+        }
+        let symbol = self.symbol(DraftSymbol { name, kind, global, section: Some(section), value: offset, size });
+        Placed { section, offset, symbol, global }
+    }
+
+    /// The NOPs of call padding, if the program has it.
+    fn call_padding(&self) -> Vec<u8> {
+        match self.padding {
+            CallPadding::None => Vec::new(),
+            _ => vec![0x90; CALL_PADDING],
+        }
     }
 
     fn function_in_own_section(&mut self, u: usize, f: &Function) -> Result<(), String> {
         let code = encode::function(f).map_err(|e| format!("{}: {e}", f.name))?;
         let mut bytes = vec![0xcc; f.pad as usize];
+        bytes.extend(self.call_padding());
+        let entry = bytes.len() as u64;
         bytes.extend_from_slice(&code.bytes);
         let (section, start) = self.place(DraftSection::code(&format!(".text.{}", f.name), 16), &bytes, 16);
-        let offset = start + f.pad as u64;
+        let offset = start + entry;
         let placed = self.function_symbol(f, section, offset, code.bytes.len() as u64);
         self.functions.insert(f.id, placed);
         self.code_placed(u, section, offset, code.clone());
@@ -186,7 +208,11 @@ impl Builder {
         }
         for f in inits {
             let code = encode::function(f).map_err(|e| format!("{}: {e}", f.name))?;
-            let (section, offset) = self.place(DraftSection::code(".init.text", 16), &code.bytes, 16);
+            let mut bytes = self.call_padding();
+            let entry = bytes.len() as u64;
+            bytes.extend_from_slice(&code.bytes);
+            let (section, start) = self.place(DraftSection::code(".init.text", 16), &bytes, 16);
+            let offset = start + entry;
             let placed = self.function_symbol(f, section, offset, code.bytes.len() as u64);
             self.functions.insert(f.id, placed);
             self.code_placed(u, section, offset, code);
@@ -214,20 +240,14 @@ impl Builder {
         for &(at, target) in &v.pointers {
             self.pending_pointers.push((section, offset + at as u64, target));
         }
-        let symbol = DraftSymbol {
+        let symbol = self.symbol(DraftSymbol {
             name: v.name.clone(),
             kind: elf::STT_OBJECT.0,
             global: v.global,
             section: Some(section),
             value: offset,
             size: v.bytes.len() as u64,
-        };
-        let symbol = if v.global {
-            self.globals.push(symbol);
-            usize::MAX - (self.globals.len() - 1)
-        } else {
-            self.draft.add_symbol(symbol)
-        };
+        });
         self.variables.insert(v.id, Placed { section, offset, symbol, global: v.global });
     }
 
@@ -244,6 +264,29 @@ impl Builder {
             let symbol = self.section_symbol(code);
             let r = DraftReloc { offset: i as u64 * 8, symbol, r_type: elf::R_X86_64_64.0, addend: at as i64 };
             self.draft.sections[section].relocs.push(r);
+        }
+    }
+
+    /// One `__patchable_function_entries` per code section (SHF_LINK_ORDER
+    /// to it), an 8-byte entry for each function's padding, as gcc emits them.
+    fn patchable_function_entries(&mut self) {
+        let mut by_section: Vec<(SecIdx, Vec<u64>)> = Vec::new();
+        for &(section, at) in &self.padding_starts {
+            match by_section.iter_mut().find(|(s, _)| *s == section) {
+                Some((_, list)) => list.push(at),
+                None => by_section.push((section, vec![at])),
+            }
+        }
+        for (code, starts) in by_section {
+            let flags = elf::SHF_WRITE.0 | elf::SHF_ALLOC.0 | elf::SHF_LINK_ORDER.0;
+            let mut sec = DraftSection::new("__patchable_function_entries", elf::SHT_PROGBITS.0, flags, 8);
+            sec.link = Some(code);
+            sec.data = vec![0; starts.len() * 8];
+            let symbol = self.section_symbol(code);
+            sec.relocs = (starts.iter().enumerate())
+                .map(|(i, &at)| DraftReloc { offset: i as u64 * 8, symbol, r_type: elf::R_X86_64_64.0, addend: at as i64 })
+                .collect();
+            self.draft.add_section(sec);
         }
     }
 
