@@ -64,3 +64,31 @@ pub fn synthesize_from(
     let answer = truth::resolve(&m.effects, &orig, &m.p);
     Ok(Pair { orig: write::write(&orig)?, patched: write::write(&m.p)?, answer, applied })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_bytes_give_a_pair_that_klp_reads() {
+        // What a fuzzer would feed: short, long, empty, all-ones.
+        let mut seed = entropy::SplitMix64(99);
+        let inputs: Vec<Vec<u8>> = (0..40)
+            .map(|i| (0..i * 37).map(|_| seed.next_u64() as u8).collect())
+            .chain([vec![], vec![0xff; 4096]])
+            .collect();
+        for data in &inputs {
+            let pair = synthesize_from(&mut Entropy::from_bytes(data), 1 + data.len() % 60, data.len() % 7, mutate::ALL)
+                .unwrap_or_else(|e| panic!("{} bytes: {e}", data.len()));
+            for bytes in [&pair.orig, &pair.patched] {
+                crate::elf::ElfObject::parse(std::path::Path::new("x.o"), bytes).expect("klp reads it");
+            }
+        }
+    }
+
+    #[test]
+    fn the_command_names_the_request() {
+        let r = Request { seed: 7, functions: 2000, mutations: 5 };
+        assert_eq!(r.command(), "klp synth --seed 7 --functions 2000 --mutations 5 --truth t.json a.o b.o");
+    }
+}
