@@ -39,6 +39,10 @@ pub enum Mutation {
     UnusedString,
     /// Filler before functions in their sections: nothing.
     Padding,
+    /// An IPA clone renamed with its code unchanged (`foo.isra.0` becomes
+    /// `foo.constprop.0.isra.0` when gcc applies one more optimisation to
+    /// the clone's callers): nothing.
+    CloneRename,
 }
 
 pub const ALL: &[Mutation] = &[
@@ -56,6 +60,7 @@ pub const ALL: &[Mutation] = &[
     Mutation::Reorder,
     Mutation::UnusedString,
     Mutation::Padding,
+    Mutation::CloneRename,
 ];
 
 /// The patched model under construction.
@@ -89,6 +94,7 @@ impl<'a, 'e> Mutator<'a, 'e> {
             Mutation::Reorder => self.reorder(),
             Mutation::UnusedString => self.unused_string(),
             Mutation::Padding => self.padding(),
+            Mutation::CloneRename => self.clone_rename(),
         }
         .is_some()
     }
@@ -373,6 +379,14 @@ impl<'a, 'e> Mutator<'a, 'e> {
                 }
             }
         }
+        Some(())
+    }
+
+    fn clone_rename(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.name.contains(".isra.") || f.name.contains(".part."))?;
+        let name = &mut self.f(f).name;
+        let (stem, rest) = name.split_once('.')?;
+        *name = format!("{stem}.constprop.0.{rest}");
         Some(())
     }
 
