@@ -177,14 +177,16 @@ impl<'a, 'd> Refs<'a, 'd> {
     }
 
     /// For the function being fingerprinted: "" for itself, the suffix
-    /// (`.cold`) for one of its cold parts.
+    /// (`.cold`, without a number) for one of its cold parts.
     fn own_part(&self, id: SymbolId) -> Option<&'d str> {
         let this = self.this?;
         if id == this {
             return Some("");
         }
         let (sym, top) = (self.obj.symbol(id), self.obj.symbol(this));
-        (sym.is_cold_child() && self.obj.cold_parent(id) == Some(this)).then(|| sym.name.get(top.name.len()..))?
+        let suffix = (sym.is_cold_child() && self.obj.cold_parent(id) == Some(this)).then(|| sym.name.get(top.name.len()..))??;
+        // Older gcc numbers cold parts (`.cold.13`); the number says nothing.
+        Some(crate::elf::demangle(suffix))
     }
 
     fn code_address(&self, sec: &Section<'d>, address: u64) -> Target<'d> {
