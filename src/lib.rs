@@ -14,4 +14,5 @@ pub mod extract;
 pub mod kernel;
 pub mod module;
 pub mod pipeline;
+pub mod synth;
 pub(crate) mod x86;

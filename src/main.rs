@@ -101,6 +101,23 @@ enum Command {
         #[arg(long, requires = "patched")]
         allow_unverified: bool,
     },
+    /// Write a synthesized original and patched object and the ground truth
+    /// of their diff, the same bytes for the same arguments.
+    Synth {
+        #[arg(long)]
+        seed: u64,
+        /// About how many functions the program has.
+        #[arg(long, default_value_t = 100)]
+        functions: usize,
+        /// How many mutations the patched object gets.
+        #[arg(long, default_value_t = 3)]
+        mutations: usize,
+        /// Where the truth goes: {"changed", "new", "removed", "line_only", "refused"}.
+        #[arg(long, value_name = "TRUTH.json")]
+        truth: PathBuf,
+        orig: PathBuf,
+        patched: PathBuf,
+    },
     /// Print the checksum of every function and data object.
     Checksum {
         object: PathBuf,
@@ -122,6 +139,9 @@ fn main() -> ExitCode {
             run_diff(&DiffArgs { orig, patched, out, json, explain, entsize, stats }, &extract)
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
+        Command::Synth { seed, functions, mutations, truth, orig, patched } => {
+            run_synth(&klp::synth::Request { seed, functions, mutations }, &truth, &orig, &patched)
+        }
         Command::PostLink { module } => run_post_link(&module),
         Command::Module { name, kdir, symvers, objects, output, no_replace, skip_post_link } => {
             let output = output.unwrap_or_else(|| klp::module::kbuild::default_output(&name));
@@ -386,6 +406,21 @@ fn print_report(w: &mut impl Write, r: &DiffReport) -> std::io::Result<()> {
         writeln!(w, "{obj}: new data: {name}")?;
     }
     Ok(())
+}
+
+fn run_synth(
+    req: &klp::synth::Request,
+    truth: &std::path::Path,
+    orig: &std::path::Path,
+    patched: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let pair = klp::synth::synthesize(req).map_err(|e| anyhow::anyhow!("synth: {e}"))?;
+    klp::elf::write::write_atomically(orig, &pair.orig)?;
+    klp::elf::write::write_atomically(patched, &pair.patched)?;
+    klp::elf::write::write_atomically(truth, pair.answer.truth.to_json().as_bytes())?;
+    let applied: Vec<String> = pair.applied.iter().map(|m| format!("{m:?}")).collect();
+    eprintln!("klp synth: seed {}: mutations: {}", req.seed, applied.join(", "));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_checksum(object: &std::path::Path, json: bool, entsize: &[String]) -> anyhow::Result<ExitCode> {

@@ -225,10 +225,39 @@ fn pair_files(orig: &ElfObject, patched: &ElfObject) -> Vec<(SymbolId, SymbolId)
     align_by_name(&orig_names, &patched_names).into_iter().map(|(i, j)| (orig.files[i], patched.files[j])).collect()
 }
 
-/// Align two name sequences: equal names pair in order; where they
-/// disagree, skip whichever side reaches agreement again sooner (a file
-/// added or removed by the patch).
-fn align_by_name(orig: &[&str], patched: &[&str]) -> Vec<(usize, usize)> {
+/// Align two name sequences. A name that occurs once on each side pairs
+/// wherever it stands: the link order of translation units may change.
+/// Repeated names (vmlinux.o has many `core.c`) pair in order.
+fn align_by_name<'n>(orig: &[&'n str], patched: &[&'n str]) -> Vec<(usize, usize)> {
+    let (co, cp) = (name_counts(orig), name_counts(patched));
+    let once = |n: &str| -> Option<usize> {
+        match (co.get(n), cp.get(n)) {
+            (Some((1, _)), Some(&(1, j))) => Some(j),
+            _ => None,
+        }
+    };
+    let mut out: Vec<(usize, usize)> = orig.iter().enumerate().filter_map(|(i, &n)| once(n).map(|j| (i, j))).collect();
+    let rest_o: Vec<usize> = (0..orig.len()).filter(|&i| once(orig[i]).is_none()).collect();
+    let rest_p: Vec<usize> = (0..patched.len()).filter(|&j| once(patched[j]).is_none()).collect();
+    let ro: Vec<&str> = rest_o.iter().map(|&i| orig[i]).collect();
+    let rp: Vec<&str> = rest_p.iter().map(|&j| patched[j]).collect();
+    out.extend(align_in_order(&ro, &rp).into_iter().map(|(a, b)| (rest_o[a], rest_p[b])));
+    out.sort_unstable();
+    out
+}
+
+/// How often each name occurs, and where first.
+fn name_counts<'n>(names: &[&'n str]) -> HashMap<&'n str, (usize, usize)> {
+    let mut m: HashMap<&str, (usize, usize)> = HashMap::default();
+    for (i, &n) in names.iter().enumerate() {
+        m.entry(n).or_insert((0, i)).0 += 1;
+    }
+    m
+}
+
+/// Equal names pair in order; where they disagree, skip whichever side
+/// reaches agreement again sooner (a file added or removed by the patch).
+fn align_in_order(orig: &[&str], patched: &[&str]) -> Vec<(usize, usize)> {
     let (no, np) = (orig.len(), patched.len());
     let (mut i, mut j) = (0, 0);
     let mut out = Vec::with_capacity(no.min(np));
@@ -585,6 +614,16 @@ mod tests {
         let orig = ["core.c", "x.c", "core.c"];
         let patched = ["core.c", "x.c", "core.c"];
         assert_eq!(align_by_name(&orig, &patched), vec![(0, 0), (1, 1), (2, 2)]);
+    }
+
+    #[test]
+    fn files_pair_by_name_when_the_link_order_changes() {
+        // Found by the synthesizer (klp synth --seed 27 --functions 40
+        // --mutations 1): units reordered, every static of a unit that
+        // moved was reported removed and new.
+        let orig = ["a.c", "b.c", "c.c", "core.c", "core.c"];
+        let patched = ["c.c", "core.c", "a.c", "b.c", "core.c"];
+        assert_eq!(align_by_name(&orig, &patched), vec![(0, 2), (1, 3), (2, 0), (3, 1), (4, 4)]);
     }
 
     fn traits(local: bool, file: Option<u32>) -> Traits {

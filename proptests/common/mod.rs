@@ -1,0 +1,81 @@
+//! Helpers of the property suites: the cases to run, the pair of a case,
+//! and `klp diff` run in-process on it.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use klp::diff::{DiffOptions, DiffReport, Input};
+use klp::extract::ExtractOptions;
+use klp::pipeline::{DiffRequest, Verdict};
+use klp::synth::{Pair, Request};
+
+/// Cases per suite: `PROPTEST_CASES`, else `default`.
+pub fn case_count(default: usize) -> usize {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The first seed: `SYNTH_SEED`, else 0 (set it to explore other seeds).
+pub fn first_seed() -> u64 {
+    std::env::var("SYNTH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The request of case `i`: sizes and mutation counts vary with the seed.
+pub fn request(i: usize) -> Request {
+    let seed = first_seed().wrapping_add(i as u64);
+    let mix = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    Request { seed, functions: 20 + (mix % 140) as usize, mutations: 1 + (mix % 6) as usize }
+}
+
+pub fn pair(req: &Request) -> Pair {
+    klp::synth::synthesize(req).unwrap_or_else(|e| panic!("{}: synthesizer failed: {e}", req.command()))
+}
+
+/// What `klp diff ORIG PATCHED OUT --objname vmlinux` reports and decides.
+pub struct Outcome {
+    pub report: DiffReport,
+    pub verdict: Verdict,
+}
+
+pub fn diff(orig: &[u8], patched: &[u8]) -> Result<Outcome, String> {
+    let request = DiffRequest {
+        orig: Input::new(Path::new("a.o"), orig),
+        patched: Input::new(Path::new("b.o"), patched),
+        diff: DiffOptions::default(),
+        extract: ExtractOptions { objname: Some("vmlinux".into()), ..Default::default() },
+        explain: Vec::new(),
+    };
+    let outcome = klp::pipeline::diff(&request).map_err(|e| e.to_string())?;
+    let mut report = outcome.report;
+    report.times = None;
+    Ok(Outcome { report, verdict: outcome.verdict })
+}
+
+pub fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+/// Run `check` on each case; collect failures, print the first few with
+/// how to rebuild them, and fail if any. Asserts that cases ran.
+pub fn run_cases(default: usize, check: impl Fn(&Request) -> Result<(), String>) {
+    let started = std::time::Instant::now();
+    let count = case_count(default);
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for i in 0..count {
+        let req = request(i);
+        ran += 1;
+        if let Err(why) = check(&req) {
+            failures.push(format!("seed {}: {why}\n  rebuild: {}", req.seed, req.command()));
+        }
+    }
+    assert!(ran > 0 && ran == count, "no case ran");
+    eprintln!("{ran} cases in {:.1} s, {} failed", started.elapsed().as_secs_f64(), failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed:\n{}",
+        failures.len(),
+        failures[..failures.len().min(80)].join("\n")
+    );
+}

@@ -1,0 +1,443 @@
+//! Mutations with a known answer. Each picks its subjects among functions
+//! no earlier mutation of the pair touched (so that answers compose), edits
+//! the patched model, and records its effects for [`super::truth`].
+
+use std::collections::HashSet;
+
+use super::entropy::Entropy;
+use super::model::{Callee, Ending, FuncId, Function, Op, Program, Reg, StrId, TextKind, VarId, VarKind, Variable};
+use super::truth::Effect;
+
+/// The kinds of mutation, each with the answer it implies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutation {
+    /// An immediate of f: f changed.
+    Immediate,
+    /// A string literal f uses: f changed.
+    String,
+    /// The target of one of f's calls: f changed.
+    CallTarget,
+    /// Only f's `.cold` part: f changed.
+    ColdOnly,
+    /// A new function g called from f: g new, f changed.
+    NewFunction,
+    /// A new static variable used by f: f changed (and `new data`).
+    NewVariable,
+    /// A function nobody calls any more: it is removed, its callers changed.
+    Remove,
+    /// Only the line passed to `__might_sleep` moved: line-only.
+    Line,
+    /// An initialised variable's contents: refused.
+    Data,
+    /// An `__init` function: refused.
+    InitCode,
+    /// `.N` suffixes of a unit's statics renumbered: nothing.
+    Renumber,
+    /// Functions, variables and units reordered: nothing.
+    Reorder,
+    /// A string nobody uses added first in a unit's string section: nothing.
+    UnusedString,
+    /// Filler before functions in their sections: nothing.
+    Padding,
+    /// An IPA clone renamed with its code unchanged (`foo.isra.0` becomes
+    /// `foo.constprop.0.isra.0` when gcc applies one more optimisation to
+    /// the clone's callers): nothing.
+    CloneRename,
+}
+
+pub const ALL: &[Mutation] = &[
+    Mutation::Immediate,
+    Mutation::String,
+    Mutation::CallTarget,
+    Mutation::ColdOnly,
+    Mutation::NewFunction,
+    Mutation::NewVariable,
+    Mutation::Remove,
+    Mutation::Line,
+    Mutation::Data,
+    Mutation::InitCode,
+    Mutation::Renumber,
+    Mutation::Reorder,
+    Mutation::UnusedString,
+    Mutation::Padding,
+    Mutation::CloneRename,
+];
+
+/// The patched model under construction.
+pub struct Mutator<'a, 'e> {
+    pub e: &'a mut Entropy<'e>,
+    pub p: Program,
+    pub effects: Vec<Effect>,
+    touched: HashSet<FuncId>,
+    touched_vars: HashSet<VarId>,
+}
+
+impl<'a, 'e> Mutator<'a, 'e> {
+    pub fn new(e: &'a mut Entropy<'e>, p: Program) -> Self {
+        Mutator { e, p, effects: Vec::new(), touched: HashSet::new(), touched_vars: HashSet::new() }
+    }
+
+    /// Apply `m`; false if no subject fits (nothing was changed).
+    pub fn apply(&mut self, m: Mutation) -> bool {
+        match m {
+            Mutation::Immediate => self.immediate(),
+            Mutation::String => self.string(),
+            Mutation::CallTarget => self.call_target(),
+            Mutation::ColdOnly => self.cold_only(),
+            Mutation::NewFunction => self.new_function(),
+            Mutation::NewVariable => self.new_variable(),
+            Mutation::Remove => self.remove(),
+            Mutation::Line => self.line(),
+            Mutation::Data => self.data(),
+            Mutation::InitCode => self.init_code(),
+            Mutation::Renumber => self.renumber(),
+            Mutation::Reorder => self.reorder(),
+            Mutation::UnusedString => self.unused_string(),
+            Mutation::Padding => self.padding(),
+            Mutation::CloneRename => self.clone_rename(),
+        }
+        .is_some()
+    }
+
+    /// An untouched function that `want` accepts, now touched.
+    fn subject(&mut self, want: impl Fn(&Function) -> bool) -> Option<FuncId> {
+        let ids: Vec<FuncId> =
+            self.p.functions().filter(|(_, f)| !self.touched.contains(&f.id) && want(f)).map(|(_, f)| f.id).collect();
+        if ids.is_empty() {
+            return None;
+        }
+        let id = *self.e.pick(&ids);
+        self.touched.insert(id);
+        Some(id)
+    }
+
+    fn unit_of(&self, f: FuncId) -> usize {
+        self.p.find_function(f).map_or(0, |(u, _)| u)
+    }
+
+    fn f(&mut self, id: FuncId) -> &mut Function {
+        self.p.function_mut(id).expect("subject exists")
+    }
+
+    fn immediate(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.text == TextKind::Text)?;
+        self.bump_immediate(f);
+        self.effects.push(Effect::Changed(f));
+        Some(())
+    }
+
+    /// Change a `mov $imm` or `imul $imm` of f, or add one.
+    fn bump_immediate(&mut self, f: FuncId) {
+        let fresh = self.e.u32();
+        let body = &mut self.f(f).body;
+        for op in body.iter_mut() {
+            match op {
+                Op::SetImm { value, .. } => {
+                    *value = value.wrapping_add(1 + fresh % 1000);
+                    return;
+                }
+                Op::Scale { factor, .. } => {
+                    *factor = if *factor == 7 { 9 } else { 7 };
+                    return;
+                }
+                _ => {}
+            }
+        }
+        body.insert(0, Op::SetImm { reg: Reg::Ecx, value: fresh });
+    }
+
+    fn string(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.text == TextKind::Text && f.body.iter().any(|o| matches!(o, Op::String { .. })))?;
+        let u = self.unit_of(f);
+        let s = self.new_string(u, &format!("patched f{}", f.0));
+        let op = self.f(f).body.iter_mut().find(|o| matches!(o, Op::String { .. }))?;
+        *op = Op::String { string: s };
+        self.effects.push(Effect::Changed(f));
+        Some(())
+    }
+
+    fn new_string(&mut self, u: usize, text: &str) -> StrId {
+        let strings = &mut self.p.units[u].strings;
+        strings.push(format!("{text}: {}\n", strings.len()));
+        StrId(strings.len() as u32 - 1)
+    }
+
+    fn call_target(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.text == TextKind::Text && f.body.iter().any(|o| matches!(o, Op::Call { .. })))?;
+        let u = self.unit_of(f);
+        let old = self.p.function(f)?.body.iter().find_map(|o| match o {
+            Op::Call { callee } => Some(callee.clone()),
+            _ => None,
+        })?;
+        let old_name = self.callee_name(&old);
+        let candidates: Vec<FuncId> = self.p.units[u]
+            .functions
+            .iter()
+            .filter(|g| g.id != f && g.text == TextKind::Text && g.name != old_name)
+            .map(|g| g.id)
+            .collect();
+        let new = match candidates.is_empty() {
+            true => Callee::Extern(if old_name == "synth_other" { "synth_another" } else { "synth_other" }.into()),
+            false => {
+                let g = *self.e.pick(&candidates);
+                self.touched.insert(g);
+                Callee::Func(g)
+            }
+        };
+        let op = self.f(f).body.iter_mut().find(|o| matches!(o, Op::Call { .. }))?;
+        *op = Op::Call { callee: new };
+        self.effects.push(Effect::Changed(f));
+        Some(())
+    }
+
+    fn callee_name(&self, c: &Callee) -> String {
+        match c {
+            Callee::Func(id) => self.p.function(*id).map(|f| f.name.clone()).unwrap_or_default(),
+            Callee::Extern(name) => name.clone(),
+        }
+    }
+
+    fn cold_only(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.cold.is_some())?;
+        let u = self.unit_of(f);
+        let s = self.new_string(u, &format!("cold f{}", f.0));
+        let cold = self.f(f).cold.as_mut()?;
+        cold.insert(0, Op::String { string: s });
+        self.effects.push(Effect::Changed(f));
+        Some(())
+    }
+
+    fn new_function(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.text == TextKind::Text)?;
+        let u = self.unit_of(f);
+        let id = FuncId(self.p.fresh_id());
+        let body = vec![
+            Op::SetImm { reg: Reg::Eax, value: self.e.u32() },
+            Op::Call { callee: Callee::Extern("kfree".into()) },
+        ];
+        let g = Function {
+            id,
+            // Unique by identity: never the name of anything in the original.
+            name: format!("synth_new{}", id.0),
+            global: self.e.percent(50),
+            text: TextKind::Text,
+            body,
+            ending: Ending::Return,
+            cold: None,
+            pad: 0,
+        };
+        self.touched.insert(id);
+        self.p.units[u].functions.push(g);
+        self.f(f).body.push(Op::Call { callee: Callee::Func(id) });
+        self.effects.extend([Effect::New(id), Effect::Changed(f)]);
+        Some(())
+    }
+
+    fn new_variable(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.text == TextKind::Text)?;
+        let u = self.unit_of(f);
+        let id = VarId(self.p.fresh_id());
+        let bytes = (0..8).map(|_| self.e.below(256) as u8).collect();
+        let v = Variable {
+            id,
+            name: format!("synth_var{}", id.0),
+            global: false,
+            kind: VarKind::Data,
+            bytes,
+            pointers: Vec::new(),
+        };
+        self.p.units[u].variables.push(v);
+        self.touched_vars.insert(id);
+        self.f(f).body.push(Op::Load { var: id, offset: 4 });
+        self.effects.extend([Effect::NewData(id), Effect::Changed(f)]);
+        Some(())
+    }
+
+    fn remove(&mut self) -> Option<()> {
+        let candidates: Vec<FuncId> = self
+            .p
+            .functions()
+            .filter(|(_, h)| h.text == TextKind::Text && !self.touched.contains(&h.id) && self.removable(h.id))
+            .map(|(_, h)| h.id)
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let h = *self.e.pick(&candidates);
+        let callers = self.p.callers_of(h);
+        for &c in &callers {
+            let caller = self.f(c);
+            caller.body.retain(|o| *o != Op::Call { callee: Callee::Func(h) });
+            if let Some(cold) = &mut caller.cold {
+                cold.retain(|o| *o != Op::Call { callee: Callee::Func(h) });
+            }
+            if caller.ending == Ending::TailCall(Callee::Func(h)) {
+                caller.ending = Ending::Return;
+            }
+            self.touched.insert(c);
+            self.effects.push(Effect::Changed(c));
+        }
+        let (u, i) = self.p.find_function(h)?;
+        let gone = self.p.units[u].functions.remove(i);
+        // Its function-local statics go with it.
+        let own: Vec<VarId> =
+            gone.variables().filter(|v| self.is_local_static(u, *v) && !self.used_elsewhere(*v)).collect();
+        self.p.units[u].variables.retain(|v| !own.contains(&v.id));
+        self.touched.insert(h);
+        self.effects.push(Effect::Removed(h));
+        Some(())
+    }
+
+    /// Every user of `h` is an untouched non-init function, and no data points at it.
+    fn removable(&self, h: FuncId) -> bool {
+        let pointed = self.p.units.iter().flat_map(|u| &u.variables).any(|v| v.pointers.iter().any(|p| p.1 == h));
+        let callers = self.p.callers_of(h);
+        !pointed
+            && callers.iter().all(|c| {
+                !self.touched.contains(c) && self.p.function(*c).is_some_and(|f| f.text == TextKind::Text && *c != h)
+            })
+    }
+
+    fn is_local_static(&self, u: usize, v: VarId) -> bool {
+        self.p.units[u].variables.iter().any(|x| x.id == v && x.name.contains('.'))
+    }
+
+    fn used_elsewhere(&self, v: VarId) -> bool {
+        self.p.functions().any(|(_, f)| f.variables().any(|x| x == v))
+    }
+
+    fn line(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.body.iter().any(|o| matches!(o, Op::MightSleep { .. })))?;
+        let delta = self.e.range(1, 40) as u32;
+        for op in &mut self.f(f).body {
+            if let Op::MightSleep { line } = op {
+                *line += delta;
+            }
+        }
+        self.effects.push(Effect::LineOnly(f));
+        Some(())
+    }
+
+    fn data(&mut self) -> Option<()> {
+        let ids: Vec<VarId> = (self.p.units.iter().flat_map(|u| &u.variables))
+            .filter(|v| v.kind != VarKind::Bss && !v.bytes.is_empty() && !self.touched_vars.contains(&v.id))
+            .map(|v| v.id)
+            .collect();
+        if ids.is_empty() {
+            return None;
+        }
+        let id = *self.e.pick(&ids);
+        self.touched_vars.insert(id);
+        let at = self.e.below(self.p.variable(id)?.bytes.len() as u64) as usize;
+        let v = self.p.variable_mut(id)?;
+        v.bytes[at] ^= 0x5a;
+        self.effects.push(Effect::RefusedData(id));
+        Some(())
+    }
+
+    fn init_code(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.text == TextKind::Init)?;
+        self.bump_immediate(f);
+        self.effects.push(Effect::RefusedCode(f));
+        Some(())
+    }
+
+    /// Permute the `.N` numbers of a unit's function-local statics and
+    /// shift those of its IPA clones: gcc numbers them in the order it
+    /// meets them, which any unrelated edit can change.
+    fn renumber(&mut self) -> Option<()> {
+        let u = self.e.below(self.p.units.len() as u64) as usize;
+        let unit = &self.p.units[u];
+        let numbered: Vec<usize> =
+            (0..unit.variables.len()).filter(|&i| split_number(&unit.variables[i].name).is_some()).collect();
+        let clones = unit.functions.iter().filter(|f| split_number(&f.name).is_some()).count();
+        if numbered.len() < 2 && clones == 0 {
+            return None;
+        }
+        let mut numbers: Vec<u32> =
+            numbered.iter().filter_map(|&i| split_number(&unit.variables[i].name).map(|x| x.1)).collect();
+        shuffle(self.e, &mut numbers);
+        let shift = self.e.range(1, 5) as u32;
+        let unit = &mut self.p.units[u];
+        for (&i, n) in numbered.iter().zip(numbers) {
+            let v = &mut unit.variables[i];
+            v.name = format!("{}.{n}", split_number(&v.name)?.0);
+        }
+        for f in &mut unit.functions {
+            if let Some((base, n)) = split_number(&f.name) {
+                f.name = format!("{base}.{}", n + shift);
+            }
+        }
+        Some(())
+    }
+
+    fn reorder(&mut self) -> Option<()> {
+        for unit in &mut self.p.units {
+            shuffle(self.e, &mut unit.functions);
+            shuffle(self.e, &mut unit.variables);
+        }
+        shuffle(self.e, &mut self.p.units);
+        Some(())
+    }
+
+    fn unused_string(&mut self) -> Option<()> {
+        let u = self.e.below(self.p.units.len() as u64) as usize;
+        let unit = &mut self.p.units[u];
+        unit.strings.insert(0, format!("unrelated {}\n", unit.strings.len()));
+        for f in &mut unit.functions {
+            for op in f.body.iter_mut().chain(f.cold.iter_mut().flatten()) {
+                if let Op::String { string } = op {
+                    string.0 += 1;
+                }
+            }
+        }
+        Some(())
+    }
+
+    fn clone_rename(&mut self) -> Option<()> {
+        let f = self.subject(|f| f.name.contains(".isra.") || f.name.contains(".part."))?;
+        let name = &mut self.f(f).name;
+        let (stem, rest) = name.split_once('.')?;
+        *name = format!("{stem}.constprop.0.{rest}");
+        Some(())
+    }
+
+    fn padding(&mut self) -> Option<()> {
+        for unit in &mut self.p.units {
+            for f in unit.functions.iter_mut().filter(|f| f.text == TextKind::Text) {
+                if self.e.percent(30) {
+                    f.pad += self.e.range(1, 32) as u32;
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+/// `count.3` -> (`count`, 3); `show.isra.0` -> (`show.isra`, 0).
+fn split_number(name: &str) -> Option<(&str, u32)> {
+    let (base, n) = name.rsplit_once('.')?;
+    Some((base, n.parse().ok()?))
+}
+
+/// Fisher-Yates with the given entropy.
+fn shuffle<T>(e: &mut Entropy, items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = e.below(i as u64 + 1) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// Apply `count` mutations chosen from `allowed`; returns those applied.
+pub fn mutate(m: &mut Mutator, count: usize, allowed: &[Mutation]) -> Vec<Mutation> {
+    let mut applied = Vec::with_capacity(count);
+    let mut tries = 0;
+    while applied.len() < count && tries < count * 20 && !allowed.is_empty() {
+        tries += 1;
+        let kind = *m.e.pick(allowed);
+        if m.apply(kind) {
+            applied.push(kind);
+        }
+    }
+    applied
+}
