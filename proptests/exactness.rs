@@ -28,7 +28,7 @@ fn check(req: &Request) -> Result<(), String> {
         }
     }
     let refused_verdict = matches!(got.verdict, Verdict::Unpatchable(_));
-    if refused_verdict != !t.refused.is_empty() {
+    if refused_verdict == t.refused.is_empty() {
         wrong.push(format!("verdict {:?} but truth refused {:?}", verdict_name(&got.verdict), t.refused));
     }
     if wrong.is_empty() {
