@@ -70,7 +70,8 @@ fn unit_skeleton(e: &mut Entropy, p: &mut Program, u: usize, functions: usize) -
     let prefix = format!("{stem}{u}");
     for i in 0..e.range(1, 4) {
         let global = e.percent(50);
-        let name = if global { format!("{prefix}_{}{i}", *e.pick(NOUNS)) } else { free_name(&unit, e.pick(NOUNS)) };
+        let name =
+            if global { format!("{prefix}_{}{i}", *e.pick(NOUNS)) } else { free_name(&unit, e.pick::<&str>(NOUNS)) };
         let v = variable(e, p, name, global);
         unit.variables.push(v);
     }
@@ -119,7 +120,7 @@ fn function_skeleton(
     let roll = e.below(100);
     let (name, global, text) = match roll {
         0..40 => (format!("{prefix}_{}{i}", *e.pick(STATIC_NAMES)), true, TextKind::Text),
-        40..85 => (free_name(unit, e.pick(STATIC_NAMES)), false, TextKind::Text),
+        40..85 => (free_name(unit, e.pick::<&str>(STATIC_NAMES)), false, TextKind::Text),
         85..94 => {
             *clones += 1;
             let base = free_name(unit, *e.pick(STATIC_NAMES));
