@@ -123,7 +123,7 @@ fn function_skeleton(
         40..85 => (free_name(unit, e.pick::<&str>(STATIC_NAMES)), false, TextKind::Text),
         85..94 => {
             *clones += 1;
-            let base = free_name(unit, *e.pick(STATIC_NAMES));
+            let base = free_name(unit, e.pick::<&str>(STATIC_NAMES));
             (format!("{base}.{}.{}", e.pick(CLONE_KINDS), *clones - 1), false, TextKind::Text)
         }
         _ => (format!("{prefix}_init{i}"), e.percent(30), TextKind::Init),
