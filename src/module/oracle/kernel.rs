@@ -108,15 +108,25 @@ impl Kernel {
     /// The linked parent: vmlinux, or a module (`.ko`).
     pub fn read(path: &Path) -> Result<Self, String> {
         let file = crate::elf::MappedFile::open(path).map_err(|e| e.to_string())?;
+        Self::parse_parent(path, file.bytes())
+    }
+
+    /// [`Kernel::read`] on bytes in memory; `path` names them in messages.
+    pub fn parse_parent(path: &Path, data: &[u8]) -> Result<Self, String> {
         let source = path.display().to_string();
-        Self::parse(file.bytes(), source, false).map_err(|e| format!("{}: {e}", path.display()))
+        Self::parse(data, source, false).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// The original object standing in for the parent (`klp check --orig`).
     pub fn stand_in(path: &Path) -> Result<Self, String> {
         let file = crate::elf::MappedFile::open(path).map_err(|e| e.to_string())?;
+        Self::parse_stand_in(path, file.bytes())
+    }
+
+    /// [`Kernel::stand_in`] on bytes in memory; `path` names them in messages.
+    pub fn parse_stand_in(path: &Path, data: &[u8]) -> Result<Self, String> {
         let source = format!("{} (standing in for the kernel)", path.display());
-        Self::parse(file.bytes(), source, true).map_err(|e| format!("{}: {e}", path.display()))
+        Self::parse(data, source, true).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     fn parse(data: &[u8], source: String, stand_in: bool) -> Result<Self, String> {
