@@ -86,12 +86,16 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
         Err(e) if e.kind == ErrorKind::Unpatchable => {
             return Ok(outcome(Verdict::Unpatchable(vec![e.to_string()]), warnings, OutputTimes::default()));
         }
-        Err(e) => return Err(e),
+        // An argument that does not fit (`--objname`) is no file's fault;
+        // anything else extraction refuses is about the patched object,
+        // unless the error names another file (`--parent`).
+        Err(e) if e.kind == ErrorKind::Usage => return Err(e),
+        Err(e) => return Err(e.in_file(req.patched.path)),
     };
     warnings.extend(extraction.warnings.iter().cloned());
     let extract_ms = started.elapsed().as_secs_f64() * 1e3;
     let started = Instant::now();
-    let bytes = extraction.object.to_bytes()?;
+    let bytes = extraction.object.to_bytes().map_err(|e| e.in_file(req.patched.path))?;
     let times = OutputTimes { extract_ms, write_ms: started.elapsed().as_secs_f64() * 1e3 };
     Ok(outcome(Verdict::Livepatch(bytes), warnings, times))
 }

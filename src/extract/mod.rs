@@ -54,6 +54,7 @@ pub struct Extraction {
 /// `name=` record of `.modinfo`, else the path (`vmlinux.o`, or a module's
 /// prelink object, recognised by its `.modinfo`).
 pub fn objname(a: &Analysis, opts: &ExtractOptions) -> Result<String> {
+    let mut from_file = None;
     let name = match &opts.objname {
         Some(n) => n.clone(),
         None => {
@@ -68,11 +69,16 @@ pub fn objname(a: &Analysis, opts: &ExtractOptions) -> Result<String> {
                 )
                 .in_file(&obj.path));
             }
+            from_file = Some(&obj.path);
             modinfo_name.map_or(path_stem, str::to_owned)
         }
     };
     if name.is_empty() || name.len() > klp::MAX_OBJNAME_LEN || name.contains('.') {
-        return Err(Error::usage(format!("object name '{name}' is not a valid module name")));
+        let e = Error::usage(format!("object name '{name}' is not a valid module name"));
+        return Err(match from_file {
+            Some(path) => e.in_file(path),
+            None => e,
+        });
     }
     Ok(name)
 }
