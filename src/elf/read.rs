@@ -59,6 +59,10 @@ impl std::fmt::Display for SymbolId {
 /// make klp allocate more than it is worth.
 pub const MAX_ALIGNMENT: u64 = 2 << 20;
 
+/// The largest section without bytes in the file (SHT_NOBITS) accepted: a
+/// kernel object's `.bss` is far smaller, and nothing else bounds it.
+pub const MAX_NOBITS_SIZE: u64 = 1 << 32;
+
 /// An input file mapped into memory. The map is read-only: inputs are never changed.
 pub struct MappedFile {
     path: PathBuf,
@@ -500,6 +504,13 @@ fn read_sections<'d>(table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>, data:
                     .in_section(name)
                 })?
             };
+            if sh.sh_type(LE) == elf::SHT_NOBITS && sh.sh_size(LE) > MAX_NOBITS_SIZE {
+                return Err(Error::unsupported(format!(
+                    "size {:#x} without bytes (SHT_NOBITS) is larger than {MAX_NOBITS_SIZE:#x}, the largest klp accepts",
+                    sh.sh_size(LE)
+                ))
+                .in_section(name));
+            }
             let addralign = sh.sh_addralign(LE);
             if addralign > 1 && !addralign.is_power_of_two() {
                 return Err(

@@ -152,8 +152,9 @@ impl Kernel {
             for alloc in [true, false] {
                 for (i, s) in sections.iter().enumerate().skip(1) {
                     if (s.sh_flags(LE).0 & elf::SHF_ALLOC.0 != 0) == alloc {
-                        base[i] = next.next_multiple_of(s.sh_addralign(LE).max(1));
-                        next = base[i] + s.sh_size(LE) + 64;
+                        // Unvalidated sizes and alignments: addresses wrap, as the machine's.
+                        base[i] = align_up(next, s.sh_addralign(LE));
+                        next = base[i].wrapping_add(s.sh_size(LE)).wrapping_add(64);
                     }
                 }
             }
@@ -415,6 +416,11 @@ pub(super) fn without_numeric_suffix(name: &str) -> &str {
 
 /// A module's name as the kernel knows it: `.modinfo`'s `name=`, else the
 /// file name without `.ko`, dashes made underscores (as kbuild does).
+/// `at` rounded up to `align` (any value; 0 is 1), wrapping past the top.
+pub(super) fn align_up(at: u64, align: u64) -> u64 {
+    at.checked_next_multiple_of(align.max(1)).unwrap_or(0)
+}
+
 fn module_name(data: &[u8], sections: &object::read::elf::SectionTable<FileHeader64<LE>>, source: &str) -> String {
     let modinfo = sections
         .iter()
