@@ -48,6 +48,11 @@ pub struct DiffOutcome {
     pub output_times: OutputTimes,
 }
 
+/// Warnings name symbols and sections of the input: escaped, one line each.
+fn one_line(warnings: Vec<String>) -> Vec<String> {
+    warnings.iter().map(|w| crate::error::escaped(w)).collect()
+}
+
 /// Run `klp diff` on two objects in memory.
 pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     let analysis = diff::analyze_bytes(req.orig, req.patched, &req.diff)?;
@@ -69,7 +74,7 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     let outcome = |verdict, warnings, output_times| DiffOutcome {
         report: report.clone(),
         explanations: explanations.clone(),
-        warnings,
+        warnings: one_line(warnings),
         verdict,
         output_times,
     };

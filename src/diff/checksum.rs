@@ -649,10 +649,12 @@ pub fn disassemble(obj: &ElfObject, func: SymbolId, offset: u64) -> String {
     IntelFormatter::new().format(&insn, &mut text);
     let bytes = &code[..insn.len()];
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut line = format!("{}+{:#x}: {:<24} {}", sym.name, offset - sym.value, hex.join(" "), text);
+    let mut line =
+        format!("{}+{:#x}: {:<24} {}", crate::error::escaped(sym.name), offset - sym.value, hex.join(" "), text);
     for r in sec.relocs_in(offset, offset + insn.len() as u64) {
         let adjusted = adjusted_addend(r, offset + insn.len() as u64);
-        line.push_str(&format!("  [{} -> {}]", reloc::name(r.r_type), Target::of_reloc(obj, r, adjusted)));
+        let target = crate::error::escaped(&Target::of_reloc(obj, r, adjusted).to_string());
+        line.push_str(&format!("  [{} -> {target}]", reloc::name(r.r_type)));
     }
     line
 }

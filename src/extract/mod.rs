@@ -73,8 +73,9 @@ pub fn objname(a: &Analysis, opts: &ExtractOptions) -> Result<String> {
             modinfo_name.map_or(path_stem, str::to_owned)
         }
     };
-    if name.is_empty() || name.len() > klp::MAX_OBJNAME_LEN || name.contains('.') {
-        let e = Error::usage(format!("object name '{name}' is not a valid module name"));
+    let module_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if name.is_empty() || name.len() > klp::MAX_OBJNAME_LEN || !name.chars().all(module_name_char) {
+        let e = Error::usage(format!("object name '{}' is not a valid module name", crate::error::escaped(&name)));
         return Err(match from_file {
             Some(path) => e.in_file(path),
             None => e,
