@@ -127,24 +127,29 @@ impl<'d> Builder<'_, 'd> {
         self.spend(relocs.len() as u64 * 24, self.p.section(sec), start)?;
         // R_X86_64_NONE writes nothing (old -mrecord-mcount marks its nops so).
         for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
-            // The copy ends at `end`: a field that crosses it would be written
-            // past the copy, into whatever follows it in the output.
-            if r.offset + reloc::width(r.r_type) as u64 > end {
-                let s = self.p.section(sec);
-                return Err(Error::malformed(format!(
-                    "a {}-byte relocation at {:#x} crosses the end ({end:#x}) of what is copied",
-                    reloc::width(r.r_type),
-                    r.offset
-                ))
-                .in_section(s.name)
-                .at_offset(r.offset)
-                .in_file(&self.p.path));
-            }
+            self.inside_copy(sec, &r, end)?;
             let bias = self.pc_bias(sec, start, end, &r);
             let site = out_offset + (r.offset - start);
             self.clone_reloc(sec, &r, bias, osec, site)?;
         }
         Ok(())
+    }
+
+    /// Relocation `r` of `sec` writes inside a copy that ends at `end`: a
+    /// field that crosses it would be written past the copy, into whatever
+    /// follows it in the output.
+    pub(super) fn inside_copy(&self, sec: SectionId, r: &Reloc, end: u64) -> Result<()> {
+        let width = reloc::width(r.r_type) as u64;
+        if r.offset + width <= end {
+            return Ok(());
+        }
+        Err(Error::malformed(format!(
+            "a {width}-byte relocation at {:#x} crosses the end ({end:#x}) of what is copied",
+            r.offset
+        ))
+        .in_section(self.p.section(sec).name)
+        .at_offset(r.offset)
+        .in_file(&self.p.path))
     }
 
     /// For a PC-relative field in code, the distance from the field to the

@@ -101,6 +101,7 @@ impl Builder<'_, '_> {
         let relocs: Vec<Reloc> = s.relocs_in(start, end).to_vec();
         let is_alt = s.name == ".altinstructions";
         for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
+            self.inside_copy(sec, &r, end)?;
             let site = out + (r.offset - start);
             let target = self.p.symbol(r.symbol);
             let in_replacement = self.p.symbol_section(target).is_some_and(|t| t.name == ".altinstr_replacement");
