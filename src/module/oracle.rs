@@ -127,7 +127,13 @@ pub fn verify(
         if replaces.is_empty() && (twins.is_empty() || is_module_own(module, f)) {
             continue;
         }
-        out.push(FunctionVerdict { name: f.name.to_owned(), verdict: world.function(f, &twins, &replaces) });
+        let verdict = match world.function(f, &twins, &replaces) {
+            // The reasons quote names from the files: one line each.
+            Verdict::Wrong(why) => Verdict::Wrong(crate::error::escaped(&why)),
+            Verdict::Unverified(why) => Verdict::Unverified(crate::error::escaped(&why)),
+            v => v,
+        };
+        out.push(FunctionVerdict { name: f.name.to_owned(), verdict });
     }
     out
 }
