@@ -12,10 +12,10 @@
 //! `.cold` parts are never reported on their own: they are folded into their
 //! parent's checksum and travel with it.
 
-use crate::error::escaped;
 use crate::diff::checksum::{self, Checksums, ColdChildren, Fingerprint, Refs};
 use crate::diff::correlate::{OrigSym, PatchedSym, Twins, is_correlatable};
 use crate::elf::{ElfObject, Symbol, SymbolId, SymbolKind};
+use crate::error::escaped;
 use crate::kernel::special::SpecialIndex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -267,7 +267,7 @@ impl<'a, 'd> Builder<'a, 'd> {
     pub(super) fn out_section_like(&mut self, sec: &Section) -> Result<OutSectionId> {
         let refuse = |why: String| Err(Error::malformed(why).in_section(sec.name).in_file(&self.p.path));
         if !COPYABLE_TYPES.contains(&sec.sh_type) {
-            return refuse(format!("a reference into a section of type {:#x}, which holds no code or data", sec.sh_type));
+            return refuse(format!("cannot copy from a section of type {:#x}: it holds no code or data", sec.sh_type));
         }
         if let Some(&id) = self.out_sections.get(sec.name) {
             if self.out.sections[id].is_nobits() != sec.is_nobits() {
@@ -275,6 +275,8 @@ impl<'a, 'd> Builder<'a, 'd> {
             }
             return Ok(id);
         }
+        // The writer aligns the section's place in the file: up to that much padding.
+        self.spend(sec.addralign, sec, 0)?;
         let section = OutSection::new(sec.name, sec.sh_type, sec.flags & COPIED_FLAGS, sec.addralign, sec.entsize);
         let id = self.out.add_section(section);
         self.out_sections.insert(sec.name.to_owned(), id);
