@@ -222,39 +222,8 @@ fn verdicts(v: Vec<oracle::FunctionVerdict>) {
 ///
 /// Returns the livepatch object written, if any.
 pub fn diff(data: &[u8]) -> Option<Vec<u8>> {
-    let Some((&flags, rest)) = data.split_first() else { return None };
-    let (orig, patched): (Vec<u8>, Vec<u8>) = if flags & 1 == 0 {
-        let Some((len, rest)) = rest.split_first_chunk::<4>() else { return None };
-        let n = (u32::from_le_bytes(*len) as usize).min(rest.len());
-        (rest[..n].to_vec(), rest[n..].to_vec())
-    } else {
-        let Some((&pick, edits)) = rest.split_first() else { return None };
-        let (o, p) = PAIRS[usize::from(pick) % PAIRS.len()];
-        let (mut o, mut p) = (o.to_vec(), p.to_vec());
-        for e in edits.chunks_exact(13) {
-            let side = if e[0] & 1 == 0 { &mut p } else { &mut o };
-            let width = 1usize << ((e[0] >> 1) & 3);
-            let at = u32::from_le_bytes(e[1..5].try_into().unwrap()) as usize % side.len();
-            let end = (at + width).min(side.len());
-            side[at..end].copy_from_slice(&e[5..5 + (end - at)]);
-        }
-        (o, p)
-    };
-    let exports = Exports::parse(SYMVERS).expect("our symvers parses");
-    let parent = if flags & 8 != 0 { ParentSymbols::parse(Path::new(ORIG), &orig).ok() } else { None };
-    let request = DiffRequest {
-        orig: Input::new(Path::new(ORIG), &orig),
-        patched: Input::new(Path::new(PATCHED), &patched),
-        diff: DiffOptions::default(),
-        extract: ExtractOptions {
-            objname: (flags & 16 == 0).then(|| "vmlinux".to_owned()),
-            exports: (flags & 4 != 0).then_some(&exports),
-            parent: parent.as_ref(),
-            format: if flags & 2 != 0 { Format::V6_19 } else { Format::Current },
-        },
-        explain: Vec::new(),
-    };
-    let outcome = match klp::pipeline::diff(&request) {
+    let case = DiffCase::decode(data)?;
+    let outcome = match case.run() {
         Ok(o) => o,
         Err(e) => {
             assert_good_error(&e, &[ORIG, PATCHED]);
@@ -273,17 +242,76 @@ pub fn diff(data: &[u8]) -> Option<Vec<u8>> {
             None
         }
         Verdict::Livepatch(bytes) => {
-            read_back(&bytes, orig.len() + patched.len());
+            read_back(&bytes, case.orig.len() + case.patched.len());
             Some(bytes)
         }
+    }
+}
+
+/// The `diff` target's input, decoded: two objects and the flags.
+pub struct DiffCase {
+    pub orig: Vec<u8>,
+    pub patched: Vec<u8>,
+    pub flags: u8,
+}
+
+/// The paths the `diff` target's objects are known by in klp's messages.
+pub const DIFF_PATHS: (&str, &str) = (ORIG, PATCHED);
+
+impl DiffCase {
+    pub fn decode(data: &[u8]) -> Option<DiffCase> {
+        let (&flags, rest) = data.split_first()?;
+        let (orig, patched) = if flags & 1 == 0 {
+            let (len, rest) = rest.split_first_chunk::<4>()?;
+            let n = (u32::from_le_bytes(*len) as usize).min(rest.len());
+            (rest[..n].to_vec(), rest[n..].to_vec())
+        } else {
+            let (&pick, edits) = rest.split_first()?;
+            let (o, p) = PAIRS[usize::from(pick) % PAIRS.len()];
+            let (mut o, mut p) = (o.to_vec(), p.to_vec());
+            for e in edits.chunks_exact(13) {
+                let side = if e[0] & 1 == 0 { &mut p } else { &mut o };
+                let width = 1usize << ((e[0] >> 1) & 3);
+                let at = u32::from_le_bytes(e[1..5].try_into().unwrap()) as usize % side.len();
+                let end = (at + width).min(side.len());
+                side[at..end].copy_from_slice(&e[5..5 + (end - at)]);
+            }
+            (o, p)
+        };
+        Some(DiffCase { orig, patched, flags })
+    }
+
+    /// `klp diff` in-process, extraction and writing included.
+    pub fn run(&self) -> klp::error::Result<klp::pipeline::DiffOutcome> {
+        let flags = self.flags;
+        let exports = Exports::parse(SYMVERS).expect("our symvers parses");
+        let parent = if flags & 8 != 0 { ParentSymbols::parse(Path::new(ORIG), &self.orig).ok() } else { None };
+        let request = DiffRequest {
+            orig: Input::new(Path::new(ORIG), &self.orig),
+            patched: Input::new(Path::new(PATCHED), &self.patched),
+            diff: DiffOptions::default(),
+            extract: ExtractOptions {
+                objname: (flags & 16 == 0).then(|| "vmlinux".to_owned()),
+                exports: (flags & 4 != 0).then_some(&exports),
+                parent: parent.as_ref(),
+                format: if flags & 2 != 0 { Format::V6_19 } else { Format::Current },
+            },
+            explain: Vec::new(),
+        };
+        klp::pipeline::diff(&request)
     }
 }
 
 /// What `klp diff` wrote: klp reads it, checksums it and checks it.
 fn read_back(bytes: &[u8], input_len: usize) {
     // Memory and output proportional to the input.
-    assert!(bytes.len() <= 16 * input_len + (128 << 20), "{} bytes written from {input_len} bytes of input", bytes.len());
-    let out = ElfObject::parse(Path::new(OUT), bytes).unwrap_or_else(|e| panic!("klp diff wrote what klp rejects: {e}"));
+    assert!(
+        bytes.len() <= 16 * input_len + (128 << 20),
+        "{} bytes written from {input_len} bytes of input",
+        bytes.len()
+    );
+    let out =
+        ElfObject::parse(Path::new(OUT), bytes).unwrap_or_else(|e| panic!("klp diff wrote what klp rejects: {e}"));
     match checksum_table(&out, &DiffOptions::default()) {
         Ok(_) => {}
         Err(e) => panic!("klp diff wrote what klp checksum rejects: {e}"),
