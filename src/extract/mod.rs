@@ -158,12 +158,12 @@ const COPYABLE_TYPES: [u32; 6] = [
 /// Section flags a copy keeps: what the bytes are. Group membership, link
 /// order, info links and compression describe the input file's other
 /// sections, which the output does not have.
-const COPIED_FLAGS: u64 = object::elf::SHF_WRITE.0 as u64
-    | object::elf::SHF_ALLOC.0 as u64
-    | object::elf::SHF_EXECINSTR.0 as u64
-    | object::elf::SHF_MERGE.0 as u64
-    | object::elf::SHF_STRINGS.0 as u64
-    | object::elf::SHF_TLS.0 as u64;
+const COPIED_FLAGS: u64 = object::elf::SHF_WRITE.0
+    | object::elf::SHF_ALLOC.0
+    | object::elf::SHF_EXECINSTR.0
+    | object::elf::SHF_MERGE.0
+    | object::elf::SHF_STRINGS.0
+    | object::elf::SHF_TLS.0;
 
 /// The output may hold this many times the patched object's bytes, plus
 /// [`BUDGET_SLACK`] for alignment padding: a copy is made once per symbol,
