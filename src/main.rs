@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use klp::diff::{DiffOptions, DiffReport, Input};
 use klp::elf::MappedFile;
+use klp::error::escaped;
 use klp::extract::ExtractOptions;
 use klp::kernel::EntrySizes;
 use klp::kernel::kallsyms::ParentSymbols;
@@ -156,7 +157,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("klp: error: {e:#}");
+            // Library errors escape the names they hold; messages of other
+            // layers (the oracle's, clap's) may quote file names too.
+            eprintln!("klp: error: {}", escaped(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -210,7 +213,7 @@ fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> 
     if args.stats {
         outcome.report.times = times.clone();
     }
-    let objname = &outcome.report.objname;
+    let objname = &escaped(&outcome.report.objname);
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &outcome.report)?;
@@ -299,7 +302,7 @@ fn run_check(
     let file = MappedFile::open(module)?;
     let m = file.parse()?;
     let (violations, summary) = klp::module::check::check(&m, parent.as_ref());
-    let name = module.display();
+    let name = escaped(&module.display().to_string());
     for v in &violations {
         println!("{name}: {v}");
     }
@@ -341,19 +344,22 @@ fn run_oracle(
         match v.verdict {
             Verdict::Same => {
                 same += 1;
-                println!("{name}: oracle: {}: same bytes as the patched object", v.name)
+                println!("{name}: oracle: {}: same bytes as the patched object", escaped(&v.name))
             }
             Verdict::Differs { offset, module, patched } => {
                 wrong += 1;
-                println!("{name}: oracle-differs: {}+{offset:#x}: module {module:#04x}, patched {patched:#04x}", v.name)
+                println!(
+                    "{name}: oracle-differs: {}+{offset:#x}: module {module:#04x}, patched {patched:#04x}",
+                    escaped(&v.name)
+                )
             }
             Verdict::Wrong(why) => {
                 wrong += 1;
-                println!("{name}: oracle-differs: {}: {why}", v.name)
+                println!("{name}: oracle-differs: {}", escaped(&format!("{}: {why}", v.name)))
             }
             Verdict::Unverified(why) => {
                 unverified += 1;
-                println!("{name}: oracle-unverified: {}: {why}", v.name)
+                println!("{name}: oracle-unverified: {}", escaped(&format!("{}: {why}", v.name)))
             }
         }
     }
@@ -371,7 +377,7 @@ fn run_module(opts: &klp::module::kbuild::ModuleOptions) -> anyhow::Result<ExitC
 
 fn run_post_link(module: &std::path::Path) -> anyhow::Result<ExitCode> {
     use klp::module::postlink::Outcome;
-    let m = module.display();
+    let m = escaped(&module.display().to_string());
     match klp::module::postlink::post_link(module)? {
         Outcome::Converted { relocations, sections } => {
             println!("{m}: converted {relocations} KLP relocations into {sections} .klp.rela sections")
@@ -383,27 +389,27 @@ fn run_post_link(module: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn print_report(w: &mut impl Write, r: &DiffReport) -> std::io::Result<()> {
-    let obj = &r.objname;
+    let obj = escaped(&r.objname);
     for name in &r.new_functions {
-        writeln!(w, "{obj}: new function: {name}")?;
+        writeln!(w, "{obj}: new function: {}", escaped(name))?;
     }
     for name in &r.changed {
-        writeln!(w, "{obj}: changed function: {name}")?;
+        writeln!(w, "{obj}: changed function: {}", escaped(name))?;
     }
     for name in &r.line_only {
-        writeln!(w, "{obj}: line-only change: {name}")?;
+        writeln!(w, "{obj}: line-only change: {}", escaped(name))?;
     }
     for name in &r.removed {
-        writeln!(w, "{obj}: removed function: {name}")?;
+        writeln!(w, "{obj}: removed function: {}", escaped(name))?;
     }
     for name in &r.ignored_sections {
-        writeln!(w, "{obj}: ignoring section: {name}")?;
+        writeln!(w, "{obj}: ignoring section: {}", escaped(name))?;
     }
     for name in &r.ignored {
-        writeln!(w, "{obj}: ignoring function: {name}")?;
+        writeln!(w, "{obj}: ignoring function: {}", escaped(name))?;
     }
     for name in &r.new_data {
-        writeln!(w, "{obj}: new data: {name}")?;
+        writeln!(w, "{obj}: new data: {}", escaped(name))?;
     }
     Ok(())
 }

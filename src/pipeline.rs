@@ -50,6 +50,11 @@ pub struct DiffOutcome {
     pub counts: (ObjectCounts, ObjectCounts),
 }
 
+/// Warnings name symbols and sections of the input: escaped, one line each.
+fn one_line(warnings: Vec<String>) -> Vec<String> {
+    warnings.iter().map(|w| crate::error::escaped(w)).collect()
+}
+
 /// Run `klp diff` on two objects in memory.
 pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     let analysis = diff::analyze_bytes(req.orig, req.patched, &req.diff)?;
@@ -72,7 +77,7 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     let outcome = |verdict, warnings, output_times| DiffOutcome {
         report: report.clone(),
         explanations: explanations.clone(),
-        warnings,
+        warnings: one_line(warnings),
         verdict,
         output_times,
         counts: counts.clone(),
@@ -90,12 +95,16 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
         Err(e) if e.kind == ErrorKind::Unpatchable => {
             return Ok(outcome(Verdict::Unpatchable(vec![e.to_string()]), warnings, OutputTimes::default()));
         }
-        Err(e) => return Err(e),
+        // An argument that does not fit (`--objname`) is no file's fault;
+        // anything else extraction refuses is about the patched object,
+        // unless the error names another file (`--parent`).
+        Err(e) if e.kind == ErrorKind::Usage => return Err(e),
+        Err(e) => return Err(e.in_file(req.patched.path)),
     };
     warnings.extend(extraction.warnings.iter().cloned());
     let extract_ms = started.elapsed().as_secs_f64() * 1e3;
     let started = Instant::now();
-    let bytes = extraction.object.to_bytes()?;
+    let bytes = extraction.object.to_bytes().map_err(|e| e.in_file(req.patched.path))?;
     let times = OutputTimes { extract_ms, write_ms: started.elapsed().as_secs_f64() * 1e3 };
     Ok(outcome(Verdict::Livepatch(bytes), warnings, times))
 }

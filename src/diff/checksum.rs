@@ -350,7 +350,12 @@ fn is_line_register_load(insn: &Instruction) -> bool {
 /// The addend as an offset from the referenced symbol: PC-relative fields in
 /// code are relative to the end of the instruction, not of the field.
 fn adjusted_addend(r: &Reloc, insn_end: u64) -> i64 {
-    if reloc::is_pc_relative(r.r_type) { r.addend + (insn_end - r.offset) as i64 } else { r.addend }
+    // Relocation arithmetic is modulo 2^64, as the linker's.
+    if reloc::is_pc_relative(r.r_type) {
+        r.addend.wrapping_add(insn_end.saturating_sub(r.offset) as i64)
+    } else {
+        r.addend
+    }
 }
 
 fn blank(bytes: &mut [u8], at: usize, width: usize) {
@@ -395,7 +400,7 @@ impl<'d> Target<'d> {
     /// `follow_snippets`: hash anonymous code by content; not from inside a
     /// snippet, whose references elsewhere into anonymous code stay offsets.
     fn resolve_in(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64, follow_snippets: bool) -> (Self, Option<SymbolId>) {
-        let (sec, at, named) = match obj.referent(r, adjusted - r.addend) {
+        let (sec, at, named) = match obj.referent(r, adjusted.wrapping_sub(r.addend)) {
             Referent::External(id) => {
                 return (Target::Symbol { name: obj.symbol(id).demangled, offset: adjusted }, Some(id));
             }
@@ -411,7 +416,7 @@ impl<'d> Target<'d> {
         match named.symbol() {
             Some(id) => {
                 let named = obj.symbol(id);
-                (Target::Symbol { name: named.demangled, offset: at - named.value as i64 }, Some(id))
+                (Target::Symbol { name: named.demangled, offset: at.wrapping_sub(named.value as i64) }, Some(id))
             }
             None => match u64::try_from(at) {
                 Ok(entry) if follow_snippets && sec.is_exec() && !sec.is_nobits() => {
@@ -538,7 +543,7 @@ fn entry_digest(refs: Refs, entry: &SpecialEntry) -> EntryDigest {
         let target = obj.symbol(r.symbol);
         let target_sec = obj.symbol_section(target);
         if let Some(repl) = target_sec.filter(|s| s.name == ".altinstr_replacement") {
-            feed_alt_replacement(refs, repl, target.value as i64 + r.addend, entry, &mut buf);
+            feed_alt_replacement(refs, repl, (target.value as i64).wrapping_add(r.addend), entry, &mut buf);
         } else {
             refs.target(r, r.addend).feed(&mut buf);
         }
@@ -678,10 +683,12 @@ pub fn disassemble(obj: &ElfObject, func: SymbolId, offset: u64) -> String {
     IntelFormatter::new().format(&insn, &mut text);
     let bytes = &code[..insn.len()];
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut line = format!("{}+{:#x}: {:<24} {}", sym.name, offset - sym.value, hex.join(" "), text);
+    let mut line =
+        format!("{}+{:#x}: {:<24} {}", crate::error::escaped(sym.name), offset - sym.value, hex.join(" "), text);
     for r in sec.relocs_in(offset, offset + insn.len() as u64) {
         let adjusted = adjusted_addend(r, offset + insn.len() as u64);
-        line.push_str(&format!("  [{} -> {}]", reloc::name(r.r_type), Target::of_reloc(obj, r, adjusted)));
+        let target = crate::error::escaped(&Target::of_reloc(obj, r, adjusted).to_string());
+        line.push_str(&format!("  [{} -> {target}]", reloc::name(r.r_type)));
     }
     line
 }

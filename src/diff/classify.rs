@@ -15,6 +15,7 @@
 use crate::diff::checksum::{self, Checksums, ColdChildren, Fingerprint, Refs};
 use crate::diff::correlate::{OrigSym, PatchedSym, Twins, is_correlatable};
 use crate::elf::{ElfObject, Symbol, SymbolId, SymbolKind};
+use crate::error::escaped;
 use crate::kernel::special::SpecialIndex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -33,18 +34,21 @@ pub struct Refusal {
     pub section: String,
 }
 
+/// One line, names escaped (`crate::error::escaped`).
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
             RefusalKind::InitCode => write!(
                 f,
                 "changed init code: {} (in {}); init code has already run and cannot be live patched",
-                self.symbol, self.section
+                escaped(&self.symbol),
+                escaped(&self.section)
             ),
             RefusalKind::ChangedData => write!(
                 f,
                 "changed data: {} (in {}); the running kernel's data is not replaced by a live patch (use shadow variables or callbacks)",
-                self.symbol, self.section
+                escaped(&self.symbol),
+                escaped(&self.section)
             ),
         }
     }

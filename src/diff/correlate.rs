@@ -467,7 +467,7 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> HashMap<SymbolId, V
                 let sec = sym.section().filter(|&sec| holds[sec.index()])?;
                 let target = if sym.kind == SymbolKind::Section {
                     // Code refers with a PC-relative bias of about 4 bytes.
-                    obj.symbol_at(sec, (r.addend + 4).max(0) as u64)?
+                    obj.symbol_at(sec, r.addend.saturating_add(4).max(0) as u64)?
                 } else {
                     sym.id
                 };

@@ -223,6 +223,8 @@ impl Analysis<'_> {
             .copied()
             .find(|&id| classify::is_reportable_function(p, p.symbol(id)))
             .ok_or_else(|| Error::usage(format!("--explain {name}: no such function in the patched object")))?;
+        // Each line of the explanation is one line, whatever the names hold.
+        let name = &crate::error::escaped(name);
         let Some(twin) = self.twins.of_patched(PatchedSym(id)) else {
             return Ok(format!("{name}: new function (no original to compare with)"));
         };
@@ -244,7 +246,7 @@ impl Analysis<'_> {
                     (None, Some(i)) => holder(&b, i).filter(|&f| !std::ptr::eq(f, &b)).map(|f| p.symbol(f.function)),
                     (None, None) => None,
                 };
-                let place = part.map_or(String::new(), |s| format!(" of {}", s.name));
+                let place = part.map_or(String::new(), |s| format!(" of {}", crate::error::escaped(s.name)));
                 format!(
                     "{name}: first difference at instruction #{index}{place}\n  orig:    {}\n  patched: {}",
                     line(o, orig, &a),
@@ -254,7 +256,7 @@ impl Analysis<'_> {
             Some(FirstDifference::Entry { orig, patched }) => {
                 let show = |obj: &ElfObject, e: Option<&checksum::EntryDigest>| {
                     e.map_or("(none)".to_owned(), |e| {
-                        format!("{}+{:#x}", obj.section(e.entry.section).name, e.entry.offset)
+                        format!("{}+{:#x}", crate::error::escaped(obj.section(e.entry.section).name), e.entry.offset)
                     })
                 };
                 format!(

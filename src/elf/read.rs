@@ -59,6 +59,17 @@ impl std::fmt::Display for SymbolId {
 /// make klp allocate more than it is worth.
 pub const MAX_ALIGNMENT: u64 = 2 << 20;
 
+/// The largest section without bytes in the file (SHT_NOBITS) accepted: a
+/// kernel object's `.bss` is far smaller, and nothing else bounds it.
+pub const MAX_NOBITS_SIZE: u64 = 1 << 32;
+
+/// Symbols may cover at most this many times the file's bytes, plus
+/// [`OVERLAP_SLACK`]: every stage reads each symbol's bytes (checksums
+/// decode each function), so symbols stacked on the same bytes would make
+/// the work grow with the square of the file. Aliases are few in real objects.
+pub const MAX_OVERLAP: u64 = 4;
+pub const OVERLAP_SLACK: u64 = 1 << 20;
+
 /// An input file mapped into memory. The map is read-only: inputs are never changed.
 pub struct MappedFile {
     path: PathBuf,
@@ -333,6 +344,7 @@ impl<'data> ElfObject<'data> {
             .map_err(|e| Error::malformed(format!("cannot read the section header table: {e}")))?;
         let mut sections = read_sections(&table, data)?;
         let symbols = read_symbols(&table, data, &sections)?;
+        check_overlap(&sections, &symbols, data.len() as u64)?;
         attach_relocations(&table, data, &mut sections, &symbols)?;
         index_section_symbols(&mut sections, &symbols);
         let mut obj = ElfObject {
@@ -536,6 +548,13 @@ fn read_sections<'d>(table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>, data:
                     .in_section(name)
                 })?
             };
+            if sh.sh_type(LE) == elf::SHT_NOBITS && sh.sh_size(LE) > MAX_NOBITS_SIZE {
+                return Err(Error::unsupported(format!(
+                    "size {:#x} without bytes (SHT_NOBITS) is larger than {MAX_NOBITS_SIZE:#x}, the largest klp accepts",
+                    sh.sh_size(LE)
+                ))
+                .in_section(name));
+            }
             let addralign = sh.sh_addralign(LE);
             if addralign > 1 && !addralign.is_power_of_two() {
                 return Err(
@@ -662,6 +681,23 @@ fn placement_of<'d>(
         )));
     }
     Ok(Placement::Section(SectionId(index as u32)))
+}
+
+/// Symbols do not cover the file's bytes many times over (see [`MAX_OVERLAP`]).
+fn check_overlap(sections: &[Section], symbols: &[Symbol], file_size: u64) -> Result<()> {
+    let covered: u64 = symbols
+        .iter()
+        .filter(|s| !matches!(s.kind, SymbolKind::Section | SymbolKind::File))
+        .filter_map(|s| Some((s, &sections[s.section()?.index()])))
+        .filter(|(_, sec)| !sec.is_nobits())
+        .fold(0u64, |sum, (s, _)| sum.saturating_add(s.size));
+    let limit = file_size.saturating_mul(MAX_OVERLAP).saturating_add(OVERLAP_SLACK);
+    if covered > limit {
+        return Err(Error::unsupported(format!(
+            "symbols cover {covered:#x} bytes, more than {MAX_OVERLAP} times the file's {file_size:#x}: too many symbols on the same bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// A symbol in a section lies within it: everything later slices the

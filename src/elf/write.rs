@@ -90,8 +90,9 @@ impl OutSection {
     }
 
     fn reserve_zeros(&mut self, len: u64, align: u64) -> u64 {
-        let offset = self.nobits_size.next_multiple_of(align.max(1));
-        self.nobits_size = offset + len;
+        // Sizes without bytes are bounded by the reader (`MAX_NOBITS_SIZE`), not by the file.
+        let offset = self.nobits_size.checked_next_multiple_of(align.max(1)).unwrap_or(u64::MAX);
+        self.nobits_size = offset.saturating_add(len);
         offset
     }
 }

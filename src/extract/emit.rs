@@ -75,7 +75,7 @@ impl<'d> Builder<'_, 'd> {
             .and_then(|sec| self.p.symbol_at(sec, s.end()))
             .filter(|&f| self.p.symbol(f).kind == SymbolKind::Func && self.p.symbol(f).value == s.end());
         match function {
-            Some(f) => (f, addend - s.size as i64),
+            Some(f) => (f, addend.wrapping_sub(s.size as i64)),
             None => (id, addend),
         }
     }
@@ -95,10 +95,9 @@ impl<'d> Builder<'_, 'd> {
             return Ok(c);
         };
         let sec = self.p.section(sec_id);
-        let osec = self.out_section_like(sec);
+        let osec = self.out_section_like(sec)?;
         let padding = if sym.kind == SymbolKind::Func { self.padding_before(id) } else { 0 };
-        let offset =
-            self.out.sections[osec].append_from(sec, sym.value - padding, sym.size + padding, sec.addralign) + padding;
+        let offset = self.copy(osec, sec, sym.value - padding, sym.size + padding, sec.addralign)? + padding;
         let c = self.out.add_symbol(OutSymbol {
             name: sym.name.to_owned(),
             kind: sym.kind,
@@ -124,13 +123,33 @@ impl<'d> Builder<'_, 'd> {
         out_offset: u64,
     ) -> Result<()> {
         let relocs: Vec<Reloc> = self.p.section(sec).relocs_in(start, end).to_vec();
+        // Each becomes one 24-byte RELA entry of the output.
+        self.spend(relocs.len() as u64 * 24, self.p.section(sec), start)?;
         // R_X86_64_NONE writes nothing (old -mrecord-mcount marks its nops so).
         for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
+            self.inside_copy(sec, &r, end)?;
             let bias = self.pc_bias(sec, start, end, &r);
             let site = out_offset + (r.offset - start);
             self.clone_reloc(sec, &r, bias, osec, site)?;
         }
         Ok(())
+    }
+
+    /// Relocation `r` of `sec` writes inside a copy that ends at `end`: a
+    /// field that crosses it would be written past the copy, into whatever
+    /// follows it in the output.
+    pub(super) fn inside_copy(&self, sec: SectionId, r: &Reloc, end: u64) -> Result<()> {
+        let width = reloc::width(r.r_type) as u64;
+        if r.offset + width <= end {
+            return Ok(());
+        }
+        Err(Error::malformed(format!(
+            "a {width}-byte relocation at {:#x} crosses the end ({end:#x}) of what is copied",
+            r.offset
+        ))
+        .in_section(self.p.section(sec).name)
+        .at_offset(r.offset)
+        .in_file(&self.p.path))
     }
 
     /// For a PC-relative field in code, the distance from the field to the
@@ -166,7 +185,7 @@ impl<'d> Builder<'_, 'd> {
             Named::Direct(t) => Norm::Named(t, r.addend),
             Named::Covering(s) => match s.filter(|&s| self.covers(s, at)) {
                 Some(s) => {
-                    let (s, addend) = self.through_prefix(s, r.addend - self.p.symbol(s).value as i64);
+                    let (s, addend) = self.through_prefix(s, r.addend.wrapping_sub(self.p.symbol(s).value as i64));
                     Norm::Named(s, addend)
                 }
                 None => Norm::Anonymous(section, at),
@@ -197,7 +216,7 @@ impl<'d> Builder<'_, 'd> {
             Norm::Anonymous(s, at) => {
                 let (csec, chunk_start, out_start) = self.copy_chunk(s, at)?;
                 // Anonymous targets are always section-symbol references.
-                (self.section_symbol(csec), r.addend + out_start as i64 - chunk_start as i64)
+                (self.section_symbol(csec), r.addend.wrapping_add(out_start as i64 - chunk_start as i64))
             }
             Norm::Named(target, addend) => match self.plan.decide(target, sec, r)? {
                 Decision::Copy => (self.clone_symbol(target, true)?, addend),
@@ -242,12 +261,13 @@ impl<'d> Builder<'_, 'd> {
                 .at_offset(at)
                 .in_file(&self.p.path)
         })?;
-        let osec = self.out_section_like(s);
+        let osec = self.out_section_like(s)?;
         let mut bytes = text.to_vec();
         bytes.push(0);
         if let Some(&offset) = self.strings.get(&(osec, bytes.clone())) {
             return Ok((osec, offset));
         }
+        self.charge(osec, s, at, bytes.len() as u64, 1)?;
         let offset = self.out.sections[osec].append(&bytes, 1);
         self.strings.insert((osec, bytes), offset);
         Ok((osec, offset))
@@ -272,8 +292,8 @@ impl<'d> Builder<'_, 'd> {
         } else {
             snippet::unnamed_range(self.p, s, at)
         };
-        let osec = self.out_section_like(s);
-        let out = self.out.sections[osec].append_from(s, start, end - start, s.addralign);
+        let osec = self.out_section_like(s)?;
+        let out = self.copy(osec, s, start, end - start, s.addralign)?;
         self.chunks.insert((sec, start), (end, osec, out));
         self.clone_relocs(sec, start, end, osec, out)?;
         Ok((osec, start, out))
@@ -297,7 +317,7 @@ pub(super) fn padding_starts(obj: &ElfObject) -> HashSet<(SectionId, u64)> {
         .flat_map(|s| &s.relocs)
         .filter_map(|r| {
             let t = obj.symbol(r.symbol);
-            let at = u64::try_from(t.value as i64 + r.addend).ok()?;
+            let at = u64::try_from((t.value as i64).checked_add(r.addend)?).ok()?;
             Some((t.section()?, at))
         })
         .collect()

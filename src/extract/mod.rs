@@ -54,6 +54,7 @@ pub struct Extraction {
 /// `name=` record of `.modinfo`, else the path (`vmlinux.o`, or a module's
 /// prelink object, recognised by its `.modinfo`).
 pub fn objname(a: &Analysis, opts: &ExtractOptions) -> Result<String> {
+    let mut from_file = None;
     let name = match &opts.objname {
         Some(n) => n.clone(),
         None => {
@@ -68,11 +69,17 @@ pub fn objname(a: &Analysis, opts: &ExtractOptions) -> Result<String> {
                 )
                 .in_file(&obj.path));
             }
+            from_file = Some(&obj.path);
             modinfo_name.map_or(path_stem, str::to_owned)
         }
     };
-    if name.is_empty() || name.len() > klp::MAX_OBJNAME_LEN || name.contains('.') {
-        return Err(Error::usage(format!("object name '{name}' is not a valid module name")));
+    let module_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if name.is_empty() || name.len() > klp::MAX_OBJNAME_LEN || !name.chars().all(module_name_char) {
+        let e = Error::usage(format!("object name '{}' is not a valid module name", crate::error::escaped(&name)));
+        return Err(match from_file {
+            Some(path) => e.in_file(path),
+            None => e,
+        });
     }
     Ok(name)
 }
@@ -130,7 +137,39 @@ struct Builder<'a, 'd> {
     decoded: HashMap<(SectionId, u64), crate::x86::Boundaries>,
     /// Where `__patchable_function_entries` says compiler padding starts.
     padding_starts: HashSet<(SectionId, u64)>,
+    /// Bytes copied into the output so far (alignment padding included),
+    /// and how many the patched object can justify (see [`Builder::copy`]).
+    copied: u64,
+    budget: u64,
 }
+
+/// Section types whose bytes extraction copies: code and data. A reference
+/// into anything else (a symbol table, a string table, relocations, a
+/// group, a hash table...) is not something a function can use.
+const COPYABLE_TYPES: [u32; 6] = [
+    object::elf::SHT_PROGBITS.0,
+    object::elf::SHT_NOBITS.0,
+    object::elf::SHT_NOTE.0,
+    object::elf::SHT_INIT_ARRAY.0,
+    object::elf::SHT_FINI_ARRAY.0,
+    object::elf::SHT_PREINIT_ARRAY.0,
+];
+
+/// Section flags a copy keeps: what the bytes are. Group membership, link
+/// order, info links and compression describe the input file's other
+/// sections, which the output does not have.
+const COPIED_FLAGS: u64 = object::elf::SHF_WRITE.0
+    | object::elf::SHF_ALLOC.0
+    | object::elf::SHF_EXECINSTR.0
+    | object::elf::SHF_MERGE.0
+    | object::elf::SHF_STRINGS.0
+    | object::elf::SHF_TLS.0;
+
+/// The output may hold this many times the patched object's bytes, plus
+/// [`BUDGET_SLACK`] for alignment padding: a copy is made once per symbol,
+/// so only overlapping symbols or absurd alignments reach it.
+const BUDGET_FACTOR: u64 = 4;
+const BUDGET_SLACK: u64 = 16 << 20;
 
 impl<'a, 'd> Builder<'a, 'd> {
     fn new(a: &'a Analysis<'d>, opts: &'a ExtractOptions<'a>, objname: String) -> Self {
@@ -149,6 +188,55 @@ impl<'a, 'd> Builder<'a, 'd> {
             klp_relocs: Vec::new(),
             decoded: HashMap::new(),
             padding_starts: emit::padding_starts(&a.patched.obj),
+            copied: 0,
+            budget: a
+                .patched
+                .obj
+                .sections
+                .iter()
+                .map(|s| s.data.len() as u64)
+                .sum::<u64>()
+                .saturating_mul(BUDGET_FACTOR)
+                .saturating_add(BUDGET_SLACK),
+        }
+    }
+
+    /// Append `len` bytes of patched section `src` from `start` to output
+    /// section `osec`, at its next offset aligned to `align`; the offset.
+    /// Refused when the output would grow past what the patched object can
+    /// justify, before anything is allocated: what klp allocates stays
+    /// proportional to its input.
+    pub(super) fn copy(&mut self, osec: OutSectionId, src: &Section, start: u64, len: u64, align: u64) -> Result<u64> {
+        self.charge(osec, src, start, len, align)?;
+        Ok(self.out.sections[osec].append_from(src, start, len, align))
+    }
+
+    /// Count `len` bytes aligned to `align` about to be appended to `osec`
+    /// (from `src` at `start`, for the error) against the budget.
+    pub(super) fn charge(&mut self, osec: OutSectionId, src: &Section, start: u64, len: u64, align: u64) -> Result<()> {
+        let out = &self.out.sections[osec];
+        if out.is_nobits() {
+            return Ok(());
+        }
+        let size = out.data.len() as u64;
+        let growth = size.checked_next_multiple_of(align.max(1)).and_then(|at| at.checked_add(len)).map(|g| g - size);
+        self.spend(growth.unwrap_or(u64::MAX), src, start)
+    }
+
+    /// Count `n` more bytes of output (made from `src` at `start`) against the budget.
+    pub(super) fn spend(&mut self, n: u64, src: &Section, start: u64) -> Result<()> {
+        match self.copied.checked_add(n) {
+            Some(total) if total <= self.budget => {
+                self.copied = total;
+                Ok(())
+            }
+            _ => Err(Error::malformed(format!(
+                "the livepatch object would be larger than {:#x} bytes, {BUDGET_FACTOR} times the patched object (overlapping symbols or huge alignments?)",
+                self.budget
+            ))
+            .in_section(src.name)
+            .at_offset(start)
+            .in_file(&self.p.path)),
         }
     }
 
@@ -172,13 +260,27 @@ impl<'a, 'd> Builder<'a, 'd> {
         Ok(())
     }
 
-    pub(super) fn out_section_like(&mut self, sec: &Section) -> OutSectionId {
-        if let Some(&id) = self.out_sections.get(sec.name) {
-            return id;
+    /// The output section that copies of `sec`'s bytes go to: one per name,
+    /// of `sec`'s type and flags (those that describe the bytes). A section
+    /// that holds no code or data is refused, and so is a second section of
+    /// the same name that disagrees on having bytes in the file.
+    pub(super) fn out_section_like(&mut self, sec: &Section) -> Result<OutSectionId> {
+        let refuse = |why: String| Err(Error::malformed(why).in_section(sec.name).in_file(&self.p.path));
+        if !COPYABLE_TYPES.contains(&sec.sh_type) {
+            return refuse(format!("cannot copy from a section of type {:#x}: it holds no code or data", sec.sh_type));
         }
-        let id = self.out.add_section(OutSection::new(sec.name, sec.sh_type, sec.flags, sec.addralign, sec.entsize));
+        if let Some(&id) = self.out_sections.get(sec.name) {
+            if self.out.sections[id].is_nobits() != sec.is_nobits() {
+                return refuse("two sections of this name, one with bytes in the file and one without".into());
+            }
+            return Ok(id);
+        }
+        // The writer aligns the section's place in the file: up to that much padding.
+        self.spend(sec.addralign, sec, 0)?;
+        let section = OutSection::new(sec.name, sec.sh_type, sec.flags & COPIED_FLAGS, sec.addralign, sec.entsize);
+        let id = self.out.add_section(section);
         self.out_sections.insert(sec.name.to_owned(), id);
-        id
+        Ok(id)
     }
 
     pub(super) fn new_out_section(

@@ -105,7 +105,9 @@ impl<'a, 'd> Planner<'a, 'd> {
         if let Some(parent) = self.opts.parent {
             let file = s.file.map(|f| (self.o.symbol(f).name, self.file_occurrence(orig)));
             let q = SymbolQuery { name: s.name, local: s.is_local(), file };
-            return parent.sympos(q).map_err(|e| Error::malformed(format!("sympos of {}: {e}", s.name)));
+            return parent
+                .sympos(q)
+                .map_err(|e| Error::malformed(format!("sympos of {}: {e}", s.name)).in_file(&parent.path));
         }
         if !s.is_local() {
             return Ok(0);

@@ -96,11 +96,12 @@ impl Builder<'_, '_> {
 
     fn copy_entry(&mut self, sec: SectionId, start: u64, end: u64) -> Result<()> {
         let s = self.p.section(sec);
-        let osec = self.out_section_like(s);
-        let out = self.out.sections[osec].append_from(s, start, end - start, 1);
+        let osec = self.out_section_like(s)?;
+        let out = self.copy(osec, s, start, end - start, 1)?;
         let relocs: Vec<Reloc> = s.relocs_in(start, end).to_vec();
         let is_alt = s.name == ".altinstructions";
         for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
+            self.inside_copy(sec, &r, end)?;
             let site = out + (r.offset - start);
             let target = self.p.symbol(r.symbol);
             let in_replacement = self.p.symbol_section(target).is_some_and(|t| t.name == ".altinstr_replacement");
@@ -138,10 +139,10 @@ impl Builder<'_, '_> {
         let target = self.p.symbol(r.symbol);
         let repl = target.section().expect("replacement symbol is defined");
         let base = if target.kind == SymbolKind::Section { 0 } else { target.value as i64 };
-        let at = (base + r.addend).max(0) as u64;
+        let at = base.saturating_add(r.addend).max(0) as u64;
         let s = self.p.section(repl);
-        let rsec = self.out_section_like(s);
-        let out = self.out.sections[rsec].append_from(s, at, len, 1);
+        let rsec = self.out_section_like(s)?;
+        let out = self.copy(rsec, s, at, len, 1)?;
         if len > 0 {
             self.clone_relocs(repl, at, at + len, rsec, out)?;
         }

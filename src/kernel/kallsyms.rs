@@ -67,7 +67,7 @@ impl ParentSymbols {
     }
 
     pub fn parse(path: &Path, data: &[u8]) -> Result<Self> {
-        let linked = linked_symbols(data)?;
+        let linked = linked_symbols(data).in_file(path)?;
         let objname =
             if linked.is_module { module_name_from_path(&path.to_string_lossy()) } else { "vmlinux".to_owned() };
         let mut out = ParentSymbols {

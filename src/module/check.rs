@@ -91,9 +91,11 @@ pub struct Violation {
     pub message: String,
 }
 
+/// One line: names in the message are the module's, escaped
+/// (`crate::error::escaped`).
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.rule.name(), self.message)
+        write!(f, "{}: {}", self.rule.name(), crate::error::escaped(&self.message))
     }
 }
 

@@ -127,7 +127,13 @@ pub fn verify(
         if replaces.is_empty() && (twins.is_empty() || is_module_own(module, f)) {
             continue;
         }
-        out.push(FunctionVerdict { name: f.name.to_owned(), verdict: world.function(f, &twins, &replaces) });
+        let verdict = match world.function(f, &twins, &replaces) {
+            // The reasons quote names from the files: one line each.
+            Verdict::Wrong(why) => Verdict::Wrong(crate::error::escaped(&why)),
+            Verdict::Unverified(why) => Verdict::Unverified(crate::error::escaped(&why)),
+            v => v,
+        };
+        out.push(FunctionVerdict { name: f.name.to_owned(), verdict });
     }
     out
 }
@@ -237,7 +243,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             .iter()
             .map(|s| {
                 (s.is_alloc() && s.id.0 != 0).then(|| {
-                    let at = next.next_multiple_of(s.addralign.max(1));
+                    let at = kernel::align_up(next, s.addralign);
                     next = at.wrapping_add(s.size);
                     at
                 })
@@ -256,7 +262,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             let Some(base) = layout.section_address[s.id.index()] else { continue };
             let mut at = 0;
             for piece in s.data.split(|&b| b == 0) {
-                layout.strings.entry(piece).or_insert(base + at);
+                layout.strings.entry(piece).or_insert(base.wrapping_add(at));
                 at += piece.len() as u64 + 1;
             }
         }
@@ -276,7 +282,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
                 .get(sec.index())
                 .copied()
                 .flatten()
-                .map_or(Address::Nowhere, |a| Address::At(a + s.value)),
+                .map_or(Address::Nowhere, |a| Address::At(a.wrapping_add(s.value))),
             Placement::Reserved(SHN_LIVEPATCH) if s.name.starts_with(".klp.sym.") => match parse_klp_sym(s.name) {
                 None => Address::Unresolved(Problem::Wrong(format!("{}: the kernel cannot parse this name", s.name))),
                 Some((obj, name, pos)) => match kernel.resolve_klp(obj, name, pos) {
@@ -318,7 +324,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             }
             let site = format!("relocation at {}+{:#x}", f.name, r.offset - f.value);
             let s = self.symbol_address(r.symbol).map_err(|p| p.context(&site))?;
-            apply(&mut bytes, r, f.value, base + r.offset, s).map_err(unverified)?;
+            apply(&mut bytes, r, f.value, base.wrapping_add(r.offset), s).map_err(unverified)?;
         }
         Ok(bytes)
     }
@@ -459,7 +465,7 @@ impl World<'_, '_> {
             // S + A as the module sees it: the referenced byte minus the bias.
             let s_plus_a = target.wrapping_sub(bias as u64);
             let shifted = Reloc { addend: 0, ..*r };
-            apply(&mut bytes, &shifted, f.value, at + (r.offset - f.value), s_plus_a).map_err(unverified)?;
+            apply(&mut bytes, &shifted, f.value, at.wrapping_add(r.offset - f.value), s_plus_a).map_err(unverified)?;
         }
         Ok(bytes)
     }
@@ -469,9 +475,10 @@ impl World<'_, '_> {
         let (patched, module) = (self.patched, self.module);
         let t = patched.symbol(r.symbol);
         let Some(sec) = patched.symbol_section(t) else {
-            return Ok(self.symbol_home(t)?.wrapping_add((r.addend + bias) as u64));
+            return Ok(self.symbol_home(t)?.wrapping_add(r.addend.wrapping_add(bias) as u64));
         };
-        let at = if t.kind == SymbolKind::Section { r.addend + bias } else { t.value as i64 + r.addend + bias };
+        let base = if t.kind == SymbolKind::Section { 0 } else { t.value as i64 };
+        let at = base.wrapping_add(r.addend).wrapping_add(bias);
         if sec.is_strings() {
             let text = sec.c_str_at(at as u64).ok_or_else(|| "string reference outside its section".to_owned())?;
             return module.strings.get(text).copied().ok_or_else(|| {
@@ -629,7 +636,7 @@ impl ModuleLayout<'_, '_> {
         if tsec.name != src.name {
             return Err(unverifiable(&format!("the module refers to {} instead", tsec.name)));
         }
-        let mod_off = (t.value as i64 + r.addend + bias) as u64;
+        let mod_off = (t.value as i64).wrapping_add(r.addend).wrapping_add(bias) as u64;
         let n = src.size.saturating_sub(off).min(tsec.size.saturating_sub(mod_off)).min(64);
         let relocated = |s: &Section, at: u64| {
             s.relocs_in(at.saturating_sub(7), at + 1)

@@ -141,6 +141,15 @@ fn read_klp_relocs(m: &ElfObject, s: SectionId) -> Result<Vec<KlpEntry>> {
         let (sym_obj, _, _) = klp::parse_klp_symbol(sym_name).ok_or_else(|| {
             Error::malformed(format!("entry {i} refers to {sym_name}, not a .klp.sym symbol")).at_offset(e.at)
         })?;
+        let target = m.section(target_section);
+        let width = reloc::width(e.r_type) as u64;
+        if offset.checked_add(width).is_none_or(|end| end > target.size) {
+            return Err(Error::malformed(format!(
+                "entry {i}: a {width}-byte relocation (type {}) at {}+{offset:#x} crosses the end of that section (size {:#x})",
+                e.r_type, target.name, target.size
+            ))
+            .at_offset(e.at));
+        }
         let obj = obj_from_section.unwrap_or(sym_obj).to_owned();
         out.push(KlpEntry { obj, target_section, offset, symbol: sym.symbol, r_type: e.r_type, addend: sym.addend });
     }

@@ -108,15 +108,25 @@ impl Kernel {
     /// The linked parent: vmlinux, or a module (`.ko`).
     pub fn read(path: &Path) -> Result<Self, String> {
         let file = crate::elf::MappedFile::open(path).map_err(|e| e.to_string())?;
+        Self::parse_parent(path, file.bytes())
+    }
+
+    /// [`Kernel::read`] on bytes in memory; `path` names them in messages.
+    pub fn parse_parent(path: &Path, data: &[u8]) -> Result<Self, String> {
         let source = path.display().to_string();
-        Self::parse(file.bytes(), source, false).map_err(|e| format!("{}: {e}", path.display()))
+        Self::parse(data, source, false).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// The original object standing in for the parent (`klp check --orig`).
     pub fn stand_in(path: &Path) -> Result<Self, String> {
         let file = crate::elf::MappedFile::open(path).map_err(|e| e.to_string())?;
+        Self::parse_stand_in(path, file.bytes())
+    }
+
+    /// [`Kernel::stand_in`] on bytes in memory; `path` names them in messages.
+    pub fn parse_stand_in(path: &Path, data: &[u8]) -> Result<Self, String> {
         let source = format!("{} (standing in for the kernel)", path.display());
-        Self::parse(file.bytes(), source, true).map_err(|e| format!("{}: {e}", path.display()))
+        Self::parse(data, source, true).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     fn parse(data: &[u8], source: String, stand_in: bool) -> Result<Self, String> {
@@ -142,8 +152,9 @@ impl Kernel {
             for alloc in [true, false] {
                 for (i, s) in sections.iter().enumerate().skip(1) {
                     if (s.sh_flags(LE).0 & elf::SHF_ALLOC.0 != 0) == alloc {
-                        base[i] = next.next_multiple_of(s.sh_addralign(LE).max(1));
-                        next = base[i] + s.sh_size(LE) + 64;
+                        // Unvalidated sizes and alignments: addresses wrap, as the machine's.
+                        base[i] = align_up(next, s.sh_addralign(LE));
+                        next = base[i].wrapping_add(s.sh_size(LE)).wrapping_add(64);
                     }
                 }
             }
@@ -405,6 +416,11 @@ pub(super) fn without_numeric_suffix(name: &str) -> &str {
 
 /// A module's name as the kernel knows it: `.modinfo`'s `name=`, else the
 /// file name without `.ko`, dashes made underscores (as kbuild does).
+/// `at` rounded up to `align` (any value; 0 is 1), wrapping past the top.
+pub(super) fn align_up(at: u64, align: u64) -> u64 {
+    at.checked_next_multiple_of(align.max(1)).unwrap_or(0)
+}
+
 fn module_name(data: &[u8], sections: &object::read::elf::SectionTable<FileHeader64<LE>>, source: &str) -> String {
     let modinfo = sections
         .iter()

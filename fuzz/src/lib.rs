@@ -1,0 +1,357 @@
+//! What the fuzz targets run, one function per target, on klp's public
+//! library API only. The same file is compiled into `verify/fuzz_regressions.rs`,
+//! which replays every saved crash input through these functions, so a fix
+//! cannot regress silently.
+//!
+//! The promise each target checks: whatever the bytes, a result or a
+//! `klp::error::Error` (one line, naming the file it is about), never a
+//! panic; and what klp writes, klp reads back.
+
+use std::path::Path;
+
+use klp::diff::{DiffOptions, Input, checksum_table};
+use klp::elf::{ElfObject, SymbolKind};
+use klp::error::Error;
+use klp::extract::ExtractOptions;
+use klp::kernel::abi::Format;
+use klp::kernel::kallsyms::{ParentSymbols, SymbolQuery};
+use klp::kernel::symvers::Exports;
+use klp::module::oracle::{self, Kernel};
+use klp::module::postlink::{self, Outcome};
+use klp::pipeline::{DiffRequest, Verdict};
+
+const OBJECT: &str = "fuzz.o";
+const MODULE: &str = "livepatch-fuzz.ko";
+const ORIG: &str = "orig.o";
+const PATCHED: &str = "patched.o";
+const OUT: &str = "OUT.o";
+
+/// Pairs of our own objects that the `diff` target's edit mode mutates.
+const PAIRS: [(&[u8], &[u8]); 4] = [
+    (include_bytes!("../../corpus/objects/pktdemo.orig.o"), include_bytes!("../../corpus/objects/pktdemo.patched.o")),
+    (
+        include_bytes!("../../corpus/kernel/slim-scenario/drop_caches.orig.o"),
+        include_bytes!("../../corpus/kernel/slim-scenario/drop_caches.patched.o"),
+    ),
+    (
+        include_bytes!("../../corpus/kernel/def-scenario/show_mem.orig.o"),
+        include_bytes!("../../corpus/kernel/def-scenario/show_mem.patched.o"),
+    ),
+    (
+        include_bytes!("../../corpus/kernel/def-scenario/mem.orig.o"),
+        include_bytes!("../../corpus/kernel/def-scenario/mem.patched.o"),
+    ),
+];
+
+/// A `Module.symvers` naming what the pairs above call.
+const SYMVERS: &str = "0x0\t_printk\tvmlinux\tEXPORT_SYMBOL\t\n\
+0x0\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n\
+0x0\tkfree\tvmlinux\tEXPORT_SYMBOL\t\n\
+0x0\tmemset\tvmlinux\tEXPORT_SYMBOL\t\n\
+0x0\tmemcpy\tvmlinux\tEXPORT_SYMBOL\t\n\
+0x0\tjiffies\tvmlinux\tEXPORT_SYMBOL\t\n\
+0x0\tpkt_log\tvmlinux\tEXPORT_SYMBOL_GPL\tPKT\n";
+
+/// One rayon worker: the fuzzers share a small machine.
+pub fn init() {
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(1).build_global();
+}
+
+/// A message klp prints: one line.
+fn assert_one_line(what: &str, s: &str) {
+    assert!(!s.chars().any(char::is_control), "{what} is not one line: {s:?}");
+}
+
+/// An error of klp's: one line, naming one of `files` when the call was about files.
+fn assert_good_error(e: &Error, files: &[&str]) {
+    let s = e.to_string();
+    assert_one_line("error", &s);
+    if !files.is_empty() {
+        let named = e.location.file.as_deref().is_some_and(|f| files.iter().any(|&n| f == Path::new(n)));
+        assert!(named, "error does not name the file ({files:?}): {s}");
+    }
+}
+
+/// `parse`: the ELF model and every per-object stage.
+pub fn parse(data: &[u8]) {
+    let path = Path::new(OBJECT);
+    let obj = match ElfObject::parse(path, data) {
+        Ok(obj) => Some(obj),
+        Err(e) => {
+            assert_good_error(&e, &[OBJECT]);
+            None
+        }
+    };
+    if let Some(obj) = &obj {
+        // The checksums build the special-section index on the way.
+        match checksum_table(obj, &DiffOptions::default()) {
+            Ok(rows) => assert!(rows.iter().all(|r| !r.checksum.is_empty())),
+            Err(e) => assert_good_error(&e, &[OBJECT]),
+        }
+        model_queries(obj);
+    }
+    match ParentSymbols::parse(path, data) {
+        Ok(parent) => {
+            if let Some(obj) = &obj {
+                parent_queries(&parent, obj);
+            }
+        }
+        Err(e) => assert_good_error(&e, &[OBJECT]),
+    }
+    let text = String::from_utf8_lossy(data);
+    match Exports::parse(&text) {
+        Ok(exports) => {
+            let _ = exports.get("printk");
+        }
+        Err(e) => assert_good_error(&e, &[]),
+    }
+}
+
+/// The lookups later stages make on a parsed object, over all of it.
+fn model_queries(obj: &ElfObject) {
+    for sec in &obj.sections {
+        for r in &sec.relocs {
+            let _ = obj.referent(r, 0);
+            let _ = obj.referent(r, 4);
+        }
+        for &id in sec.symbols().iter().take(256) {
+            let s = obj.symbol(id);
+            let _ = obj.symbol_at(sec.id, s.value);
+            let _ = obj.symbol_at(sec.id, s.end());
+            if s.is_cold_child() {
+                let _ = obj.cold_parent(id);
+            }
+        }
+    }
+    for s in obj.symbols.iter().take(256) {
+        let _ = obj.symbols_named(s.name);
+        let _ = obj.symbols_demangled(s.demangled);
+    }
+}
+
+/// Symbol positions of `obj`'s names in `parent`.
+fn parent_queries(parent: &ParentSymbols, obj: &ElfObject) {
+    for s in obj.symbols.iter().filter(|s| !s.name.is_empty()).take(64) {
+        let file = s.file.map(|f| (obj.symbol(f).name, 0));
+        let q = SymbolQuery { name: s.name, local: s.is_local(), file };
+        let _ = parent.count(s.name);
+        let _ = parent.sympos(q);
+        let _ = parent.address(q);
+        for pos in 0..3 {
+            let _ = parent.klp_address(s.name, pos);
+        }
+    }
+}
+
+/// `post_link`: an error, or a module klp reads back and checks.
+pub fn post_link(data: &[u8]) {
+    let path = Path::new(MODULE);
+    match postlink::convert(path, data) {
+        Err(e) => assert_good_error(&e, &[MODULE]),
+        Ok((None, _)) => {}
+        Ok((Some(out), outcome)) => {
+            let m = ElfObject::parse(path, &out)
+                .unwrap_or_else(|e| panic!("post-link wrote a module klp cannot read: {e}"));
+            let (violations, _) = klp::module::check::check(&m, None);
+            for v in &violations {
+                assert_one_line("violation", &v.to_string());
+            }
+            if matches!(outcome, Outcome::Converted { sections, .. } if sections > 0) {
+                let again = postlink::convert(path, &out).map(|(_, o)| o);
+                assert_eq!(again, Ok(Outcome::AlreadyConverted), "a converted module converted again");
+            }
+        }
+    }
+}
+
+/// `check`: `klp check` and the loader oracle on a module.
+pub fn check(data: &[u8]) {
+    let path = Path::new(MODULE);
+    let m = match ElfObject::parse(path, data) {
+        Ok(m) => m,
+        Err(e) => return assert_good_error(&e, &[MODULE]),
+    };
+    let (violations, _) = klp::module::check::check(&m, None);
+    for v in &violations {
+        assert_one_line("violation", &v.to_string());
+    }
+    // The module as its own parent: its symbol table read as kallsyms would.
+    match ParentSymbols::parse(path, data) {
+        Ok(parent) => {
+            let _ = klp::module::check::check(&m, Some(&parent));
+        }
+        Err(e) => assert_good_error(&e, &[MODULE]),
+    }
+    // The oracle: the module relocated as the kernel would and compared with
+    // the patched object the seeds were built from, the original standing
+    // in for the kernel; then with itself as the patched object, and itself
+    // as the kernel (stand-in and parent).
+    let (orig_bytes, patched_bytes) = PAIRS[0];
+    let orig = ElfObject::parse(Path::new(ORIG), orig_bytes).expect("our own object parses");
+    let patched = ElfObject::parse(Path::new(PATCHED), patched_bytes).expect("our own object parses");
+    let kernel = Kernel::parse_stand_in(Path::new(ORIG), orig_bytes).expect("our own object stands in");
+    verdicts(oracle::verify(&m, &patched, &kernel, Some(&orig)));
+    for kernel in [Kernel::parse_stand_in(path, data), Kernel::parse_parent(path, data)] {
+        match kernel {
+            Ok(kernel) => verdicts(oracle::verify(&m, &m, &kernel, Some(&m))),
+            Err(e) => assert_one_line("oracle error", &e),
+        }
+    }
+}
+
+fn verdicts(v: Vec<oracle::FunctionVerdict>) {
+    for f in v {
+        if let oracle::Verdict::Wrong(why) | oracle::Verdict::Unverified(why) = &f.verdict {
+            assert_one_line("oracle verdict", why);
+        }
+    }
+}
+
+/// How the `diff` target reads its input.
+///
+/// Byte 0 holds flags: bit 0 chooses the mode, bit 1 the v6.19 format,
+/// bit 2 a `Module.symvers`, bit 3 the original object as `--parent`,
+/// bit 4 no `--objname` (taken from `.modinfo` or the path).
+/// - split mode (bit 0 clear): bytes 1..5 are the original object's length
+///   n (little endian, cut to what is there); the original is the next n
+///   bytes, the patched object the rest.
+/// - edit mode (bit 0 set): byte 1 picks one of [`PAIRS`]; then edits of 13
+///   bytes each: a byte whose bit 0 picks the side (0 patched, 1 original)
+///   and bits 1-2 the width (1, 2, 4 or 8 bytes), a 4-byte offset (modulo
+///   the object's length), and 8 bytes of value (little endian, cut to the width).
+///
+/// Returns the livepatch object written, if any.
+pub fn diff(data: &[u8]) -> Option<Vec<u8>> {
+    let case = DiffCase::decode(data)?;
+    let outcome = match case.run() {
+        Ok(o) => o,
+        Err(e) => {
+            assert_good_error(&e, &[ORIG, PATCHED]);
+            return None;
+        }
+    };
+    for w in &outcome.warnings {
+        assert_one_line("warning", w);
+    }
+    match outcome.verdict {
+        Verdict::Unchanged => None,
+        Verdict::Unpatchable(reasons) => {
+            for r in &reasons {
+                assert_one_line("refusal", r);
+            }
+            None
+        }
+        Verdict::Livepatch(bytes) => {
+            read_back(&bytes, case.orig.len() + case.patched.len());
+            Some(bytes)
+        }
+    }
+}
+
+/// The `diff` target's input, decoded: two objects and the flags.
+pub struct DiffCase {
+    pub orig: Vec<u8>,
+    pub patched: Vec<u8>,
+    pub flags: u8,
+}
+
+/// The paths the `diff` target's objects are known by in klp's messages.
+pub const DIFF_PATHS: (&str, &str) = (ORIG, PATCHED);
+
+impl DiffCase {
+    pub fn decode(data: &[u8]) -> Option<DiffCase> {
+        let (&flags, rest) = data.split_first()?;
+        let (orig, patched) = if flags & 1 == 0 {
+            let (len, rest) = rest.split_first_chunk::<4>()?;
+            let n = (u32::from_le_bytes(*len) as usize).min(rest.len());
+            (rest[..n].to_vec(), rest[n..].to_vec())
+        } else {
+            let (&pick, edits) = rest.split_first()?;
+            let (o, p) = PAIRS[usize::from(pick) % PAIRS.len()];
+            let (mut o, mut p) = (o.to_vec(), p.to_vec());
+            for e in edits.chunks_exact(13) {
+                let side = if e[0] & 1 == 0 { &mut p } else { &mut o };
+                let width = 1usize << ((e[0] >> 1) & 3);
+                let at = u32::from_le_bytes(e[1..5].try_into().unwrap()) as usize % side.len();
+                let end = (at + width).min(side.len());
+                side[at..end].copy_from_slice(&e[5..5 + (end - at)]);
+            }
+            (o, p)
+        };
+        Some(DiffCase { orig, patched, flags })
+    }
+
+    /// `klp diff` in-process, extraction and writing included.
+    pub fn run(&self) -> klp::error::Result<klp::pipeline::DiffOutcome> {
+        let flags = self.flags;
+        let exports = Exports::parse(SYMVERS).expect("our symvers parses");
+        let parent = if flags & 8 != 0 { ParentSymbols::parse(Path::new(ORIG), &self.orig).ok() } else { None };
+        let request = DiffRequest {
+            orig: Input::new(Path::new(ORIG), &self.orig),
+            patched: Input::new(Path::new(PATCHED), &self.patched),
+            diff: DiffOptions::default(),
+            extract: ExtractOptions {
+                objname: (flags & 16 == 0).then(|| "vmlinux".to_owned()),
+                exports: (flags & 4 != 0).then_some(&exports),
+                parent: parent.as_ref(),
+                format: if flags & 2 != 0 { Format::V6_19 } else { Format::Current },
+            },
+            explain: Vec::new(),
+        };
+        klp::pipeline::diff(&request)
+    }
+}
+
+/// What `klp diff` wrote: klp reads it, checksums it and checks it.
+fn read_back(bytes: &[u8], input_len: usize) {
+    // Memory and output proportional to the input.
+    assert!(
+        bytes.len() <= 16 * input_len + (128 << 20),
+        "{} bytes written from {input_len} bytes of input",
+        bytes.len()
+    );
+    let out =
+        ElfObject::parse(Path::new(OUT), bytes).unwrap_or_else(|e| panic!("klp diff wrote what klp rejects: {e}"));
+    match checksum_table(&out, &DiffOptions::default()) {
+        Ok(_) => {}
+        Err(e) => panic!("klp diff wrote what klp checksum rejects: {e}"),
+    }
+    for s in &out.sections {
+        let t = s.sh_type;
+        let ok = [
+            object_type::NULL,
+            object_type::PROGBITS,
+            object_type::SYMTAB,
+            object_type::STRTAB,
+            object_type::RELA,
+            object_type::NOBITS,
+            object_type::NOTE,
+            object_type::INIT_ARRAY,
+            object_type::FINI_ARRAY,
+            object_type::PREINIT_ARRAY,
+            object_type::SYMTAB_SHNDX,
+        ];
+        assert!(ok.contains(&t), "klp diff wrote section {} of type {t:#x}", s.name);
+    }
+    for sym in &out.symbols {
+        if sym.kind == SymbolKind::Func {
+            assert!(sym.is_defined() || sym.size == 0);
+        }
+    }
+    let _ = klp::module::check::check(&out, None);
+}
+
+/// ELF section types (`object::elf::SHT_*`, without depending on `object`).
+mod object_type {
+    pub const NULL: u32 = 0;
+    pub const PROGBITS: u32 = 1;
+    pub const SYMTAB: u32 = 2;
+    pub const STRTAB: u32 = 3;
+    pub const RELA: u32 = 4;
+    pub const NOBITS: u32 = 8;
+    pub const NOTE: u32 = 7;
+    pub const INIT_ARRAY: u32 = 14;
+    pub const FINI_ARRAY: u32 = 15;
+    pub const PREINIT_ARRAY: u32 = 16;
+    pub const SYMTAB_SHNDX: u32 = 18;
+}
