@@ -119,7 +119,7 @@ pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) ->
         .par_iter()
         .map(|sym| match sym.kind {
             SymbolKind::Func if is_code(obj, sym.id) => {
-                Some(function_fingerprint(Refs::plain(obj), specials, cold, sym.id).checksum())
+                Some(function_checksum(Refs::plain(obj), specials, cold, sym.id))
             }
             SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls if sym.is_defined() => {
                 Some(object_checksum(obj, sym.id))
@@ -275,11 +275,41 @@ pub fn function_fingerprint<'d>(
     }
 }
 
+/// The checksum of function `id`, streamed: the same value as its
+/// [`Fingerprint::checksum`], without keeping the instructions.
+fn function_checksum(refs: Refs<'_, '_>, specials: &SpecialIndex, cold: &ColdChildren, id: SymbolId) -> Checksum {
+    let mut h = Xxh3::new();
+    feed_function(refs, specials, cold, id, &mut h);
+    Checksum(h.digest())
+}
+
+/// What [`Fingerprint::feed`] feeds for the fingerprint of `id`.
+fn feed_function(refs: Refs<'_, '_>, specials: &SpecialIndex, cold: &ColdChildren, id: SymbolId, h: &mut Xxh3) {
+    let refs = Refs { this: refs.this.or(Some(id)), ..refs };
+    h.update(b"F");
+    decode_each(refs, id, |i| h.update(&i.digest.to_le_bytes()));
+    h.update(b"E");
+    for e in specials.entries_of(id) {
+        h.update(&entry_digest(refs, e).digest.to_le_bytes());
+    }
+    for &c in cold.get(&id).map_or(&[][..], Vec::as_slice) {
+        h.update(b"C");
+        feed_function(refs, specials, &ColdChildren::default(), c, h);
+    }
+}
+
 fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> {
+    let mut out = Vec::new();
+    decode_each(refs, id, |i| out.push(i));
+    out
+}
+
+/// Decode function `id` and hand each instruction's digest to `each`.
+fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDigest<'d>)) {
     let obj = refs.obj;
     let sym = obj.symbol(id);
     let Some(sec) = obj.symbol_section(sym) else {
-        return Vec::new();
+        return;
     };
     let start = sym.value.min(sec.data.len() as u64);
     let end = sym.end().min(sec.data.len() as u64);
@@ -287,7 +317,6 @@ fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> 
     let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
     let mut insn = Instruction::default();
     let mut buf = Vec::with_capacity(64);
-    let mut out = Vec::with_capacity(code.len() / 4);
     while decoder.can_decode() {
         decoder.decode_out(&mut insn);
         let offset = insn.ip();
@@ -336,9 +365,8 @@ fn decode_function<'d>(refs: Refs<'_, 'd>, id: SymbolId) -> Vec<InsnDigest<'d>> 
                 target.feed(&mut buf);
             }
         }
-        out.push(InsnDigest { offset, digest: xxh3_64(&buf), line_immediate, mentions_source_file, callee });
+        each(InsnDigest { offset, digest: xxh3_64(&buf), line_immediate, mentions_source_file, callee });
     }
-    out
 }
 
 /// `mov $imm32, %esi` / `mov $imm32, %edx`: how x86-64 passes a line number
@@ -740,5 +768,33 @@ mod tests {
         let a = checksum_of(&clone_named("foo.isra.0"), "foo.isra.0");
         let b = checksum_of(&clone_named("foo.constprop.0.isra.0"), "foo.constprop.0.isra.0");
         assert_eq!(a, b);
+    }
+}
+
+#[cfg(test)]
+mod streaming_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::kernel::EntrySizes;
+
+    #[test]
+    fn the_streamed_checksum_is_the_fingerprints() {
+        let data = include_bytes!("../../corpus/kernel/def-scenario/mem.patched.o");
+        let obj = ElfObject::parse(Path::new("mem.patched.o"), data).unwrap();
+        let specials = SpecialIndex::build(&obj, &EntrySizes::default()).unwrap();
+        let cold = cold_children(&obj);
+        let mut compared = 0;
+        for s in obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func && is_code(&obj, s.id)) {
+            let streamed = function_checksum(Refs::plain(&obj), &specials, &cold, s.id);
+            assert_eq!(
+                streamed,
+                function_fingerprint(Refs::plain(&obj), &specials, &cold, s.id).checksum(),
+                "{}",
+                s.name
+            );
+            compared += 1;
+        }
+        assert!(compared > 10, "{compared} functions compared");
     }
 }
