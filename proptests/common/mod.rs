@@ -2,6 +2,8 @@
 //! and `klp diff` run in-process on it.
 #![allow(dead_code)]
 
+pub mod link;
+
 use std::path::Path;
 
 use klp::diff::{DiffOptions, DiffReport, Input};
