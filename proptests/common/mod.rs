@@ -2,6 +2,8 @@
 //! and `klp diff` run in-process on it.
 #![allow(dead_code)]
 
+pub mod link;
+
 use std::path::Path;
 
 use klp::diff::{DiffOptions, DiffReport, Input};
@@ -21,7 +23,11 @@ pub fn first_seed() -> u64 {
 
 /// The request of case `i`: sizes and mutation counts vary with the seed.
 pub fn request(i: usize) -> Request {
-    let seed = first_seed().wrapping_add(i as u64);
+    request_for_seed(first_seed().wrapping_add(i as u64))
+}
+
+/// The request of seed `seed`, as case `i` makes it.
+pub fn request_for_seed(seed: u64) -> Request {
     let mix = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
     Request { seed, functions: 20 + (mix % 140) as usize, mutations: 1 + (mix % 6) as usize }
 }
