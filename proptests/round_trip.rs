@@ -56,7 +56,7 @@ fn check(req: &Request, dir: &Path, counts: &[AtomicUsize; 3]) -> Result<(), Str
     let (again, outcome) =
         klp::module::postlink::convert(&l.module, &converted).map_err(|e| format!("second post-link: {e}"))?;
     if again.is_some() || outcome != second {
-        let same = again.as_deref().map_or(true, |b| b == converted.as_slice());
+        let same = again.as_deref().is_none_or(|b| b == converted.as_slice());
         return Err(format!("second post-link: {outcome:?}, new bytes: {}, identical: {same}", again.is_some()));
     }
 

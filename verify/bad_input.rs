@@ -24,10 +24,15 @@ fn work_dir() -> PathBuf {
 }
 
 fn valid_object() -> Vec<u8> {
+    compiled("demo", SOURCE)
+}
+
+/// `source` compiled by gcc as `name.o` in this test's directory.
+fn compiled(name: &str, source: &str) -> Vec<u8> {
     let dir = work_dir();
-    let src = dir.join("demo.c");
-    std::fs::write(&src, SOURCE).unwrap();
-    let obj = dir.join("demo.o");
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let obj = dir.join(format!("{name}.o"));
     let ok = Command::new("gcc")
         .args(["-c", "-O2", "-ffunction-sections", "-fdata-sections", "-o"])
         .arg(&obj)
@@ -188,19 +193,7 @@ fn missing_file() {
 /// `valid_object()` with one more function, so that `klp diff` against it
 /// has a new function to extract.
 fn object_with_new_function() -> Vec<u8> {
-    let dir = work_dir();
-    let src = dir.join("demo2.c");
-    std::fs::write(&src, format!("{SOURCE}\nint demo_new(int x) {{ return demo_show(x) + 1; }}\n")).unwrap();
-    let obj = dir.join("demo2.o");
-    let ok = Command::new("gcc")
-        .args(["-c", "-O2", "-ffunction-sections", "-fdata-sections", "-o"])
-        .arg(&obj)
-        .arg(&src)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "gcc failed");
-    std::fs::read(obj).unwrap()
+    compiled("demo2", &format!("{SOURCE}\nint demo_new(int x) {{ return demo_show(x) + 1; }}\n"))
 }
 
 /// The index of the symbol named `name`.

@@ -63,17 +63,7 @@ fn kpatch_outputs_link_and_follow_the_rules() {
 #[test]
 fn kernel_outputs_link_follow_the_rules_and_carry_the_demo() {
     let kernels = ["6.12-slim", "6.12-def"];
-    let files = [
-        "Module.symvers",
-        "vmlinux.zst",
-        "vmlinux.o.orig.zst",
-        "vmlinux.o.patched.zst",
-        "cmdline.orig.o",
-        "cmdline.patched.o",
-        "version.orig.o",
-        "version.patched.o",
-    ];
-    if require(&strs(&kernel_assets(&kernels, &files)), &["zstd", "ld", "readelf", "gcc"]).is_none() {
+    if require(&strs(&kernel_assets(&kernels, DEMO_KERNEL_FILES)), &["zstd", "ld", "readelf", "gcc"]).is_none() {
         return;
     }
     let mut outputs = 0;

@@ -161,6 +161,18 @@ pub fn require_asset(rel: &str, tools: &[&str]) -> Option<PathBuf> {
     require(&[rel], tools).map(|mut v| v.remove(0))
 }
 
+/// What the demo-patch suites use of each kernel in `../shared/kernel/<name>/`.
+pub const DEMO_KERNEL_FILES: &[&str] = &[
+    "Module.symvers",
+    "vmlinux.zst",
+    "vmlinux.o.orig.zst",
+    "vmlinux.o.patched.zst",
+    "cmdline.orig.o",
+    "cmdline.patched.o",
+    "version.orig.o",
+    "version.patched.o",
+];
+
 /// The files of the kernel pairs in `../shared/kernel/<name>/`, relative to `../shared`.
 pub fn kernel_assets(kernels: &[&str], files: &[&str]) -> Vec<String> {
     kernels.iter().flat_map(|k| files.iter().map(move |f| format!("kernel/{k}/{f}"))).collect()
