@@ -79,5 +79,19 @@ done
 for k in 0 1 2 3; do
     printf "\\x01\\x$(printf %02x $k)" >"$out/diff/pair$k.edit"
 done
+# diff seeds: edit mode on synthesized pairs (pick bit 7: the pair of seed pick & 0x7f).
+for k in 0 1 2; do
+    printf "\\x01\\x$(printf %02x $((128 + k)))" >"$out/diff/synth$k.edit"
+done
+# diff seeds: structured mode (flags bit 7; then functions, mutations and
+# the synthesizer's choices), from a fixed pseudo-random stream.
+python3 - "$out/diff" <<'PY'
+import random, sys
+rng = random.Random(14)
+for i, flags in enumerate([0x80, 0x82, 0x84, 0x86, 0x80, 0x84, 0x82, 0x80]):
+    body = bytes(rng.randrange(256) for _ in range(rng.randrange(200, 1500)))
+    with open(f"{sys.argv[1]}/structured{i}", "wb") as f:
+        f.write(bytes([flags, rng.randrange(256), rng.randrange(256)]) + body)
+PY
 printf '0x0\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n0x1\tkvm_x\tarch/x86/kvm/kvm-intel\tEXPORT_SYMBOL_GPL\tKVM\n' >"$out/parse/Module.symvers"
 du -sh --apparent-size "$out"/*

@@ -16,9 +16,13 @@ use klp::extract::ExtractOptions;
 use klp::kernel::abi::Format;
 use klp::kernel::kallsyms::{ParentSymbols, SymbolQuery};
 use klp::kernel::symvers::Exports;
+use klp::module::check::Rule;
 use klp::module::oracle::{self, Kernel};
 use klp::module::postlink::{self, Outcome};
 use klp::pipeline::{DiffRequest, Verdict};
+use klp::synth::entropy::Entropy;
+use klp::synth::truth::Answer;
+use klp::synth::{self as synth, Pair, Request, mutate};
 
 const OBJECT: &str = "fuzz.o";
 const MODULE: &str = "livepatch-fuzz.ko";
@@ -220,8 +224,19 @@ fn verdicts(v: Vec<oracle::FunctionVerdict>) {
 ///   and bits 1-2 the width (1, 2, 4 or 8 bytes), a 4-byte offset (modulo
 ///   the object's length), and 8 bytes of value (little endian, cut to the width).
 ///
+/// - structured mode (bit 7 set): byte 1 gives the number of functions,
+///   byte 2 the number of mutations, and the rest are the synthesizer's
+///   choices ([`klp::synth::synthesize_from`]): a valid pair with a known
+///   answer, see [`structured`].
+///
+/// In edit mode, a pick with bit 7 set edits a synthesized pair (its seed
+/// the pick's low bits) instead of one of [`PAIRS`].
+///
 /// Returns the livepatch object written, if any.
 pub fn diff(data: &[u8]) -> Option<Vec<u8>> {
+    if data.first().is_some_and(|flags| flags & STRUCTURED != 0) {
+        return structured(data);
+    }
     let case = DiffCase::decode(data)?;
     let outcome = match case.run() {
         Ok(o) => o,
@@ -267,8 +282,13 @@ impl DiffCase {
             (rest[..n].to_vec(), rest[n..].to_vec())
         } else {
             let (&pick, edits) = rest.split_first()?;
-            let (o, p) = PAIRS[usize::from(pick) % PAIRS.len()];
-            let (mut o, mut p) = (o.to_vec(), p.to_vec());
+            let (mut o, mut p) = if pick & 0x80 != 0 {
+                let pair = synthesized_pair(u64::from(pick & 0x7f));
+                (pair.orig, pair.patched)
+            } else {
+                let (o, p) = PAIRS[usize::from(pick) % PAIRS.len()];
+                (o.to_vec(), p.to_vec())
+            };
             for e in edits.chunks_exact(13) {
                 let side = if e[0] & 1 == 0 { &mut p } else { &mut o };
                 let width = 1usize << ((e[0] >> 1) & 3);
@@ -354,4 +374,110 @@ mod object_type {
     pub const FINI_ARRAY: u32 = 15;
     pub const PREINIT_ARRAY: u32 = 16;
     pub const SYMTAB_SHNDX: u32 = 18;
+}
+
+/// Byte 0 of the `diff` target's input: structured mode.
+const STRUCTURED: u8 = 0x80;
+
+/// The synthesized pair of `seed` that edit mode mutates: small and valid.
+fn synthesized_pair(seed: u64) -> Pair {
+    let req = Request { seed, functions: 8 + (seed % 40) as usize, mutations: 1 + (seed % 5) as usize };
+    synth::synthesize(&req).unwrap_or_else(|e| panic!("{}: the synthesizer failed: {e}", req.command()))
+}
+
+/// Structured mode: a synthesized pair with a known answer, diffed in-process.
+/// What must hold, since the pair is valid:
+/// - `klp diff` succeeds and reports exactly the synthesizer's truth
+///   (changed, new, removed, line-only, refused, new data) and its verdict;
+/// - OUT.o reads back, as in the byte modes;
+/// - post-link converts OUT.o, standing in for the linked module (its
+///   `__klp_relocs` refer to its own sections, as after `ld -r` with the
+///   skeleton), into a module `klp check` finds nothing wrong with, and a
+///   second post-link is a no-op;
+/// - each side diffed against itself reports nothing and writes nothing.
+fn structured(data: &[u8]) -> Option<Vec<u8>> {
+    let [flags, functions, mutations, choices @ ..] = data else { return None };
+    let (functions, mutations) = (1 + usize::from(functions % 64), usize::from(mutations % 8));
+    let pair = synth::synthesize_from(&mut Entropy::from_bytes(choices), functions, mutations, mutate::ALL)
+        .unwrap_or_else(|e| panic!("the synthesizer failed: {e}"));
+    // `--parent` with the original object is a byte-mode game (a relocatable
+    // object is not a linked kernel), and without `--objname` klp rightly
+    // refuses a translation unit: structured mode keeps `--objname vmlinux`.
+    let flags = flags & !(8 | 16);
+    for side in [&pair.orig, &pair.patched] {
+        let same = DiffCase { orig: side.clone(), patched: side.clone(), flags };
+        let outcome = same.run().unwrap_or_else(|e| panic!("self-diff failed: {e}"));
+        assert!(matches!(outcome.verdict, Verdict::Unchanged), "self-diff found changes: {:?}", outcome.report.changed);
+    }
+    let case = DiffCase { orig: pair.orig.clone(), patched: pair.patched.clone(), flags };
+    let outcome = case.run().unwrap_or_else(|e| panic!("klp diff failed on a valid pair ({:?}): {e}", pair.applied));
+    if let Err(wrong) = exactly_the_truth(&outcome, &pair.answer) {
+        panic!("mutations {:?}: {wrong}", pair.applied);
+    }
+    let Verdict::Livepatch(bytes) = outcome.verdict else { return None };
+    read_back(&bytes, case.orig.len() + case.patched.len());
+    post_link_clean(&bytes);
+    Some(bytes)
+}
+
+/// The report's sets against the answer; the verdict refuses exactly when
+/// the truth has refusals.
+fn exactly_the_truth(outcome: &klp::pipeline::DiffOutcome, answer: &Answer) -> Result<(), String> {
+    let (r, t) = (&outcome.report, &answer.truth);
+    let sorted = |v: Vec<String>| {
+        let mut v = v;
+        v.sort();
+        v
+    };
+    let refused = r.refusals.iter().map(|x| x.symbol.clone()).collect();
+    let sets = [
+        ("changed", &t.changed, sorted(r.changed.clone())),
+        ("new", &t.new, sorted(r.new_functions.clone())),
+        ("removed", &t.removed, sorted(r.removed.clone())),
+        ("line_only", &t.line_only, sorted(r.line_only.clone())),
+        ("refused", &t.refused, sorted(refused)),
+        ("new data", &answer.new_data, sorted(r.new_data.clone())),
+    ];
+    let mut wrong: Vec<String> = sets
+        .into_iter()
+        .filter(|(_, want, got)| *want != got)
+        .map(|(name, want, got)| format!("{name}: expected {want:?}, klp said {got:?}"))
+        .collect();
+    let refused_verdict = matches!(outcome.verdict, Verdict::Unpatchable(_));
+    if refused_verdict == t.refused.is_empty() {
+        wrong.push(format!("refused verdict {refused_verdict}, truth refused {:?}", t.refused));
+    }
+    // Removed and line-only functions need no livepatch: nothing to write.
+    let nothing_to_patch = t.changed.is_empty() && t.new.is_empty() && t.refused.is_empty();
+    if matches!(outcome.verdict, Verdict::Unchanged) != nothing_to_patch {
+        let verdict = match outcome.verdict {
+            Verdict::Unchanged => "unchanged",
+            Verdict::Unpatchable(_) => "unpatchable",
+            Verdict::Livepatch(_) => "a livepatch",
+        };
+        wrong.push(format!("verdict {verdict} while the truth is {t:?}"));
+    }
+    if wrong.is_empty() { Ok(()) } else { Err(wrong.join("; ")) }
+}
+
+/// Post-link of a valid OUT.o: converted (or nothing to convert), klp
+/// check's rules hold, and a second conversion changes nothing.
+fn post_link_clean(out: &[u8]) {
+    let path = Path::new(MODULE);
+    let (converted, outcome) =
+        postlink::convert(path, out).unwrap_or_else(|e| panic!("post-link rejects klp diff's output: {e}"));
+    let module = match (converted, &outcome) {
+        (Some(bytes), Outcome::Converted { .. }) => bytes,
+        (None, Outcome::NothingToConvert) => out.to_vec(),
+        (_, o) => panic!("post-link of a fresh OUT.o: {o:?}"),
+    };
+    let m = ElfObject::parse(path, &module).unwrap_or_else(|e| panic!("post-link wrote what klp rejects: {e}"));
+    // `.modinfo` comes with the skeleton at link time; every other rule applies.
+    let (violations, _) = klp::module::check::check(&m, None);
+    let from_link = |r: &Rule| matches!(r, Rule::ModinfoLivepatch | Rule::ModinfoLicense);
+    if let Some(v) = violations.iter().find(|v| !from_link(&v.rule)) {
+        panic!("klp check: {v}");
+    }
+    let (again, _) = postlink::convert(path, &module).unwrap_or_else(|e| panic!("second post-link: {e}"));
+    assert!(again.is_none(), "a second post-link changed the module");
 }
