@@ -18,7 +18,7 @@ use object::elf::{self, FileHeader64, SectionHeader64, Sym64};
 use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
 use rayon::prelude::*;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Result, escaped};
 
 /// Index of a section in the section header table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -343,6 +343,7 @@ impl<'data> ElfObject<'data> {
             .sections(LE, data)
             .map_err(|e| Error::malformed(format!("cannot read the section header table: {e}")))?;
         let mut sections = read_sections(&table, data)?;
+        check_disjoint(&sections)?;
         let symbols = read_symbols(&table, data, &sections)?;
         check_overlap(&sections, &symbols, data.len() as u64)?;
         attach_relocations(&table, data, &mut sections, &symbols)?;
@@ -684,6 +685,29 @@ fn placement_of<'d>(
 }
 
 /// Symbols do not cover the file's bytes many times over (see [`MAX_OVERLAP`]).
+/// No two sections share bytes of the file. Compilers and linkers never
+/// write such objects, and the stages that edit a file in place (post-link
+/// rewrites symbols and relocation types) rely on it: an edit of one
+/// section must not silently change another one's contents.
+fn check_disjoint(sections: &[Section]) -> Result<()> {
+    let mut ranges: Vec<(u64, u64, &str)> = sections
+        .iter()
+        // Section 0's size is the section count under extended numbering.
+        .filter(|s| s.sh_type != elf::SHT_NULL.0 && !s.is_nobits() && s.size > 0)
+        .map(|s| (s.file_offset, s.file_offset + s.size, s.name))
+        .collect();
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        let ((_, end, first), (start, _, second)) = (w[0], w[1]);
+        if start < end {
+            return Err(Error::malformed(format!("its bytes overlap those of section {}", escaped(first)))
+                .in_section(second)
+                .at_offset(start));
+        }
+    }
+    Ok(())
+}
+
 fn check_overlap(sections: &[Section], symbols: &[Symbol], file_size: u64) -> Result<()> {
     let covered: u64 = symbols
         .iter()
@@ -727,6 +751,7 @@ fn attach_relocations<'d>(
     let rela_sections: Vec<(usize, &SectionHeader64<LE>)> =
         table.iter().enumerate().filter(|(_, sh)| sh.sh_type(LE) == elf::SHT_RELA).collect();
     let nsections = sections.len();
+    let symtab = sections.iter().position(|s| s.sh_type == elf::SHT_SYMTAB.0);
     let parsed: Vec<(usize, usize, Vec<Reloc>)> = rela_sections
         .par_iter()
         .map(|&(i, sh)| {
@@ -736,6 +761,14 @@ fn attach_relocations<'d>(
                 return Err(
                     Error::malformed(format!("applies to section index {target}, out of range")).in_section(name)
                 );
+            }
+            // Symbol indexes below are read against the one symbol table.
+            if symtab != Some(sh.sh_link(LE) as usize) {
+                return Err(Error::malformed(format!(
+                    "links to section index {}, not to the symbol table",
+                    sh.sh_link(LE)
+                ))
+                .in_section(name));
             }
             let entries: &[elf::Rela64<LE>] = sh
                 .data_as_array(LE, data)
@@ -835,5 +868,39 @@ mod tests {
         assert_eq!(demangle("c_start.llvm.1525"), "c_start");
         assert_eq!(demangle("plain_name_2"), "plain_name_2");
         assert_eq!(demangle("..."), "...");
+    }
+
+    const PKTDEMO: &[u8] = include_bytes!("../../corpus/objects/pktdemo.orig.o");
+
+    /// pktdemo.o with one field of the first section header of `sh_type`
+    /// (at `field` bytes into the header, 4 or 8 bytes wide) set to `value`.
+    fn with_header_field(sh_type: u32, field: usize, value: u64, width: usize) -> Vec<u8> {
+        let mut data = PKTDEMO.to_vec();
+        let shoff = u64::from_le_bytes(data[0x28..0x30].try_into().unwrap()) as usize;
+        let shnum = u16::from_le_bytes(data[0x3c..0x3e].try_into().unwrap()) as usize;
+        let at = (0..shnum)
+            .map(|i| shoff + i * 64)
+            .find(|&h| u32::from_le_bytes(data[h + 4..h + 8].try_into().unwrap()) == sh_type)
+            .expect("pktdemo has such a section");
+        data[at + field..at + field + width].copy_from_slice(&value.to_le_bytes()[..width]);
+        data
+    }
+
+    fn error_of(data: &[u8]) -> String {
+        ElfObject::parse(Path::new("p.o"), data).err().expect("refused").to_string()
+    }
+
+    #[test]
+    fn relocations_must_link_to_the_symbol_table() {
+        ElfObject::parse(Path::new("p.o"), PKTDEMO).expect("the original reads");
+        let e = error_of(&with_header_field(elf::SHT_RELA.0, 40, 1, 4));
+        assert!(e.starts_with("p.o: .rela.") && e.contains("links to section index 1, not to the symbol table"), "{e}");
+    }
+
+    #[test]
+    fn sections_must_not_share_bytes() {
+        // The first relocation section moved onto the file's first section.
+        let e = error_of(&with_header_field(elf::SHT_RELA.0, 24, 0x40, 8));
+        assert!(e.contains("overlap those of section"), "{e}");
     }
 }
