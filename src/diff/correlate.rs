@@ -16,8 +16,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use rayon::prelude::*;
 
 use crate::diff::checksum::Checksums;
-use crate::elf::{ElfObject, Placement, Symbol, SymbolId, SymbolKind};
+use crate::elf::{ElfObject, Named, Placement, Referent, Symbol, SymbolId, SymbolKind};
 use crate::kernel::special::{is_auxiliary_section, is_special_section};
+use crate::x86::Boundaries;
 
 /// How a pair was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -462,18 +463,21 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> HashMap<SymbolId, V
         .par_iter()
         .filter(|s| s.is_exec())
         .flat_map_iter(|s| {
+            // Instruction ends of the users met in this section, decoded once each.
+            let mut decoded: HashMap<SymbolId, Boundaries> = HashMap::default();
             s.relocs.iter().filter_map(move |r| {
-                let sym = obj.symbol(r.symbol);
-                let sec = sym.section().filter(|&sec| holds[sec.index()])?;
-                let target = if sym.kind == SymbolKind::Section {
-                    // Code refers with a PC-relative bias of about 4 bytes.
-                    obj.symbol_at(sec, r.addend.saturating_add(4).max(0) as u64)?
-                } else {
-                    sym.id
-                };
-                targets.contains(&target).then_some(())?;
+                obj.symbol(r.symbol).section().filter(|&sec| holds[sec.index()])?;
                 let user = obj.symbol_at(s.id, r.offset).filter(|&u| obj.symbol(u).kind == SymbolKind::Func)?;
-                Some((target, user))
+                // The field's distance to the end of its instruction is not
+                // always 4 (`addl $1, x(%rip)` has an immediate after it),
+                // and a wrong guess lands on the neighbouring static.
+                let u = obj.symbol(user);
+                let bias = decoded.entry(user).or_insert_with(|| Boundaries::decode(s, u.value, u.end())).pc_bias(r);
+                let target = match obj.referent(r, bias) {
+                    Referent::Place { named: Named::Direct(id) | Named::Covering(Some(id)), .. } => id,
+                    _ => return None,
+                };
+                targets.contains(&target).then_some((target, user))
             })
         })
         .collect();
