@@ -277,7 +277,12 @@ pub fn function_fingerprint<'d>(
 
 /// The checksum of function `id`, streamed: the same value as its
 /// [`Fingerprint::checksum`], without keeping the instructions.
-fn function_checksum(refs: Refs<'_, '_>, specials: &SpecialIndex, cold: &ColdChildren, id: SymbolId) -> Checksum {
+pub(crate) fn function_checksum(
+    refs: Refs<'_, '_>,
+    specials: &SpecialIndex,
+    cold: &ColdChildren,
+    id: SymbolId,
+) -> Checksum {
     let mut h = Xxh3::new();
     feed_function(refs, specials, cold, id, &mut h);
     Checksum(h.digest())
