@@ -79,8 +79,9 @@ fn chained_clone_renames_pair_and_change_nothing() {
         ],
         variables: Vec::new(),
         strings: Vec::new(),
+        constants: Vec::new(),
     };
-    let orig = Program { units: vec![unit], padding: CallPadding::PrefixSymbols, next_id: 3 };
+    let orig = Program { units: vec![unit], padding: CallPadding::PrefixSymbols, next_id: 3, objtool_sites: false };
     let mut patched = orig.clone();
     patched.units[0].functions[0].name = "open.constprop.0.part.1".into();
     patched.units[0].functions[1].name = "reset.constprop.0.isra.0".into();

@@ -750,8 +750,9 @@ mod tests {
             functions: vec![f],
             variables: Vec::new(),
             strings: Vec::new(),
+            constants: Vec::new(),
         };
-        let p = Program { units: vec![unit], padding: CallPadding::None, next_id: 1 };
+        let p = Program { units: vec![unit], padding: CallPadding::None, next_id: 1, objtool_sites: false };
         crate::synth::write::write(&p).unwrap()
     }
 
