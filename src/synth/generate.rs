@@ -85,7 +85,7 @@ pub fn special_op(e: &mut Entropy, p: &mut Program, u: usize) -> Op {
         3 => {
             let replacement = match e.percent(50) {
                 true => Replacement::Lfence,
-                false => Replacement::CallExtern(*e.pick(REPLACED_CALLS)),
+                false => Replacement::CallExtern(e.pick::<&str>(REPLACED_CALLS)),
             };
             Op::Alternative { feature: e.range(0, 20 * 32) as u16, replacement }
         }

@@ -155,8 +155,7 @@ impl Builder {
     /// no`) and `ALTERNATIVE_TERNARY("jmp 6f", bit, "", "jmp no")`: two
     /// entries for the site, `jmp no` on every CPU, nothing with `bit`.
     fn cpu_has(&mut self, u: usize, owner: FuncId, (site, yes, no): (Target, Target, Target), bit: u16, ordinal: u32) {
-        let mut snippet = vec![0xf6, 0x05, 0, 0, 0, 0, 1 << (bit % 8), 0x0f, 0x85, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0];
-        snippet.shrink_to_fit();
+        let snippet = vec![0xf6, 0x05, 0, 0, 0, 0, 1 << (bit % 8), 0x0f, 0x85, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0];
         let cap = i64::from(CAPABILITY_OFFSET + bit / 8);
         let fields = vec![
             field(2, SiteKind::PcRelative, Target::Extern("boot_cpu_data".into()), cap - 5),
