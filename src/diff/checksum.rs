@@ -166,7 +166,12 @@ impl<'a, 'd> Refs<'a, 'd> {
     }
 
     pub fn target(&self, r: &Reloc, adjusted: i64) -> Target<'d> {
-        match Target::resolve(self.obj, r, adjusted) {
+        self.named(Target::resolve_in(self.obj, r, adjusted, Some(*self)))
+    }
+
+    /// A resolved target, with a named symbol as these references name it.
+    fn named(&self, resolved: (Target<'d>, Option<SymbolId>)) -> Target<'d> {
+        match resolved {
             (Target::Symbol { offset, .. }, Some(id)) => self.symbol_target(id, offset),
             (t, _) => t,
         }
@@ -277,7 +282,12 @@ pub fn function_fingerprint<'d>(
 
 /// The checksum of function `id`, streamed: the same value as its
 /// [`Fingerprint::checksum`], without keeping the instructions.
-fn function_checksum(refs: Refs<'_, '_>, specials: &SpecialIndex, cold: &ColdChildren, id: SymbolId) -> Checksum {
+pub(crate) fn function_checksum(
+    refs: Refs<'_, '_>,
+    specials: &SpecialIndex,
+    cold: &ColdChildren,
+    id: SymbolId,
+) -> Checksum {
     let mut h = Xxh3::new();
     feed_function(refs, specials, cold, id, &mut h);
     Checksum(h.digest())
@@ -422,12 +432,18 @@ impl<'d> Target<'d> {
 
     /// Also returns the named symbol a `Target::Symbol` stands for.
     fn resolve(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64) -> (Self, Option<SymbolId>) {
-        Self::resolve_in(obj, r, adjusted, true)
+        Self::resolve_in(obj, r, adjusted, Some(Refs::plain(obj)))
     }
 
-    /// `follow_snippets`: hash anonymous code by content; not from inside a
-    /// snippet, whose references elsewhere into anonymous code stay offsets.
-    fn resolve_in(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64, follow_snippets: bool) -> (Self, Option<SymbolId>) {
+    /// `snippets`: hash anonymous code by content, naming its references as
+    /// these do; `None` inside a snippet, whose references elsewhere into
+    /// anonymous code stay offsets.
+    fn resolve_in(
+        obj: &ElfObject<'d>,
+        r: &Reloc,
+        adjusted: i64,
+        snippets: Option<Refs<'_, 'd>>,
+    ) -> (Self, Option<SymbolId>) {
         let (sec, at, named) = match obj.referent(r, adjusted.wrapping_sub(r.addend)) {
             Referent::External(id) => {
                 return (Target::Symbol { name: obj.symbol(id).demangled, offset: adjusted }, Some(id));
@@ -447,8 +463,8 @@ impl<'d> Target<'d> {
                 (Target::Symbol { name: named.demangled, offset: at.wrapping_sub(named.value as i64) }, Some(id))
             }
             None => match u64::try_from(at) {
-                Ok(entry) if follow_snippets && sec.is_exec() && !sec.is_nobits() => {
-                    let digest = snippet_digest(obj, sec, entry);
+                Ok(entry) if let Some(refs) = snippets.filter(|_| sec.is_exec() && !sec.is_nobits()) => {
+                    let digest = snippet_digest(refs, sec, entry);
                     (Target::Snippet { section: strip_numeric_suffix(sec.name), digest }, None)
                 }
                 _ => (Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: at }, None),
@@ -494,7 +510,10 @@ impl std::fmt::Display for Target<'_> {
 /// The digest of the snippet of anonymous code at `entry`: each reachable
 /// instruction relative to the entry, relocated fields blanked and replaced
 /// by what they refer to, branches within the snippet by where they land.
-fn snippet_digest(obj: &ElfObject, sec: &Section, entry: u64) -> u64 {
+/// Its references back into the function being hashed are its own (so
+/// renaming the function changes nothing), as `refs` names them.
+fn snippet_digest(refs: Refs<'_, '_>, sec: &Section, entry: u64) -> u64 {
+    let obj = refs.obj;
     let snippet = snippet::walk(obj, sec, entry);
     let mut buf = Vec::with_capacity(snippet.insns.len() * 24);
     for (&ip, insn) in &snippet.insns {
@@ -516,7 +535,7 @@ fn snippet_digest(obj: &ElfObject, sec: &Section, entry: u64) -> u64 {
         for r in relocs {
             buf.push((r.offset - ip) as u8);
             buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
-            Target::resolve_in(obj, r, adjusted_addend(r, end), false).0.feed(&mut buf);
+            refs.named(Target::resolve_in(obj, r, adjusted_addend(r, end), None)).feed(&mut buf);
         }
     }
     xxh3_64(&buf)
@@ -729,12 +748,17 @@ mod tests {
 
     /// A unit with one IPA clone that calls itself and has a cold part.
     fn clone_named(name: &str) -> Vec<u8> {
+        clone_with(name, &[])
+    }
+
+    /// [`clone_named`] with `extra` operations first.
+    fn clone_with(name: &str, extra: &[Op]) -> Vec<u8> {
         let f = Function {
             id: FuncId(1),
             name: name.into(),
             global: false,
             text: TextKind::Text,
-            body: vec![Op::Unlikely { limit: 9 }, Op::Call { callee: Callee::Func(FuncId(1)) }],
+            body: [extra, &[Op::Unlikely { limit: 9 }, Op::Call { callee: Callee::Func(FuncId(1)) }]].concat(),
             ending: Ending::Return,
             cold: Some(vec![Op::Call { callee: Callee::Extern("_printk".into()) }]),
             pad: 0,
@@ -745,8 +769,9 @@ mod tests {
             functions: vec![f],
             variables: Vec::new(),
             strings: Vec::new(),
+            constants: Vec::new(),
         };
-        let p = Program { units: vec![unit], padding: CallPadding::None, next_id: 1 };
+        let p = Program { units: vec![unit], padding: CallPadding::None, next_id: 1, objtool_sites: false };
         crate::synth::write::write(&p).unwrap()
     }
 
@@ -768,6 +793,19 @@ mod tests {
         let a = checksum_of(&clone_named("foo.isra.0"), "foo.isra.0");
         let b = checksum_of(&clone_named("foo.constprop.0.isra.0"), "foo.constprop.0.isra.0");
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_snippet_that_jumps_back_does_not_name_its_function() {
+        // Found by the synthesizer's `.altinstr_aux` snippets (seeds 61,
+        // 115, 199 of the exactness suite): the `static_cpu_has()` snippet
+        // jumps back into the function by section symbol plus offset, and
+        // its digest named the function, so a renamed IPA clone did not pair.
+        let ops = [Op::CpuHas { bit: 12 }];
+        let a = checksum_of(&clone_with("foo.isra.0", &ops), "foo.isra.0");
+        let b = checksum_of(&clone_with("foo.constprop.0.isra.0", &ops), "foo.constprop.0.isra.0");
+        assert_eq!(a, b);
+        assert_ne!(a, checksum_of(&clone_named("foo.isra.0"), "foo.isra.0"), "the snippet counts");
     }
 }
 

@@ -15,7 +15,8 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use rayon::prelude::*;
 
-use crate::diff::checksum::Checksums;
+use crate::diff::checksum::{self, Checksums, Refs};
+use crate::diff::classify::Side;
 use crate::elf::{ElfObject, Named, Placement, Referent, Symbol, SymbolId, SymbolKind};
 use crate::kernel::special::{is_auxiliary_section, is_special_section};
 use crate::x86::Boundaries;
@@ -161,7 +162,8 @@ fn is_uncorrelated_static(name: &str) -> bool {
 }
 
 /// Pair the symbols of `orig` and `patched`.
-pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, patched_sums: &Checksums) -> Twins {
+pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
+    let (orig, patched) = (orig_side.obj, patched_side.obj);
     let mut twins = Twins {
         orig_to_patched: vec![None; orig.symbols.len()],
         patched_to_orig: vec![None; patched.symbols.len()],
@@ -174,7 +176,14 @@ pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, p
     // Patched FILE -> original FILE, to express both sides' files in one namespace.
     let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched.0, t.orig.0)).collect();
     let groups = group_by_name(orig, patched);
-    let ctx = Ctx { orig, patched, orig_sums, patched_sums, orig_file_of: &orig_file_of };
+    let ctx = Ctx {
+        orig,
+        patched,
+        orig_sums: orig_side.sums,
+        patched_sums: patched_side.sums,
+        patched_side,
+        orig_file_of: &orig_file_of,
+    };
     let results: Vec<(Vec<Twin>, Leftover)> = groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
     let mut leftovers = Vec::new();
     for (pairs, leftover) in results {
@@ -319,6 +328,8 @@ struct Ctx<'a, 'd> {
     patched: &'a ElfObject<'d>,
     orig_sums: &'a Checksums,
     patched_sums: &'a Checksums,
+    /// For checksums of patched functions with references named after twins.
+    patched_side: &'a Side<'a, 'd>,
     orig_file_of: &'a HashMap<SymbolId, SymbolId>,
 }
 
@@ -373,7 +384,23 @@ impl Ctx<'_, '_> {
     /// changes, even if its code does not. Among symbols still without twin,
     /// pair those with the same base name (before the first `.`), type,
     /// file, size and checksum, when exactly one of each side qualifies.
+    /// A clone that calls another renamed clone names the new callee, so its
+    /// checksum matches only once the callee is paired and named after its
+    /// twin: rounds repeat while they pair something (seed 52923).
     fn pair_clone_renames(&self, twins: &mut Twins) {
+        loop {
+            let found = self.clone_renames(twins);
+            if found.is_empty() {
+                return;
+            }
+            for t in found {
+                twins.add(t);
+            }
+        }
+    }
+
+    /// One round of [`Self::pair_clone_renames`].
+    fn clone_renames(&self, twins: &Twins) -> Vec<Twin> {
         let free = |obj: &ElfObject, id: SymbolId, paired: bool| {
             let s = obj.symbol(id);
             !paired && s.kind == SymbolKind::Func && s.name.contains('.') && is_correlatable(obj, s)
@@ -388,7 +415,7 @@ impl Ctx<'_, '_> {
         }
         for s in &self.patched.symbols {
             if free(self.patched, s.id, twins.of_patched(PatchedSym(s.id)).is_some()) {
-                let key = (stem(s.name), self.patched_sums.get(s.id).map(|c| c.0));
+                let key = (stem(s.name), self.renamed_checksum(twins, s.id));
                 if let Some(entry) = by_stem.get_mut(&key) {
                     entry.1.push(s.id);
                 }
@@ -404,9 +431,16 @@ impl Ctx<'_, '_> {
             .map(|(_, (o, p))| Twin::new(o[0], p[0], PairReason::CloneRename))
             .collect();
         found.sort_by_key(|t| t.orig);
-        for t in found {
-            twins.add(t);
-        }
+        found
+    }
+
+    /// The checksum of patched function `id` with its references to paired
+    /// symbols named after their original twins, as the original names them.
+    fn renamed_checksum(&self, twins: &Twins, id: SymbolId) -> Option<u64> {
+        self.patched_sums.get(id)?;
+        let side = self.patched_side;
+        let rename = |t: SymbolId| twins.of_patched(PatchedSym(t)).map(|o| self.orig.symbol(o.0).demangled);
+        Some(checksum::function_checksum(Refs::renamed(side.obj, &rename), side.specials, side.cold, id).0)
     }
 }
 

@@ -140,7 +140,7 @@ pub fn analyze<'d>(orig: ElfObject<'d>, patched: ElfObject<'d>, opts: &DiffOptio
 
 fn compare<'d>(orig: Analyzed<'d>, patched: Analyzed<'d>, mut times: StageTimes) -> Analysis<'d> {
     let t = Instant::now();
-    let twins = correlate::correlate(&orig.obj, &patched.obj, &orig.sums, &patched.sums);
+    let twins = correlate::correlate(&orig.side(), &patched.side());
     times.correlate_ms = ms(t.elapsed());
     let t = Instant::now();
     let changes = classify::classify(&orig.side(), &patched.side(), &twins);

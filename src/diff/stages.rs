@@ -36,7 +36,7 @@ pub fn index<'d>(obj: ElfObject<'d>, opts: &DiffOptions) -> Result<Indexed<'d>> 
 }
 
 pub fn correlate(orig: &Indexed, patched: &Indexed) -> Pairs {
-    Pairs(correlate::correlate(&orig.0.obj, &patched.0.obj, &orig.0.sums, &patched.0.sums))
+    Pairs(correlate::correlate(&orig.0.side(), &patched.0.side()))
 }
 
 /// Classify the pairs; returns how many functions changed or are new.

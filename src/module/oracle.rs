@@ -457,6 +457,14 @@ impl World<'_, '_> {
             }
             let bias = if reloc::is_pc_relative(r.r_type) && sec.is_exec() { pc_bias(&insns, r.offset) } else { 0 };
             let target = match self.reference_address(r, bias) {
+                Err(Unplaced::Anonymous(aux, _))
+                    if patched.section(aux).name == ".altinstr_aux"
+                        && module.always_replaced(clone, instruction_start(&insns, r.offset) - f.value) =>
+                {
+                    // Extraction drops it: the loader's alternatives rewrite
+                    // the instruction on every CPU. Both fields stay zero.
+                    continue;
+                }
                 Err(Unplaced::Anonymous(sec, off)) => {
                     module.anonymous_copy(patched, sec, off, clone, r.offset - f.value, bias).map_err(unverified)?
                 }
@@ -607,6 +615,28 @@ impl From<String> for Unplaced {
 }
 
 impl ModuleLayout<'_, '_> {
+    /// The module has an `.altinstructions` entry for the instruction at
+    /// `func_off` of `clone` that every CPU takes (`X86_FEATURE_ALWAYS`),
+    /// as `static_cpu_has()` has for its `jmp` into `.altinstr_aux`.
+    fn always_replaced(&self, clone: &Symbol, func_off: u64) -> bool {
+        const ALT_ENTRY: u64 = 14;
+        const FEATURE_ALWAYS: u16 = 3 * 32 + 21;
+        let m = self.m;
+        let Some(csec) = clone.section() else { return false };
+        let site = clone.value + func_off;
+        m.sections.iter().filter(|s| s.name == ".altinstructions").any(|alt| {
+            alt.relocs.iter().filter(|r| r.offset % ALT_ENTRY == 0).any(|r| {
+                let t = m.symbol(r.symbol);
+                let base = if t.kind == SymbolKind::Section { 0 } else { t.value as i64 };
+                let at = r.offset as usize + 8;
+                let feature = alt.data.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+                t.section() == Some(csec)
+                    && base.wrapping_add(r.addend) == site as i64
+                    && feature == Some(FEATURE_ALWAYS)
+            })
+        })
+    }
+
     /// Anonymous data the module carries a copy of: the module's own
     /// relocation at the same place of the clone says where, and that is
     /// accepted only if the bytes there (outside relocated fields) equal the
@@ -674,6 +704,12 @@ fn instruction_ends(sec: &Section, f: &Symbol) -> Vec<(u64, u64)> {
         out.push((i.ip(), i.ip() + i.len() as u64));
     }
     out
+}
+
+/// The start of the instruction holding byte `offset`.
+fn instruction_start(insns: &[(u64, u64)], offset: u64) -> u64 {
+    let i = insns.partition_point(|&(start, _)| start <= offset);
+    insns.get(i.wrapping_sub(1)).map_or(offset, |&(start, _)| start)
 }
 
 fn pc_bias(insns: &[(u64, u64)], offset: u64) -> i64 {

@@ -8,7 +8,7 @@ use iced_x86::{
     Register,
 };
 
-use super::model::{Callee, Ending, FuncId, Function, Op, Reg, StrId, VarId};
+use super::model::{Callee, ConstId, Ending, FuncId, Function, Key, Op, Reg, Replacement, StrId, VarId};
 
 /// What a relocated field refers to, in model terms; the writer turns it
 /// into a symbol and an addend.
@@ -27,6 +27,36 @@ pub enum Target {
     Cold(FuncId),
     /// `offset` bytes into the code of function `f` (from its cold part).
     Resume(FuncId, u32),
+    /// A constant-pool entry of the unit.
+    Constant(ConstId),
+    /// The `n`th `.altinstr_aux` snippet of function `f`.
+    AuxSnippet(FuncId, u32),
+    /// `offset` bytes into section `index` of the object being written
+    /// (the writer's own references, from the entries it makes).
+    Place(usize, u64),
+}
+
+/// What code asks of the writer besides relocations: special-section
+/// entries and objtool's site lists, at offsets of the encoded code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Special {
+    /// `__jump_table`: the NOP at `site`, jumping to `target` when enabled.
+    JumpLabel { site: u32, target: u32, key: Key, likely: bool },
+    /// `__ex_table`: a fault at `insn` resumes at `fixup`.
+    ExTable { insn: u32, fixup: u32, fixup_type: u8 },
+    /// `.altinstructions`: the NOP at `site` and its replacement.
+    Alternative { site: u32, feature: u16, replacement: Replacement },
+    /// The `jmp` at `site` to the `ordinal`th `.altinstr_aux` snippet of the
+    /// function, which returns to `yes` or `no`.
+    CpuHas { site: u32, yes: u32, no: u32, bit: u16, ordinal: u32 },
+    /// `__bug_table`: the `ud2` at `site`.
+    Bug { site: u32, line: u16 },
+    /// `.static_call_sites`: the call at `site` of `__SCT__name`.
+    StaticCall { site: u32, name: String },
+    /// `.return_sites`: a `jmp __x86_return_thunk`.
+    Return { site: u32 },
+    /// `.call_sites`: a direct call.
+    Call { site: u32 },
 }
 
 /// How a field refers to its target; the writer picks the relocation type.
@@ -37,6 +67,8 @@ pub enum SiteKind {
     Branch,
     /// A RIP-relative data reference: R_X86_64_PC32.
     PcRelative,
+    /// A 64-bit place-relative field of data: R_X86_64_PC64 (jump label keys).
+    PcRelative64,
     /// A sign-extended 32-bit absolute address: R_X86_64_32S.
     Absolute32S,
 }
@@ -60,6 +92,7 @@ pub struct Encoded {
     pub sites: Vec<Site>,
     /// Where the cold part jumps back to (the instruction after `jg .cold`).
     pub resume: Option<u32>,
+    pub specials: Vec<Special>,
 }
 
 /// Labels are the instructions' original IPs for the block encoder: each
@@ -90,7 +123,31 @@ struct Asm {
     next_label: u64,
     /// Index of the `jg .cold` instruction.
     unlikely_at: Option<usize>,
+    /// Index of the epilogue's first instruction.
+    epilogue_at: Option<usize>,
+    /// Specials by instruction index, resolved to offsets by `finish`.
+    specials: Vec<(usize, Pending)>,
+    /// objtool's return and call sites are wanted.
+    objtool_sites: bool,
+    /// `CpuHas` ops so far (numbering the function's snippets).
+    cpu_has: u32,
 }
+
+/// A special before encoding: what follows its instruction is known by index.
+enum Pending {
+    JumpLabel { key: Key, likely: bool },
+    ExTable { fixup_type: u8 },
+    Alternative { feature: u16, replacement: Replacement },
+    CpuHas { bit: u16, ordinal: u32 },
+    Bug { line: u16 },
+    StaticCall { name: String },
+    Return,
+    Call,
+}
+
+/// gas's 3- and 5-byte NOPs, which alternatives and jump labels patch.
+const NOP3: [u8; 3] = [0x0f, 0x1f, 0x00];
+const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
 
 type R<T> = Result<T, IcedError>;
 
@@ -123,7 +180,65 @@ impl Asm {
     }
 
     fn branch(&mut self, code: Code, target: Target) -> R<usize> {
-        Ok(self.fixup(Instruction::with_branch(code, FAR)?, Field::Immediate, SiteKind::Branch, target))
+        let is_call = code == Code::Call_rel32_64 && target != Target::Fentry;
+        let at = self.fixup(Instruction::with_branch(code, FAR)?, Field::Immediate, SiteKind::Branch, target);
+        if is_call && self.objtool_sites {
+            self.specials.push((at, Pending::Call));
+        }
+        Ok(at)
+    }
+
+    fn special(&mut self, i: Instruction, what: Pending) -> R<usize> {
+        let at = self.push(i);
+        self.specials.push((at, what));
+        Ok(at)
+    }
+
+    /// The special-site operations.
+    fn special_op(&mut self, op: &Op, owner: FuncId) -> R<()> {
+        match op {
+            Op::LoadConstant { constant } => {
+                let i = Instruction::with2(Code::Mov_r64_rm64, Register::RAX, rip(FAR))?;
+                self.fixup(i, Field::Displacement, SiteKind::PcRelative, Target::Constant(*constant));
+            }
+            Op::JumpLabel { key, likely } => {
+                let what = Pending::JumpLabel { key: key.clone(), likely: *likely };
+                self.special(Instruction::with_declare_byte(&NOP5)?, what)?;
+            }
+            Op::UserLoad { fixup_type } => {
+                let load =
+                    Instruction::with2(Code::Mov_r32_rm32, Register::EAX, MemoryOperand::with_base(Register::RSI))?;
+                self.special(load, Pending::ExTable { fixup_type: *fixup_type })?;
+            }
+            Op::Alternative { feature, replacement } => {
+                let nop = match replacement {
+                    Replacement::Lfence => &NOP3[..],
+                    Replacement::CallExtern(_) => &NOP5[..],
+                };
+                let what = Pending::Alternative { feature: *feature, replacement: *replacement };
+                self.special(Instruction::with_declare_byte(nop)?, what)?;
+            }
+            Op::CpuHas { bit } => {
+                let ordinal = self.cpu_has;
+                self.cpu_has += 1;
+                let jmp = Instruction::with_branch(Code::Jmp_rel32_64, FAR)?;
+                let at = self.fixup(jmp, Field::Immediate, SiteKind::PcRelative, Target::AuxSnippet(owner, ordinal));
+                self.specials.push((at, Pending::CpuHas { bit: *bit, ordinal }));
+                // The `yes` path, then `no`: the instruction after it.
+                self.push(Instruction::with2(Code::Mov_r32_imm32, Register::ECX, 1u32)?);
+            }
+            Op::Warn { line } => {
+                self.special(Instruction::with(Code::Ud2), Pending::Bug { line: *line })?;
+            }
+            Op::StaticCall { name } => {
+                let call = Instruction::with_branch(Code::Call_rel32_64, FAR)?;
+                let target = Target::Extern(format!("__SCT__{name}"));
+                let at = self.fixup(call, Field::Immediate, SiteKind::Branch, target);
+                self.specials.push((at, Pending::StaticCall { name: name.clone() }));
+            }
+            _ => unreachable!("not a special op: {op:?}"),
+        }
+        Ok(())
     }
 
     fn callee_target(c: &Callee) -> Target {
@@ -180,6 +295,7 @@ impl Asm {
                 );
                 self.unlikely_at = Some(at);
             }
+            _ => self.special_op(op, owner)?,
         }
         Ok(())
     }
@@ -202,8 +318,19 @@ impl Asm {
     fn epilogue(&mut self, ending: &Ending) -> R<()> {
         let first = self.push(Instruction::with1(Code::Pop_r64, Register::RBX)?);
         self.instrs[first].set_ip(EPILOGUE);
+        self.epilogue_at = Some(first);
         self.push(Instruction::with1(Code::Pop_r64, Register::RBP)?);
         match ending {
+            Ending::Return if self.objtool_sites => {
+                let thunk = Target::Extern("__x86_return_thunk".into());
+                let at = self.fixup(
+                    Instruction::with_branch(Code::Jmp_rel32_64, FAR)?,
+                    Field::Immediate,
+                    SiteKind::Branch,
+                    thunk,
+                );
+                self.specials.push((at, Pending::Return));
+            }
             Ending::Return => {
                 self.push(Instruction::with(Code::Retnq));
             }
@@ -228,12 +355,34 @@ impl Asm {
             bytes[field as usize..field as usize + 4].fill(0);
             let bias = match f.kind {
                 SiteKind::Absolute32S => 0,
-                SiteKind::Branch | SiteKind::PcRelative => -(i64::from(end) - i64::from(field)),
+                SiteKind::Branch | SiteKind::PcRelative | SiteKind::PcRelative64 => {
+                    -(i64::from(end) - i64::from(field))
+                }
             };
             sites.push(Site { offset: field, kind: f.kind, target: f.target, bias });
         }
-        let resume = self.unlikely_at.map(|i| next_offset(&out.new_instruction_offsets, i, bytes.len()));
-        Ok(Encoded { bytes, sites, resume })
+        let offsets = &out.new_instruction_offsets;
+        let resume = self.unlikely_at.map(|i| next_offset(offsets, i, bytes.len()));
+        let epilogue = self.epilogue_at.map_or(bytes.len() as u32, |i| offsets[i]);
+        let specials =
+            self.specials.into_iter().map(|(at, p)| resolve_special(offsets, bytes.len(), epilogue, at, p)).collect();
+        Ok(Encoded { bytes, sites, resume, specials })
+    }
+}
+
+/// A pending special at instruction `at`, with offsets of the encoded code.
+fn resolve_special(offsets: &[u32], len: usize, epilogue: u32, at: usize, p: Pending) -> Special {
+    let site = offsets[at];
+    let next = |i: usize| next_offset(offsets, i, len);
+    match p {
+        Pending::JumpLabel { key, likely } => Special::JumpLabel { site, target: epilogue, key, likely },
+        Pending::ExTable { fixup_type } => Special::ExTable { insn: site, fixup: next(at), fixup_type },
+        Pending::Alternative { feature, replacement } => Special::Alternative { site, feature, replacement },
+        Pending::CpuHas { bit, ordinal } => Special::CpuHas { site, yes: next(at), no: next(at + 1), bit, ordinal },
+        Pending::Bug { line } => Special::Bug { site, line },
+        Pending::StaticCall { name } => Special::StaticCall { site, name },
+        Pending::Return => Special::Return { site },
+        Pending::Call => Special::Call { site },
     }
 }
 
@@ -250,7 +399,12 @@ fn field_offset(c: &ConstantOffsets, field: Field) -> u32 {
 
 /// The function's own code: `__fentry__` call, prologue, body, epilogue.
 pub fn function(f: &Function) -> Result<Encoded, IcedError> {
-    let mut asm = Asm::default();
+    function_with(f, false)
+}
+
+/// [`function`], with objtool's return thunk and site lists if `objtool_sites`.
+pub fn function_with(f: &Function, objtool_sites: bool) -> Result<Encoded, IcedError> {
+    let mut asm = Asm { objtool_sites, ..Asm::default() };
     asm.prologue()?;
     for op in &f.body {
         asm.op(op, f.id)?;
@@ -261,7 +415,12 @@ pub fn function(f: &Function) -> Result<Encoded, IcedError> {
 
 /// The cold part of `f`: its ops, then a jump back to `resume` in `f`.
 pub fn cold_part(f: &Function, ops: &[Op], resume: u32) -> Result<Encoded, IcedError> {
-    let mut asm = Asm::default();
+    cold_part_with(f, ops, resume, false)
+}
+
+/// [`cold_part`], listing its calls in `.call_sites` if `objtool_sites`.
+pub fn cold_part_with(f: &Function, ops: &[Op], resume: u32, objtool_sites: bool) -> Result<Encoded, IcedError> {
+    let mut asm = Asm { objtool_sites, ..Asm::default() };
     for op in ops {
         asm.op(op, f.id)?;
     }

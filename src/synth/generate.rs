@@ -5,7 +5,8 @@
 
 use super::entropy::Entropy;
 use super::model::{
-    CallPadding, Callee, Ending, FuncId, Function, Op, Program, Reg, StrId, TextKind, Unit, VarId, VarKind, Variable,
+    CallPadding, Callee, ConstId, Constant, Ending, FuncId, Function, Key, Op, Program, Reg, Replacement, StrId,
+    TextKind, Unit, VarId, VarKind, Variable,
 };
 
 /// Names every driver has a static of: they repeat across units.
@@ -42,7 +43,7 @@ pub fn program(e: &mut Entropy, functions: usize) -> Program {
     let functions = functions.max(1);
     let units = (functions / 24).max(1) + e.below(3) as usize;
     let padding = *e.pick(&[CallPadding::None, CallPadding::Entries, CallPadding::PrefixSymbols]);
-    let mut p = Program { units: Vec::with_capacity(units), padding, next_id: 0 };
+    let mut p = Program { units: Vec::with_capacity(units), padding, next_id: 0, objtool_sites: false };
     for u in 0..units {
         let share = functions / units + usize::from(u < functions % units);
         let unit = unit_skeleton(e, &mut p, u, share.max(1));
@@ -53,7 +54,75 @@ pub fn program(e: &mut Entropy, functions: usize) -> Program {
             fill_function(e, &mut p, u, i);
         }
     }
+    // Drawn last, so that a seed keeps the rest of its program.
+    p.objtool_sites = e.percent(50);
+    for u in 0..p.units.len() {
+        for i in 0..p.units[u].functions.len() {
+            if e.percent(SPECIAL_PERCENT) {
+                let op = special_op(e, &mut p, u);
+                let body = &mut p.units[u].functions[i].body;
+                let at = e.below(body.len() as u64 + 1) as usize;
+                body.insert(at, op);
+            }
+        }
+    }
     p
+}
+
+/// Functions with a special site (jump label, fixup, alternative...).
+const SPECIAL_PERCENT: u64 = 25;
+/// Static keys and static calls the kernel defines elsewhere.
+const EXTERN_KEYS: &[&str] = &["sched_smt_present", "init_on_alloc", "__tracepoint_sched_switch"];
+const STATIC_CALLS: &[&str] = &["x86_pmu_read", "pv_sched_clock", "apic_call_write"];
+const REPLACED_CALLS: &[&str] = &["entry_ibpb", "clear_bhb_loop"];
+
+/// One operation with a special-section entry, for a function of unit `u`.
+pub fn special_op(e: &mut Entropy, p: &mut Program, u: usize) -> Op {
+    match e.below(7) {
+        0 => Op::LoadConstant { constant: constant(e, p, u) },
+        1 => Op::JumpLabel { key: key(e, p, u), likely: e.percent(50) },
+        2 => Op::UserLoad { fixup_type: e.range(1, 3) as u8 },
+        3 => {
+            let replacement = match e.percent(50) {
+                true => Replacement::Lfence,
+                false => Replacement::CallExtern(e.pick::<&str>(REPLACED_CALLS)),
+            };
+            Op::Alternative { feature: e.range(0, 20 * 32) as u16, replacement }
+        }
+        4 => Op::CpuHas { bit: e.range(0, 20 * 32) as u16 },
+        5 => Op::Warn { line: e.range(20, 3000) as u16 },
+        _ => Op::StaticCall { name: (*e.pick(STATIC_CALLS)).into() },
+    }
+}
+
+/// A constant of unit `u`: an existing one or a new one.
+pub fn constant(e: &mut Entropy, p: &mut Program, u: usize) -> ConstId {
+    let pool = &mut p.units[u].constants;
+    if !pool.is_empty() && e.percent(30) {
+        return ConstId(e.below(pool.len() as u64) as u32);
+    }
+    let size = *e.pick(&[8u8, 16]);
+    let value = u128::from(e.u32()) << 32 | u128::from(e.u32()) | u128::from(size == 16) << 100;
+    pool.push(Constant { size, value });
+    ConstId(pool.len() as u32 - 1)
+}
+
+/// A jump label's key: a `struct static_key` of the unit (made on first
+/// use) or one the kernel has elsewhere.
+fn key(e: &mut Entropy, p: &mut Program, u: usize) -> Key {
+    if e.percent(50) {
+        return Key::Extern((*e.pick(EXTERN_KEYS)).into());
+    }
+    let prefix = p.units[u].file.trim_end_matches(".c").to_owned();
+    let name = format!("{prefix}_key");
+    if let Some(v) = p.units[u].variables.iter().find(|v| v.name == name) {
+        return Key::Var(v.id);
+    }
+    let id = VarId(p.fresh_id());
+    let global = e.percent(50);
+    let v = Variable { id, name, global, kind: VarKind::Data, bytes: vec![0; 16], pointers: Vec::new() };
+    p.units[u].variables.push(v);
+    Key::Var(id)
 }
 
 /// A unit's file name, variables and function names, bodies still empty.
@@ -66,6 +135,7 @@ fn unit_skeleton(e: &mut Entropy, p: &mut Program, u: usize, functions: usize) -
         functions: Vec::with_capacity(functions),
         variables: Vec::new(),
         strings: Vec::new(),
+        constants: Vec::new(),
     };
     let prefix = format!("{stem}{u}");
     for i in 0..e.range(1, 4) {

@@ -11,6 +11,10 @@ pub struct FuncId(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VarId(pub u32);
 
+/// A constant-pool entry: index into its unit's `constants`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConstId(pub u32);
+
 /// A string literal: index into its unit's `strings`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StrId(pub u32);
@@ -24,6 +28,10 @@ pub struct Program {
     pub padding: CallPadding,
     /// Identities handed out so far (new functions and variables get the next).
     pub next_id: u32,
+    /// objtool's `--rethunk --hacks=skylake` on `vmlinux.o`, as defconfig
+    /// has it: returns are `jmp __x86_return_thunk`, listed in
+    /// `.return_sites`, and direct calls in `.call_sites`.
+    pub objtool_sites: bool,
 }
 
 /// `-fpatchable-function-entry=16,16`: 16 NOPs before each function.
@@ -51,6 +59,16 @@ pub struct Unit {
     pub variables: Vec<Variable>,
     /// Contents of `.rodata.str1.1`, in order, each NUL-terminated on write.
     pub strings: Vec<String>,
+    /// Constant-pool entries, in order, each in `.rodata.cst<size>`.
+    pub constants: Vec<Constant>,
+}
+
+/// A mergeable constant that code loads by section symbol plus offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Constant {
+    /// 8 or 16 bytes: `.rodata.cst8` or `.rodata.cst16`.
+    pub size: u8,
+    pub value: u128,
 }
 
 /// Where a function's code lives.
@@ -130,6 +148,46 @@ pub enum Op {
     ExitIfZero,
     /// `cmp $limit, %edi; jg <name>.cold`: the cold part jumps back after it.
     Unlikely { limit: i8 },
+    /// `mov .rodata.cst<N>+off(%rip), %rax` (R_X86_64_PC32 against the
+    /// pool's section symbol).
+    LoadConstant { constant: ConstId },
+    /// A static branch: a 5-byte NOP with a `__jump_table` entry whose
+    /// target is the epilogue and whose key is `key` (+2, +1 if likely).
+    JumpLabel { key: Key, likely: bool },
+    /// `mov (%rsi), %eax` that may fault, with an `__ex_table` entry whose
+    /// fixup is the next instruction (as 6.12's uaccess helpers have them).
+    UserLoad { fixup_type: u8 },
+    /// A NOP that an `.altinstructions` entry replaces with `replacement`
+    /// (in `.altinstr_replacement`) on CPUs with `feature`.
+    Alternative { feature: u16, replacement: Replacement },
+    /// `static_cpu_has(bit)`: `jmp` to a snippet in `.altinstr_aux` that
+    /// tests `boot_cpu_data` and jumps back, with the two alternatives that
+    /// patch the `jmp` away (6.12's `_static_cpu_has`).
+    CpuHas { bit: u16 },
+    /// `WARN_ON()`: `ud2` with a `__bug_table` entry (file, line, flags).
+    Warn { line: u16 },
+    /// `static_call(name)()`: `call __SCT__name` with a
+    /// `.static_call_sites` entry naming `__SCK__name`.
+    StaticCall { name: String },
+}
+
+/// The key of a jump label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A `struct static_key` of the program.
+    Var(VarId),
+    /// One the kernel defines elsewhere.
+    Extern(String),
+}
+
+/// What an alternative puts in place of its NOP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// `lfence` over a 3-byte NOP.
+    Lfence,
+    /// `call` an undefined kernel function over a 5-byte NOP (a relocation
+    /// in `.altinstr_replacement`).
+    CallExtern(&'static str),
 }
 
 /// Where a variable lives.
@@ -221,6 +279,7 @@ impl Function {
     pub fn variables(&self) -> impl Iterator<Item = VarId> + '_ {
         self.all_ops().filter_map(|op| match *op {
             Op::Load { var, .. } | Op::Store { var, .. } | Op::Bump { var, .. } | Op::AddressOf { var } => Some(var),
+            Op::JumpLabel { key: Key::Var(var), .. } => Some(var),
             _ => None,
         })
     }

@@ -5,7 +5,10 @@
 use std::collections::HashSet;
 
 use super::entropy::Entropy;
-use super::model::{Callee, Ending, FuncId, Function, Op, Program, Reg, StrId, TextKind, VarId, VarKind, Variable};
+use super::model::{
+    Callee, ConstId, Constant, Ending, FuncId, Function, Key, Op, Program, Reg, StrId, TextKind, VarId, VarKind,
+    Variable,
+};
 use super::truth::Effect;
 
 /// The kinds of mutation, each with the answer it implies.
@@ -43,6 +46,18 @@ pub enum Mutation {
     /// `foo.constprop.0.isra.0` when gcc applies one more optimisation to
     /// the clone's callers): nothing.
     CloneRename,
+    /// A constant-pool value f loads: f changed.
+    ConstantValue,
+    /// A constant nobody uses added first in a unit's pool: nothing.
+    UnusedConstant,
+    /// A new exception fixup (`__ex_table` entry) in f: f changed.
+    NewFixup,
+    /// A new jump label site (`__jump_table` entry) in f: f changed.
+    NewJumpLabel,
+    /// g gets a `static_cpu_has()` whose `.altinstr_aux` snippet lands
+    /// before the other functions' snippets of its file: g changed, the
+    /// functions whose snippets moved not.
+    SnippetBefore,
 }
 
 pub const ALL: &[Mutation] = &[
@@ -61,6 +76,11 @@ pub const ALL: &[Mutation] = &[
     Mutation::UnusedString,
     Mutation::Padding,
     Mutation::CloneRename,
+    Mutation::ConstantValue,
+    Mutation::UnusedConstant,
+    Mutation::NewFixup,
+    Mutation::NewJumpLabel,
+    Mutation::SnippetBefore,
 ];
 
 /// The patched model under construction.
@@ -95,6 +115,13 @@ impl<'a, 'e> Mutator<'a, 'e> {
             Mutation::UnusedString => self.unused_string(),
             Mutation::Padding => self.padding(),
             Mutation::CloneRename => self.clone_rename(),
+            Mutation::ConstantValue => self.constant_value(),
+            Mutation::UnusedConstant => self.unused_constant(),
+            Mutation::NewFixup => self.add_site(Op::UserLoad { fixup_type: 3 }),
+            Mutation::NewJumpLabel => {
+                self.add_site(Op::JumpLabel { key: Key::Extern("synth_new_key".into()), likely: false })
+            }
+            Mutation::SnippetBefore => self.snippet_before(),
         }
         .is_some()
     }
@@ -307,11 +334,13 @@ impl<'a, 'e> Mutator<'a, 'e> {
     }
 
     fn line(&mut self) -> Option<()> {
-        let f = self.subject(|f| f.body.iter().any(|o| matches!(o, Op::MightSleep { .. })))?;
+        let f = self.subject(|f| f.body.iter().any(|o| matches!(o, Op::MightSleep { .. } | Op::Warn { .. })))?;
         let delta = self.e.range(1, 40) as u32;
         for op in &mut self.f(f).body {
-            if let Op::MightSleep { line } = op {
-                *line += delta;
+            match op {
+                Op::MightSleep { line } => *line += delta,
+                Op::Warn { line } => *line += delta as u16,
+                _ => {}
             }
         }
         self.effects.push(Effect::LineOnly(f));
@@ -410,6 +439,71 @@ impl<'a, 'e> Mutator<'a, 'e> {
                 }
             }
         }
+        Some(())
+    }
+}
+
+impl Mutator<'_, '_> {
+    fn constant_value(&mut self) -> Option<()> {
+        let loads = |f: &Function| f.body.iter().any(|o| matches!(o, Op::LoadConstant { .. }));
+        let f = self.subject(|f| f.text == TextKind::Text && loads(f))?;
+        let u = self.unit_of(f);
+        let old = self.p.function(f)?.body.iter().find_map(|o| match o {
+            Op::LoadConstant { constant } => Some(*constant),
+            _ => None,
+        })?;
+        let old = self.p.units[u].constants[old.0 as usize];
+        let pool = &mut self.p.units[u].constants;
+        pool.push(Constant { value: old.value ^ 0x5a5a_0000_a5a5, ..old });
+        let id = ConstId(pool.len() as u32 - 1);
+        let op = self.f(f).body.iter_mut().find(|o| matches!(o, Op::LoadConstant { .. }))?;
+        *op = Op::LoadConstant { constant: id };
+        self.effects.push(Effect::Changed(f));
+        Some(())
+    }
+
+    fn unused_constant(&mut self) -> Option<()> {
+        let u = self.e.below(self.p.units.len() as u64) as usize;
+        let value = u128::from(self.e.u32()) | 1 << 90;
+        let unit = &mut self.p.units[u];
+        unit.constants.insert(0, Constant { size: 8, value });
+        for f in &mut unit.functions {
+            for op in f.body.iter_mut() {
+                if let Op::LoadConstant { constant } = op {
+                    constant.0 += 1;
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// A new special site in an untouched function: it changed.
+    fn add_site(&mut self, op: Op) -> Option<()> {
+        let f = self.subject(|f| f.text == TextKind::Text)?;
+        let len = self.p.function(f)?.body.len();
+        let at = self.e.below(len as u64 + 1) as usize;
+        self.f(f).body.insert(at, op);
+        self.effects.push(Effect::Changed(f));
+        Some(())
+    }
+
+    fn snippet_before(&mut self) -> Option<()> {
+        let has_snippet = |f: &Function| f.body.iter().any(|o| matches!(o, Op::CpuHas { .. }));
+        let units: Vec<usize> =
+            (0..self.p.units.len()).filter(|&u| self.p.units[u].functions.iter().any(has_snippet)).collect();
+        if units.is_empty() {
+            return None;
+        }
+        let u = *self.e.pick(&units);
+        let ids: Vec<FuncId> = self.p.units[u].functions.iter().map(|f| f.id).collect();
+        let g = self.subject(|f| f.text == TextKind::Text && !has_snippet(f) && ids.contains(&f.id))?;
+        self.f(g).body.insert(0, Op::CpuHas { bit: 77 });
+        // First in its unit: its snippet is written before the others.
+        let functions = &mut self.p.units[u].functions;
+        let i = functions.iter().position(|f| f.id == g)?;
+        let moved = functions.remove(i);
+        functions.insert(0, moved);
+        self.effects.push(Effect::Changed(g));
         Some(())
     }
 }

@@ -9,6 +9,8 @@
 //! through section symbols and to globals through their symbols, as gcc
 //! and gas emit them.
 
+mod specials;
+
 use std::collections::HashMap;
 
 use object::elf;
@@ -56,6 +58,12 @@ struct Builder {
     /// Global and undefined symbols, added after every local.
     globals: Vec<DraftSymbol>,
     undefined: HashMap<String, usize>,
+    /// objtool's return thunk and site lists (`Program::objtool_sites`).
+    objtool_sites: bool,
+    /// Per unit: where each constant-pool entry is.
+    constants: Vec<Vec<(SecIdx, u64)>>,
+    /// Where each function's `.altinstr_aux` snippets are, by ordinal.
+    aux_snippets: HashMap<(FuncId, u32), u64>,
 }
 
 #[derive(Default, Clone)]
@@ -67,7 +75,7 @@ struct UnitStrings {
 
 /// `program` as ELF bytes.
 pub fn write(program: &Program) -> Result<Vec<u8>, String> {
-    let mut b = Builder { padding: program.padding, ..Builder::default() };
+    let mut b = Builder { padding: program.padding, objtool_sites: program.objtool_sites, ..Builder::default() };
     for (u, unit) in program.units.iter().enumerate() {
         b.unit(u, unit).map_err(|e| format!("{}: {e}", unit.file))?;
     }
@@ -88,6 +96,7 @@ impl Builder {
     fn unit(&mut self, u: usize, unit: &Unit) -> Result<(), String> {
         self.local(&unit.file, elf::STT_FILE.0, None, 0, 0);
         self.string_section(unit);
+        self.constant_pools(unit);
         for f in unit.functions.iter().filter(|f| f.text == TextKind::Text) {
             self.function_in_own_section(u, f)?;
         }
@@ -181,7 +190,7 @@ impl Builder {
     }
 
     fn function_in_own_section(&mut self, u: usize, f: &Function) -> Result<(), String> {
-        let code = encode::function(f).map_err(|e| format!("{}: {e}", f.name))?;
+        let code = encode::function_with(f, self.objtool_sites).map_err(|e| format!("{}: {e}", f.name))?;
         let mut bytes = vec![0xcc; f.pad as usize];
         bytes.extend(self.call_padding());
         let entry = bytes.len() as u64;
@@ -190,7 +199,7 @@ impl Builder {
         let offset = start + entry;
         let placed = self.function_symbol(f, section, offset, code.bytes.len() as u64);
         self.functions.insert(f.id, placed);
-        self.code_placed(u, section, offset, code.clone());
+        self.code_placed(u, f.id, section, offset, code.clone());
         self.cold_part(u, f, &code)
     }
 
@@ -198,10 +207,12 @@ impl Builder {
         let (Some(ops), Some(resume)) = (&f.cold, parent.resume) else {
             return Ok(());
         };
-        let code = encode::cold_part(f, ops, resume).map_err(|e| format!("{}.cold: {e}", f.name))?;
+        let code =
+            encode::cold_part_with(f, ops, resume, self.objtool_sites).map_err(|e| format!("{}.cold: {e}", f.name))?;
         let (section, at) = self.place(DraftSection::code(&format!(".text.unlikely.{}", f.name), 1), &code.bytes, 1);
         self.local(&format!("{}.cold", f.name), elf::STT_FUNC.0, Some(section), at, code.bytes.len() as u64);
         self.colds.insert(f.id, (section, at));
+        self.specials(u, f.id, section, at, &code.specials);
         self.pending.push((section, at, u, code.sites));
         Ok(())
     }
@@ -213,7 +224,7 @@ impl Builder {
             return Ok(());
         }
         for f in inits {
-            let code = encode::function(f).map_err(|e| format!("{}: {e}", f.name))?;
+            let code = encode::function_with(f, self.objtool_sites).map_err(|e| format!("{}: {e}", f.name))?;
             let mut bytes = self.call_padding();
             let entry = bytes.len() as u64;
             bytes.extend_from_slice(&code.bytes);
@@ -221,12 +232,13 @@ impl Builder {
             let offset = start + entry;
             let placed = self.function_symbol(f, section, offset, code.bytes.len() as u64);
             self.functions.insert(f.id, placed);
-            self.code_placed(u, section, offset, code);
+            self.code_placed(u, f.id, section, offset, code);
         }
         Ok(())
     }
 
-    fn code_placed(&mut self, u: usize, section: SecIdx, offset: u64, code: Encoded) {
+    fn code_placed(&mut self, u: usize, owner: FuncId, section: SecIdx, offset: u64, code: Encoded) {
+        self.specials(u, owner, section, offset, &code.specials);
         if let Some(fentry) = code.sites.iter().find(|s| s.target == Target::Fentry) {
             // The call instruction starts one byte before its field.
             self.fentry_calls.push((section, offset + fentry.offset as u64 - 1));
@@ -352,6 +364,7 @@ impl Builder {
                     SiteKind::Branch if global => elf::R_X86_64_PLT32.0,
                     SiteKind::Branch | SiteKind::PcRelative => elf::R_X86_64_PC32.0,
                     SiteKind::Absolute32S => elf::R_X86_64_32S.0,
+                    SiteKind::PcRelative64 => elf::R_X86_64_PC64.0,
                 };
                 let r = DraftReloc { offset: base + site.offset as u64, symbol, r_type, addend: place + site.bias };
                 self.draft.sections[section].relocs.push(r);
@@ -394,6 +407,16 @@ impl Builder {
                 let p = placed(self.functions.get(id), id)?;
                 (self.section_symbol(p.section), p.offset as i64 + *off as i64, false)
             }
+            Target::Constant(c) => {
+                let &(section, at) = self.constants[u].get(c.0 as usize).ok_or(format!("dangling constant {c:?}"))?;
+                (self.section_symbol(section), at as i64, false)
+            }
+            Target::AuxSnippet(id, n) => {
+                let at = *self.aux_snippets.get(&(*id, *n)).ok_or(format!("no snippet {n} of {id:?}"))?;
+                let section = *self.by_name.get(".altinstr_aux").ok_or("no .altinstr_aux")?;
+                (self.section_symbol(section), at as i64, false)
+            }
+            Target::Place(section, at) => (self.section_symbol(*section), *at as i64, false),
         })
     }
 
