@@ -91,3 +91,67 @@ fn chained_clone_renames_pair_and_change_nothing() {
     assert!(r.changed.is_empty() && r.new_functions.is_empty() && r.removed.is_empty(), "{r:?}");
     assert!(matches!(got.verdict, Verdict::Unchanged));
 }
+
+/// Renumbered function-local statics of one file, paired by the functions
+/// using them, where another file's namesake shares their output section
+/// (`ld -r` merges `.data.count.1` of both files) and is reached by an
+/// `addl $1, count.1(%rip)`: the field is 5 bytes before the instruction's
+/// end, not 4, and assuming 4 made the neighbour the referent (found by the
+/// structured `diff` fuzzer).
+#[test]
+fn renumbered_statics_pair_through_their_users_real_pc_bias() {
+    use klp::synth::model::{
+        CallPadding, Ending, FuncId, Function, Op, Program, TextKind, Unit, VarId, VarKind, Variable,
+    };
+    let bump = |var: u32| Function {
+        id: FuncId(100 + var),
+        name: format!("show{var}"),
+        global: true,
+        text: TextKind::Text,
+        body: vec![Op::Bump { var: VarId(var), delta: 1 }],
+        ending: Ending::Return,
+        cold: None,
+        pad: 0,
+    };
+    let count = |id: u32, name: &str| Variable {
+        id: VarId(id),
+        name: name.into(),
+        global: false,
+        kind: VarKind::Data,
+        bytes: vec![0; 4],
+        pointers: Vec::new(),
+    };
+    let unit = |file: &str, functions, variables| Unit {
+        file: file.into(),
+        source_path: format!("drivers/synth/{file}"),
+        functions,
+        variables,
+        strings: Vec::new(),
+        constants: Vec::new(),
+    };
+    let orig = Program {
+        units: vec![
+            unit(
+                "a.c",
+                vec![bump(1), bump(2), bump(4)],
+                vec![count(1, "count.1"), count(2, "count.2"), count(4, "count.3")],
+            ),
+            unit("b.c", vec![bump(3)], vec![count(3, "count.1")]),
+        ],
+        padding: CallPadding::None,
+        next_id: 200,
+        objtool_sites: false,
+    };
+    // show4 and its static are gone, and gcc numbered a.c's two other
+    // statics the other way round (unequal counts: no pairing by position).
+    let mut patched = orig.clone();
+    patched.units[0].functions.pop();
+    patched.units[0].variables.pop();
+    patched.units[0].variables[0].name = "count.2".into();
+    patched.units[0].variables[1].name = "count.1".into();
+    let (a, b) = (klp::synth::write::write(&orig).unwrap(), klp::synth::write::write(&patched).unwrap());
+    let got = common::diff(&a, &b).unwrap();
+    let r = &got.report;
+    assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show4"], "{r:?}");
+    assert!(matches!(got.verdict, Verdict::Unchanged));
+}
