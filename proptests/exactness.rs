@@ -155,3 +155,54 @@ fn renumbered_statics_pair_through_their_users_real_pc_bias() {
     assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show4"], "{r:?}");
     assert!(matches!(got.verdict, Verdict::Unchanged));
 }
+
+/// Statics of one name that the funnel cannot tell apart (`flags.2` and
+/// `flags.4`, both 16 zero bytes) used by functions that also use the
+/// file's `flags`: each shares a user with `flags`, so "the twin of a user
+/// uses it" holds for two candidates; the users as a whole pair them. With
+/// the variables reordered, pairing by position would have made `flags.2`
+/// the changed `flags` (found by the structured `diff` fuzzer).
+#[test]
+fn statics_sharing_users_pair_by_their_whole_user_sets() {
+    use klp::synth::model::{
+        CallPadding, Ending, FuncId, Function, Op, Program, TextKind, Unit, VarId, VarKind, Variable,
+    };
+    let function = |id: u32, vars: &[u32]| Function {
+        id: FuncId(id),
+        name: format!("work{id}"),
+        global: true,
+        text: TextKind::Text,
+        body: vars.iter().map(|&v| Op::Load { var: VarId(v), offset: 0 }).collect(),
+        ending: Ending::Return,
+        cold: None,
+        pad: 0,
+    };
+    let var = |id: u32, name: &str, kind: VarKind, size: usize| Variable {
+        id: VarId(id),
+        name: name.into(),
+        global: false,
+        kind,
+        bytes: vec![0; size],
+        pointers: Vec::new(),
+    };
+    let unit = Unit {
+        file: "proc0.c".into(),
+        source_path: "drivers/synth/proc0.c".into(),
+        functions: vec![function(11, &[1, 2]), function(12, &[1, 3]), function(13, &[1])],
+        variables: vec![
+            var(1, "flags", VarKind::Data, 12),
+            var(2, "flags.2", VarKind::Bss, 16),
+            var(3, "flags.4", VarKind::Bss, 16),
+        ],
+        strings: Vec::new(),
+        constants: Vec::new(),
+    };
+    let orig = Program { units: vec![unit], padding: CallPadding::None, next_id: 100, objtool_sites: false };
+    let mut patched = orig.clone();
+    patched.units[0].variables[0].bytes[0] = 1;
+    patched.units[0].variables.rotate_left(1);
+    let (a, b) = (klp::synth::write::write(&orig).unwrap(), klp::synth::write::write(&patched).unwrap());
+    let got = common::diff(&a, &b).unwrap();
+    let refused: Vec<&str> = got.report.refusals.iter().map(|r| r.symbol.as_str()).collect();
+    assert_eq!(refused, ["flags"], "{:?}", got.report);
+}

@@ -458,28 +458,46 @@ impl Ctx<'_, '_> {
         let orig_users = users_of(self.orig, &orig_targets);
         let patched_users = users_of(self.patched, &patched_targets);
         for l in leftovers.iter_mut() {
-            let uses = |o: SymbolId, p: SymbolId| {
+            let users = |twins: &Twins, o: SymbolId, p: SymbolId| {
                 let theirs = patched_users.get(&p).map_or(&[][..], Vec::as_slice);
-                orig_users.get(&o).is_some_and(|fs| {
-                    fs.iter().any(|&f| twins.of_orig(OrigSym(f)).is_some_and(|t| theirs.contains(&t.0)))
-                })
+                let twin_used = |f: &SymbolId| twins.of_orig(OrigSym(*f)).is_some_and(|t| theirs.contains(&t.0));
+                orig_users
+                    .get(&o)
+                    .map(|fs| (fs.len() == theirs.len() && fs.iter().all(twin_used), fs.iter().any(twin_used)))
             };
-            let mut found = Vec::new();
-            for &(o, ref ot) in &l.orig {
-                let matches: Vec<SymbolId> =
-                    l.patched.iter().filter(|(p, pt)| same_file_strict(ot, pt) && uses(o, *p)).map(|x| x.0).collect();
-                if let [p] = matches[..]
-                    && l.orig.iter().filter(|(o2, _)| uses(*o2, p)).count() == 1
-                {
-                    found.push(Twin::new(o, p, PairReason::Reference));
-                }
-            }
-            for t in found {
-                l.orig.retain(|x| x.0 != t.orig.0);
-                l.patched.retain(|x| x.0 != t.patched.0);
-                twins.add(t);
-            }
+            // First the statics whose users are exactly the twins of the
+            // other's users, then those sharing one: functions often use
+            // several statics of a name (`flags` and `flags.2`), so sharing
+            // one user alone proves little while the exact match is there.
+            let exact = unique_matches(l, |o, p| users(twins, o, p).is_some_and(|u| u.0));
+            take_pairs(l, twins, exact);
+            let shared = unique_matches(l, |o, p| users(twins, o, p).is_some_and(|u| u.1));
+            take_pairs(l, twins, shared);
         }
+    }
+}
+
+/// The leftovers of one name where `matches` holds for exactly one patched
+/// symbol of the same file, and that one for exactly one original.
+fn unique_matches(l: &Leftover, matches: impl Fn(SymbolId, SymbolId) -> bool) -> Vec<Twin> {
+    let mut found = Vec::new();
+    for &(o, ref ot) in &l.orig {
+        let candidates: Vec<SymbolId> =
+            l.patched.iter().filter(|(p, pt)| same_file_strict(ot, pt) && matches(o, *p)).map(|x| x.0).collect();
+        if let [p] = candidates[..]
+            && l.orig.iter().filter(|(o2, _)| matches(*o2, p)).count() == 1
+        {
+            found.push(Twin::new(o, p, PairReason::Reference));
+        }
+    }
+    found
+}
+
+fn take_pairs(l: &mut Leftover, twins: &mut Twins, found: Vec<Twin>) {
+    for t in found {
+        l.orig.retain(|x| x.0 != t.orig.0);
+        l.patched.retain(|x| x.0 != t.patched.0);
+        twins.add(t);
     }
 }
 
