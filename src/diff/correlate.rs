@@ -15,7 +15,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use rayon::prelude::*;
 
-use crate::diff::checksum::Checksums;
+use crate::diff::checksum::Side;
 use crate::elf::{ElfObject, Placement, Symbol, SymbolId, SymbolKind};
 use crate::kernel::special::{is_auxiliary_section, is_special_section};
 
@@ -160,7 +160,8 @@ fn is_uncorrelated_static(name: &str) -> bool {
 }
 
 /// Pair the symbols of `orig` and `patched`.
-pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, patched_sums: &Checksums) -> Twins {
+pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
+    let (orig, patched) = (orig_side.obj, patched_side.obj);
     let mut twins = Twins {
         orig_to_patched: vec![None; orig.symbols.len()],
         patched_to_orig: vec![None; patched.symbols.len()],
@@ -173,7 +174,7 @@ pub fn correlate(orig: &ElfObject, patched: &ElfObject, orig_sums: &Checksums, p
     // Patched FILE -> original FILE, to express both sides' files in one namespace.
     let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched.0, t.orig.0)).collect();
     let groups = group_by_name(orig, patched);
-    let ctx = Ctx { orig, patched, orig_sums, patched_sums, orig_file_of: &orig_file_of };
+    let ctx = Ctx { orig, patched, orig_side, patched_side, orig_file_of: &orig_file_of };
     let results: Vec<(Vec<Twin>, Leftover)> = groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
     let mut leftovers = Vec::new();
     for (pairs, leftover) in results {
@@ -316,8 +317,8 @@ struct Leftover<'d> {
 struct Ctx<'a, 'd> {
     orig: &'a ElfObject<'d>,
     patched: &'a ElfObject<'d>,
-    orig_sums: &'a Checksums,
-    patched_sums: &'a Checksums,
+    orig_side: &'a Side<'a, 'd>,
+    patched_side: &'a Side<'a, 'd>,
     orig_file_of: &'a HashMap<SymbolId, SymbolId>,
 }
 
@@ -335,18 +336,21 @@ struct Traits {
 }
 
 impl Ctx<'_, '_> {
-    fn traits_orig(&self, id: SymbolId) -> Traits {
+    /// `with_checksum`: only the funnel's last level compares checksums;
+    /// they are exact checksums, computed (decoding functions) only for
+    /// groups that may get that far.
+    fn traits_orig(&self, id: SymbolId, with_checksum: bool) -> Traits {
         let s = self.orig.symbol(id);
         Traits {
             local: s.is_local(),
             file: s.file,
             unpaired_file: false,
             size: s.size,
-            checksum: self.orig_sums.get(id).map(|c| c.0),
+            checksum: with_checksum.then(|| self.orig_side.exact(id)).flatten().map(|c| c.0),
         }
     }
 
-    fn traits_patched(&self, id: SymbolId) -> Traits {
+    fn traits_patched(&self, id: SymbolId, with_checksum: bool) -> Traits {
         let s = self.patched.symbol(id);
         let file = s.file.and_then(|f| self.orig_file_of.get(&f).copied());
         Traits {
@@ -354,13 +358,14 @@ impl Ctx<'_, '_> {
             file,
             unpaired_file: s.file.is_some() && file.is_none(),
             size: s.size,
-            checksum: self.patched_sums.get(id).map(|c| c.0),
+            checksum: with_checksum.then(|| self.patched_side.exact(id)).flatten().map(|c| c.0),
         }
     }
 
     fn pair_group<'d>(&self, g: Group<'d>) -> (Vec<Twin>, Leftover<'d>) {
-        let mut o: Vec<(SymbolId, Traits)> = g.orig.iter().map(|&id| (id, self.traits_orig(id))).collect();
-        let mut p: Vec<(SymbolId, Traits)> = g.patched.iter().map(|&id| (id, self.traits_patched(id))).collect();
+        let sums = needs_checksums(g.orig.len(), g.patched.len());
+        let mut o: Vec<(SymbolId, Traits)> = g.orig.iter().map(|&id| (id, self.traits_orig(id, sums))).collect();
+        let mut p: Vec<(SymbolId, Traits)> = g.patched.iter().map(|&id| (id, self.traits_patched(id, sums))).collect();
         let mut pairs = Vec::new();
         pair_by_funnel(&mut o, &mut p, &mut pairs);
         (pairs, Leftover { name: g.name, orig: o, patched: p })
@@ -381,13 +386,13 @@ impl Ctx<'_, '_> {
         let mut by_stem: HashMap<(&str, Option<u64>), Candidates> = HashMap::default();
         for s in &self.orig.symbols {
             if free(self.orig, s.id, twins.of_orig(OrigSym(s.id)).is_some()) {
-                let key = (stem(s.name), self.orig_sums.get(s.id).map(|c| c.0));
+                let key = (stem(s.name), self.orig_side.exact(s.id).map(|c| c.0));
                 by_stem.entry(key).or_default().0.push(s.id);
             }
         }
         for s in &self.patched.symbols {
             if free(self.patched, s.id, twins.of_patched(PatchedSym(s.id)).is_some()) {
-                let key = (stem(s.name), self.patched_sums.get(s.id).map(|c| c.0));
+                let key = (stem(s.name), self.patched_side.exact(s.id).map(|c| c.0));
                 if let Some(entry) = by_stem.get_mut(&key) {
                     entry.1.push(s.id);
                 }
@@ -397,7 +402,7 @@ impl Ctx<'_, '_> {
             .into_iter()
             .filter(|((_, sum), (o, p))| sum.is_some() && o.len() == 1 && p.len() == 1)
             .filter(|(_, (o, p))| {
-                let (a, b) = (self.traits_orig(o[0]), self.traits_patched(p[0]));
+                let (a, b) = (self.traits_orig(o[0], false), self.traits_patched(p[0], false));
                 same_file_strict(&a, &b) || (a.file.is_none() && b.file.is_none())
             })
             .map(|(_, (o, p))| Twin::new(o[0], p[0], PairReason::CloneRename))
@@ -527,6 +532,15 @@ fn same_file_strict(o: &Traits, p: &Traits) -> bool {
 }
 
 type Level = fn(&Traits, &Traits) -> bool;
+
+/// Whether the funnel may compare checksums in a group of `orig` and
+/// `patched` candidates. One of each never gets to the checksum level: each
+/// level accepts only what the first (`maybe_same_file`) accepts, and the
+/// first pairs the two when it accepts them. What the funnel leaves of such a
+/// group is left again later, and position pairs groups of two or more.
+fn needs_checksums(orig: usize, patched: usize) -> bool {
+    orig > 1 || patched > 1
+}
 
 /// The funnel: for original `t`, the patched candidate it pairs with.
 fn funnel(t: &Traits, o: &[(SymbolId, Traits)], p: &[(SymbolId, Traits)]) -> Option<(usize, PairReason)> {

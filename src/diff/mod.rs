@@ -8,6 +8,8 @@ pub(crate) mod snippet;
 pub mod stages;
 
 use std::path::Path;
+
+use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 use crate::elf::{ElfObject, MappedFile, SymbolId};
@@ -57,8 +59,8 @@ impl<'d> Analyzed<'d> {
             sections: o.sections.len(),
             symbols: o.symbols.len(),
             relocations: o.sections.iter().map(|s| s.relocs.len() + s.own_relocs.len()).sum(),
-            functions_checksummed: self.sums.functions_decoded,
-            functions_decoded: self.sums.functions_decoded + decoded_again,
+            functions_checksummed: self.sums.functions,
+            functions_decoded: self.sums.decoded() + decoded_again,
         }
     }
 
@@ -140,7 +142,7 @@ pub fn analyze<'d>(orig: ElfObject<'d>, patched: ElfObject<'d>, opts: &DiffOptio
 
 fn compare<'d>(orig: Analyzed<'d>, patched: Analyzed<'d>, mut times: StageTimes) -> Analysis<'d> {
     let t = Instant::now();
-    let twins = correlate::correlate(&orig.obj, &patched.obj, &orig.sums, &patched.sums);
+    let twins = correlate::correlate(&orig.side(), &patched.side());
     times.correlate_ms = ms(t.elapsed());
     let t = Instant::now();
     let changes = classify::classify(&orig.side(), &patched.side(), &twins);
@@ -302,9 +304,10 @@ pub fn checksum_table<'d>(obj: &ElfObject<'d>, opts: &DiffOptions) -> Result<Vec
     let specials = SpecialIndex::build(obj, &opts.entry_sizes)?;
     let cold = checksum::cold_children(obj);
     let sums = checksum::compute(obj, &specials, &cold);
+    let side = checksum::Side { obj, sums: &sums, specials: &specials, cold: &cold };
     Ok(obj
         .symbols
-        .iter()
-        .filter_map(|s| sums.get(s.id).map(|c| ChecksumRow { checksum: c.to_string(), kind: s.kind, name: s.name }))
+        .par_iter()
+        .filter_map(|s| side.exact(s.id).map(|c| ChecksumRow { checksum: c.to_string(), kind: s.kind, name: s.name }))
         .collect())
 }

@@ -27,7 +27,7 @@ pub fn special_index(obj: &ElfObject, opts: &DiffOptions) -> Result<SpecialEntri
 pub fn checksums(obj: &ElfObject, specials: &SpecialEntries) -> usize {
     let cold = checksum::cold_children(obj);
     let sums = checksum::compute(obj, &specials.0, &cold);
-    obj.symbols.iter().filter(|s| sums.get(s.id).is_some()).count()
+    sums.count()
 }
 
 /// Special index and checksums of one object.
@@ -36,7 +36,7 @@ pub fn index<'d>(obj: ElfObject<'d>, opts: &DiffOptions) -> Result<Indexed<'d>> 
 }
 
 pub fn correlate(orig: &Indexed, patched: &Indexed) -> Pairs {
-    Pairs(correlate::correlate(&orig.0.obj, &patched.0.obj, &orig.0.sums, &patched.0.sums))
+    Pairs(correlate::correlate(&orig.0.side(), &patched.0.side()))
 }
 
 /// Classify the pairs; returns how many functions changed or are new.

@@ -442,6 +442,38 @@ impl<'data> ElfObject<'data> {
         best.map(|(_, id)| id)
     }
 
+    /// What [`Self::symbol_at`] finds at each offset of `[first, last]` of
+    /// `section`: the offsets where its answer changes, each with the answer
+    /// from there on, starting with `first`.
+    pub fn symbols_over(&self, section: SectionId, first: u64, last: u64) -> Vec<(u64, Option<SymbolId>)> {
+        let sec = self.section(section);
+        let upto = sec.symbols.partition_point(|&id| self.symbol(id).value <= last);
+        // A symbol's rank at an offset changes only at its start and end and
+        // one past them (the exact-start and one-past-the-end ranks).
+        let mut changes = Vec::new();
+        for i in (0..upto).rev() {
+            if sec.max_end[i] < first {
+                break;
+            }
+            let s = self.symbol(sec.symbols[i]);
+            for at in [s.value, s.value.saturating_add(1), s.end(), s.end().saturating_add(1)] {
+                if first < at && at <= last {
+                    changes.push(at);
+                }
+            }
+        }
+        changes.sort_unstable();
+        changes.dedup();
+        let mut out: Vec<(u64, Option<SymbolId>)> = Vec::with_capacity(changes.len() + 1);
+        for at in std::iter::once(first).chain(changes) {
+            let found = self.symbol_at(section, at);
+            if out.last().is_none_or(|&(_, f)| f != found) {
+                out.push((at, found));
+            }
+        }
+        out
+    }
+
     /// The function a `.cold` part was split from: the symbol named like the
     /// part up to `.cold`, a local of the same FILE first, else a global.
     pub fn cold_parent(&self, child: SymbolId) -> Option<SymbolId> {
