@@ -105,9 +105,11 @@ fn feed_function(
     let sec = obj.symbol_section(sym)?;
     let start = sym.value.min(sec.data.len() as u64);
     let end = sym.end().min(sec.data.len() as u64);
+    // The bytes go to the hash as they are; the rest is gathered first.
+    let code = &sec.data[start as usize..end as usize];
+    h.update(&(code.len() as u64).to_le_bytes());
+    h.update(code);
     let mut buf = Vec::with_capacity(256);
-    buf.push(b'Q');
-    feed_bytes(&mut buf, &sec.data[start as usize..end as usize]);
     feed_env(refs, envs.0[sec.id.index()].as_ref()?, start, &mut buf);
     let relocs = sec.relocs_in(start, end);
     buf.extend_from_slice(&(relocs.len() as u64).to_le_bytes());
