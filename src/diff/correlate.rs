@@ -290,21 +290,38 @@ struct Group<'d> {
     patched: Vec<SymbolId>,
 }
 
+/// The groups of correlatable symbols of one demangled name and type that
+/// both objects have, ordered by their first original symbol. Built from the
+/// objects' own name indexes (each name hashed once, when the object was
+/// read) on every core: no map of its own, no string compared twice.
 fn group_by_name<'d>(orig: &ElfObject<'d>, patched: &ElfObject<'d>) -> Vec<Group<'d>> {
-    let mut map: HashMap<(&'d str, SymbolKind), Group<'d>> = HashMap::default();
-    for (side, obj) in [(0, orig), (1, patched)] {
-        for sym in obj.symbols.iter().filter(|s| is_correlatable(obj, s)) {
-            let g = map.entry((sym.demangled, sym.kind)).or_insert_with(|| Group {
-                name: sym.demangled,
-                orig: Vec::new(),
-                patched: Vec::new(),
-            });
-            if side == 0 { g.orig.push(sym.id) } else { g.patched.push(sym.id) }
-        }
-    }
-    let mut groups: Vec<Group> = map.into_values().filter(|g| !g.orig.is_empty() && !g.patched.is_empty()).collect();
-    groups.sort_by_key(|g| g.orig[0]);
-    groups
+    let correlatable =
+        |obj: &ElfObject| -> Vec<bool> { obj.symbols.par_iter().map(|s| is_correlatable(obj, s)).collect() };
+    let (orig_ok, patched_ok) = rayon::join(|| correlatable(orig), || correlatable(patched));
+    let members = |obj: &ElfObject<'d>, ok: &[bool], name: &str, kind: SymbolKind| -> Vec<SymbolId> {
+        let same = |id: &&SymbolId| ok[id.index()] && obj.symbol(**id).kind == kind;
+        obj.symbols_demangled(name).iter().filter(same).copied().collect()
+    };
+    orig.symbols
+        .par_iter()
+        .filter(|s| orig_ok[s.id.index()])
+        .filter_map(|s| {
+            // A group is made once, by its first original member.
+            let first = orig
+                .symbols_demangled(s.demangled)
+                .iter()
+                .find(|id| orig_ok[id.index()] && orig.symbol(**id).kind == s.kind);
+            if first != Some(&s.id) {
+                return None;
+            }
+            let patched = members(patched, &patched_ok, s.demangled, s.kind);
+            (!patched.is_empty()).then(|| Group {
+                name: s.demangled,
+                orig: members(orig, &orig_ok, s.demangled, s.kind),
+                patched,
+            })
+        })
+        .collect()
 }
 
 /// What the funnel could not pair in one name group.
