@@ -292,36 +292,37 @@ struct Group<'d> {
 
 /// The groups of correlatable symbols of one demangled name and type that
 /// both objects have, ordered by their first original symbol. Built from the
-/// objects' own name indexes (each name hashed once, when the object was
-/// read) on every core: no map of its own, no string compared twice.
+/// objects' own name indexes (each name was hashed once, when the object was
+/// read; here once more, to find it in the patched object), on every core.
 fn group_by_name<'d>(orig: &ElfObject<'d>, patched: &ElfObject<'d>) -> Vec<Group<'d>> {
     let correlatable =
         |obj: &ElfObject| -> Vec<bool> { obj.symbols.par_iter().map(|s| is_correlatable(obj, s)).collect() };
     let (orig_ok, patched_ok) = rayon::join(|| correlatable(orig), || correlatable(patched));
-    let members = |obj: &ElfObject<'d>, ok: &[bool], name: &str, kind: SymbolKind| -> Vec<SymbolId> {
-        let same = |id: &&SymbolId| ok[id.index()] && obj.symbol(**id).kind == kind;
-        obj.symbols_demangled(name).iter().filter(same).copied().collect()
+    let of_kind = |obj: &ElfObject<'d>, ok: &[bool], ids: &[SymbolId], kind: SymbolKind| -> Vec<SymbolId> {
+        ids.iter().copied().filter(|id| ok[id.index()] && obj.symbol(*id).kind == kind).collect()
     };
-    orig.symbols
+    let names: Vec<(&'d str, &[SymbolId])> = orig.demangled_names().collect();
+    let mut groups: Vec<Group<'d>> = names
         .par_iter()
-        .filter(|s| orig_ok[s.id.index()])
-        .filter_map(|s| {
-            // A group is made once, by its first original member.
-            let first = orig
-                .symbols_demangled(s.demangled)
-                .iter()
-                .find(|id| orig_ok[id.index()] && orig.symbol(**id).kind == s.kind);
-            if first != Some(&s.id) {
-                return None;
+        .flat_map_iter(|&(name, ours)| {
+            let theirs = patched.symbols_demangled(name);
+            // One group per type, of the names both objects have.
+            let mut kinds: Vec<SymbolKind> = Vec::new();
+            for &id in ours.iter().filter(|id| !theirs.is_empty() && orig_ok[id.index()]) {
+                let kind = orig.symbol(id).kind;
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
             }
-            let patched = members(patched, &patched_ok, s.demangled, s.kind);
-            (!patched.is_empty()).then(|| Group {
-                name: s.demangled,
-                orig: members(orig, &orig_ok, s.demangled, s.kind),
-                patched,
+            let (orig_ok, patched_ok) = (&orig_ok, &patched_ok);
+            kinds.into_iter().filter_map(move |kind| {
+                let patched = of_kind(patched, patched_ok, theirs, kind);
+                (!patched.is_empty()).then(|| Group { name, orig: of_kind(orig, orig_ok, ours, kind), patched })
             })
         })
-        .collect()
+        .collect();
+    groups.sort_unstable_by_key(|g| g.orig[0]);
+    groups
 }
 
 /// What the funnel could not pair in one name group.

@@ -213,6 +213,10 @@ impl<'d> NameIndex<'d> {
         NameIndex { groups, ids }
     }
 
+    fn iter(&self) -> impl Iterator<Item = (&'d str, &[SymbolId])> {
+        self.groups.iter().map(|(&name, &(start, len))| (name, &self.ids[start as usize..(start + len) as usize]))
+    }
+
     fn get(&self, name: &str) -> &[SymbolId] {
         self.groups.get(name).map_or(&[], |&(start, len)| &self.ids[start as usize..(start + len) as usize])
     }
@@ -390,6 +394,11 @@ impl<'data> ElfObject<'data> {
     }
     pub fn symbols_demangled(&self, name: &str) -> &[SymbolId] {
         self.by_demangled.get(name)
+    }
+    /// Every demangled name with its symbols (in symbol-table order); the
+    /// names in no particular order.
+    pub fn demangled_names(&self) -> impl Iterator<Item = (&'data str, &[SymbolId])> {
+        self.by_demangled.iter()
     }
 
     /// What relocation `r` refers to, `bias` added to its addend (for a
