@@ -8,9 +8,9 @@ pub(crate) mod snippet;
 pub mod stages;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use std::time::{Duration, Instant};
 
 use crate::elf::{ElfObject, MappedFile, SymbolId};
 use crate::error::{Error, Result};
