@@ -13,6 +13,19 @@
 //!
 //! The per-instruction form ([`Fingerprint`]) is kept only where it is needed
 //! (line-only detection, `--explain`); the checksum pass streams.
+//!
+//! Decoding is the expensive part, and for a function that is the same in
+//! both objects it says nothing new. So the stage computes, for every
+//! function, a [`quick`] key from its raw bytes and what its relocations
+//! mean, equal for two functions only if their exact checksums are; the
+//! exact checksum is computed on demand ([`Side::exact`]): for twins whose
+//! keys differ, for the names the correlation cannot pair otherwise, and for
+//! the few functions a key cannot describe.
+
+mod quick;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -82,17 +95,39 @@ impl std::fmt::Display for Checksum {
     }
 }
 
-/// Checksums of one object, indexed by symbol id; `None` for symbols that
-/// have none (sections, files, undefined, empty).
+/// Checksums of one object, indexed by symbol id.
+///
+/// A data object's checksum is computed with the object. A function's exact
+/// checksum decodes it, so it is computed only when asked for
+/// ([`Side::exact`]); what is known up front is its [`quick`] key, which
+/// is equal for two functions only if their exact checksums are.
 pub struct Checksums {
-    values: Vec<Option<Checksum>>,
-    /// Functions decoded instruction by instruction to compute them.
-    pub functions_decoded: usize,
+    values: Vec<Sum>,
+    /// Functions decoded instruction by instruction for their exact checksum.
+    decoded: AtomicUsize,
+    /// Functions with a checksum.
+    pub functions: usize,
+}
+
+enum Sum {
+    /// Sections, files, undefined and empty symbols.
+    None,
+    Data(Checksum),
+    Code {
+        quick: Option<u64>,
+        exact: OnceLock<Checksum>,
+    },
 }
 
 impl Checksums {
-    pub fn get(&self, id: SymbolId) -> Option<Checksum> {
-        self.values.get(id.index()).copied().flatten()
+    /// Symbols with a checksum.
+    pub fn count(&self) -> usize {
+        self.values.iter().filter(|v| !matches!(v, Sum::None)).count()
+    }
+
+    /// Functions decoded so far for their exact checksum.
+    pub fn decoded(&self) -> usize {
+        self.decoded.load(Ordering::Relaxed)
     }
 }
 
@@ -112,23 +147,72 @@ pub fn cold_children(obj: &ElfObject) -> ColdChildren {
     map
 }
 
-/// Compute every FUNC and OBJECT checksum of `obj`, in parallel.
+/// Checksum every data object and compute the quick key of every function,
+/// in parallel. A function without quick key is decoded here.
 pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) -> Checksums {
-    let values: Vec<Option<Checksum>> = obj
+    let envs = quick::SectionEnvs::build(obj);
+    let decoded = AtomicUsize::new(0);
+    let values: Vec<Sum> = obj
         .symbols
         .par_iter()
         .map(|sym| match sym.kind {
             SymbolKind::Func if is_code(obj, sym.id) => {
-                Some(function_checksum(Refs::plain(obj), specials, cold, sym.id))
+                let quick = quick::function_key(Refs::plain(obj), specials, cold, &envs, sym.id);
+                let exact = OnceLock::new();
+                if quick.is_none() {
+                    decoded.fetch_add(1, Ordering::Relaxed);
+                    let _ = exact.set(function_checksum(Refs::plain(obj), specials, cold, sym.id));
+                }
+                Sum::Code { quick, exact }
             }
             SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls if sym.is_defined() => {
-                Some(object_checksum(obj, sym.id))
+                Sum::Data(object_checksum(obj, sym.id))
             }
-            _ => None,
+            _ => Sum::None,
         })
         .collect();
-    let functions_decoded = obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func && is_code(obj, s.id)).count();
-    Checksums { values, functions_decoded }
+    let functions = values.iter().filter(|v| matches!(v, Sum::Code { .. })).count();
+    Checksums { values, decoded, functions }
+}
+
+/// One object with what the checksum stage computed about it.
+pub struct Side<'a, 'd> {
+    pub obj: &'a ElfObject<'d>,
+    pub sums: &'a Checksums,
+    pub specials: &'a SpecialIndex,
+    pub cold: &'a ColdChildren,
+}
+
+impl Side<'_, '_> {
+    /// The exact checksum of `id`; `None` for symbols that have none
+    /// (sections, files, undefined, empty). A function is decoded the first
+    /// time it is asked for.
+    pub fn exact(&self, id: SymbolId) -> Option<Checksum> {
+        match self.sums.values.get(id.index())? {
+            Sum::None => None,
+            Sum::Data(c) => Some(*c),
+            Sum::Code { exact, .. } => Some(*exact.get_or_init(|| {
+                self.sums.decoded.fetch_add(1, Ordering::Relaxed);
+                function_checksum(Refs::plain(self.obj), self.specials, self.cold, id)
+            })),
+        }
+    }
+
+    /// Whether `a` of this object and `b` of `other` have equal exact
+    /// checksums, decoding them only if their quick keys do not already say
+    /// so; `None` if either has no checksum.
+    pub fn same(&self, a: SymbolId, other: &Side, b: SymbolId) -> Option<bool> {
+        let quick = |s: &Side, id: SymbolId| match s.sums.values.get(id.index()) {
+            Some(Sum::Code { quick, .. }) => *quick,
+            _ => None,
+        };
+        if let (Some(x), Some(y)) = (quick(self, a), quick(other, b))
+            && x == y
+        {
+            return Some(true);
+        }
+        Some(self.exact(a)? == other.exact(b)?)
+    }
 }
 
 fn is_code(obj: &ElfObject, id: SymbolId) -> bool {
@@ -778,8 +862,10 @@ mod tests {
     fn checksum_of(bytes: &[u8], name: &str) -> Checksum {
         let obj = ElfObject::parse(std::path::Path::new("x.o"), bytes).unwrap();
         let specials = SpecialIndex::build(&obj, &EntrySizes::default()).unwrap();
-        let sums = compute(&obj, &specials, &cold_children(&obj));
-        sums.get(obj.symbols_named(name)[0]).unwrap()
+        let cold = cold_children(&obj);
+        let sums = compute(&obj, &specials, &cold);
+        let side = Side { obj: &obj, sums: &sums, specials: &specials, cold: &cold };
+        side.exact(obj.symbols_named(name)[0]).unwrap()
     }
 
     #[test]

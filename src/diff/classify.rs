@@ -12,11 +12,13 @@
 //! `.cold` parts are never reported on their own: they are folded into their
 //! parent's checksum and travel with it.
 
-use crate::diff::checksum::{self, Checksums, ColdChildren, Fingerprint, Refs};
+use rayon::prelude::*;
+
+pub use crate::diff::checksum::Side;
+use crate::diff::checksum::{self, Fingerprint, Refs};
 use crate::diff::correlate::{OrigSym, PatchedSym, Twins, is_correlatable};
 use crate::elf::{ElfObject, Symbol, SymbolId, SymbolKind};
 use crate::error::escaped;
-use crate::kernel::special::SpecialIndex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -78,14 +80,6 @@ impl Changes {
     }
 }
 
-/// Both sides of the diff with what the earlier stages computed.
-pub struct Side<'a, 'd> {
-    pub obj: &'a ElfObject<'d>,
-    pub sums: &'a Checksums,
-    pub specials: &'a SpecialIndex,
-    pub cold: &'a ColdChildren,
-}
-
 /// A function that is reported on its own: code, not a prefix, not a `.cold` part.
 pub fn is_reportable_function(obj: &ElfObject, sym: &Symbol) -> bool {
     sym.kind == SymbolKind::Func
@@ -145,6 +139,10 @@ fn is_metadata_section(name: &str) -> bool {
 
 pub fn classify(orig: &Side, patched: &Side, twins: &Twins) -> Changes {
     let ignores = Ignores::of(patched.obj);
+    // Decode, on every core, the twins whose quick keys do not show them equal.
+    twins.pairs.par_iter().for_each(|t| {
+        orig.same(t.orig.0, patched, t.patched.0);
+    });
     let mut changes = Changes::default();
     for sym in &patched.obj.symbols {
         match twins.of_patched(PatchedSym(sym.id)) {
@@ -188,8 +186,7 @@ fn classify_pair(
     ignores: &Ignores,
     changes: &mut Changes,
 ) {
-    let (a, b) = (orig.sums.get(o.0), patched.sums.get(p.id));
-    if a == b || a.is_none() || b.is_none() {
+    if orig.same(o.0, patched, p.id) != Some(false) {
         return;
     }
     let section = patched.obj.symbol_section(p).map_or("", |s| s.name);

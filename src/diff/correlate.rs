@@ -15,8 +15,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use rayon::prelude::*;
 
-use crate::diff::checksum::{self, Checksums, Refs};
-use crate::diff::classify::Side;
+use crate::diff::checksum::{self, Refs, Side};
 use crate::elf::{ElfObject, Named, Placement, Referent, Symbol, SymbolId, SymbolKind};
 use crate::kernel::special::{is_auxiliary_section, is_special_section};
 use crate::x86::Boundaries;
@@ -176,14 +175,7 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
     // Patched FILE -> original FILE, to express both sides' files in one namespace.
     let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched.0, t.orig.0)).collect();
     let groups = group_by_name(orig, patched);
-    let ctx = Ctx {
-        orig,
-        patched,
-        orig_sums: orig_side.sums,
-        patched_sums: patched_side.sums,
-        patched_side,
-        orig_file_of: &orig_file_of,
-    };
+    let ctx = Ctx { orig, patched, orig_side, patched_side, orig_file_of: &orig_file_of };
     let results: Vec<(Vec<Twin>, Leftover)> = groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
     let mut leftovers = Vec::new();
     for (pairs, leftover) in results {
@@ -299,20 +291,38 @@ struct Group<'d> {
     patched: Vec<SymbolId>,
 }
 
+/// The groups of correlatable symbols of one demangled name and type that
+/// both objects have, ordered by their first original symbol. Built from the
+/// objects' own name indexes (each name was hashed once, when the object was
+/// read; here once more, to find it in the patched object), on every core.
 fn group_by_name<'d>(orig: &ElfObject<'d>, patched: &ElfObject<'d>) -> Vec<Group<'d>> {
-    let mut map: HashMap<(&'d str, SymbolKind), Group<'d>> = HashMap::default();
-    for (side, obj) in [(0, orig), (1, patched)] {
-        for sym in obj.symbols.iter().filter(|s| is_correlatable(obj, s)) {
-            let g = map.entry((sym.demangled, sym.kind)).or_insert_with(|| Group {
-                name: sym.demangled,
-                orig: Vec::new(),
-                patched: Vec::new(),
-            });
-            if side == 0 { g.orig.push(sym.id) } else { g.patched.push(sym.id) }
-        }
-    }
-    let mut groups: Vec<Group> = map.into_values().filter(|g| !g.orig.is_empty() && !g.patched.is_empty()).collect();
-    groups.sort_by_key(|g| g.orig[0]);
+    let correlatable =
+        |obj: &ElfObject| -> Vec<bool> { obj.symbols.par_iter().map(|s| is_correlatable(obj, s)).collect() };
+    let (orig_ok, patched_ok) = rayon::join(|| correlatable(orig), || correlatable(patched));
+    let of_kind = |obj: &ElfObject<'d>, ok: &[bool], ids: &[SymbolId], kind: SymbolKind| -> Vec<SymbolId> {
+        ids.iter().copied().filter(|id| ok[id.index()] && obj.symbol(*id).kind == kind).collect()
+    };
+    let names: Vec<(&'d str, &[SymbolId])> = orig.demangled_names().collect();
+    let mut groups: Vec<Group<'d>> = names
+        .par_iter()
+        .flat_map_iter(|&(name, ours)| {
+            let theirs = patched.symbols_demangled(name);
+            // One group per type, of the names both objects have.
+            let mut kinds: Vec<SymbolKind> = Vec::new();
+            for &id in ours.iter().filter(|id| !theirs.is_empty() && orig_ok[id.index()]) {
+                let kind = orig.symbol(id).kind;
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            let (orig_ok, patched_ok) = (&orig_ok, &patched_ok);
+            kinds.into_iter().filter_map(move |kind| {
+                let patched = of_kind(patched, patched_ok, theirs, kind);
+                (!patched.is_empty()).then(|| Group { name, orig: of_kind(orig, orig_ok, ours, kind), patched })
+            })
+        })
+        .collect();
+    groups.sort_unstable_by_key(|g| g.orig[0]);
     groups
 }
 
@@ -326,9 +336,8 @@ struct Leftover<'d> {
 struct Ctx<'a, 'd> {
     orig: &'a ElfObject<'d>,
     patched: &'a ElfObject<'d>,
-    orig_sums: &'a Checksums,
-    patched_sums: &'a Checksums,
-    /// For checksums of patched functions with references named after twins.
+    orig_side: &'a Side<'a, 'd>,
+    /// Also for checksums of patched functions with references named after twins.
     patched_side: &'a Side<'a, 'd>,
     orig_file_of: &'a HashMap<SymbolId, SymbolId>,
 }
@@ -347,18 +356,21 @@ struct Traits {
 }
 
 impl Ctx<'_, '_> {
-    fn traits_orig(&self, id: SymbolId) -> Traits {
+    /// `with_checksum`: only the funnel's last level compares checksums;
+    /// they are exact checksums, computed (decoding functions) only for
+    /// groups that may get that far.
+    fn traits_orig(&self, id: SymbolId, with_checksum: bool) -> Traits {
         let s = self.orig.symbol(id);
         Traits {
             local: s.is_local(),
             file: s.file,
             unpaired_file: false,
             size: s.size,
-            checksum: self.orig_sums.get(id).map(|c| c.0),
+            checksum: with_checksum.then(|| self.orig_side.exact(id)).flatten().map(|c| c.0),
         }
     }
 
-    fn traits_patched(&self, id: SymbolId) -> Traits {
+    fn traits_patched(&self, id: SymbolId, with_checksum: bool) -> Traits {
         let s = self.patched.symbol(id);
         let file = s.file.and_then(|f| self.orig_file_of.get(&f).copied());
         Traits {
@@ -366,13 +378,14 @@ impl Ctx<'_, '_> {
             file,
             unpaired_file: s.file.is_some() && file.is_none(),
             size: s.size,
-            checksum: self.patched_sums.get(id).map(|c| c.0),
+            checksum: with_checksum.then(|| self.patched_side.exact(id)).flatten().map(|c| c.0),
         }
     }
 
     fn pair_group<'d>(&self, g: Group<'d>) -> (Vec<Twin>, Leftover<'d>) {
-        let mut o: Vec<(SymbolId, Traits)> = g.orig.iter().map(|&id| (id, self.traits_orig(id))).collect();
-        let mut p: Vec<(SymbolId, Traits)> = g.patched.iter().map(|&id| (id, self.traits_patched(id))).collect();
+        let sums = needs_checksums(g.orig.len(), g.patched.len());
+        let mut o: Vec<(SymbolId, Traits)> = g.orig.iter().map(|&id| (id, self.traits_orig(id, sums))).collect();
+        let mut p: Vec<(SymbolId, Traits)> = g.patched.iter().map(|&id| (id, self.traits_patched(id, sums))).collect();
         let mut pairs = Vec::new();
         pair_by_funnel(&mut o, &mut p, &mut pairs);
         (pairs, Leftover { name: g.name, orig: o, patched: p })
@@ -409,7 +422,7 @@ impl Ctx<'_, '_> {
         let mut by_stem: HashMap<(&str, Option<u64>), Candidates> = HashMap::default();
         for s in &self.orig.symbols {
             if free(self.orig, s.id, twins.of_orig(OrigSym(s.id)).is_some()) {
-                let key = (stem(s.name), self.orig_sums.get(s.id).map(|c| c.0));
+                let key = (stem(s.name), self.orig_side.exact(s.id).map(|c| c.0));
                 by_stem.entry(key).or_default().0.push(s.id);
             }
         }
@@ -425,7 +438,7 @@ impl Ctx<'_, '_> {
             .into_iter()
             .filter(|((_, sum), (o, p))| sum.is_some() && o.len() == 1 && p.len() == 1)
             .filter(|(_, (o, p))| {
-                let (a, b) = (self.traits_orig(o[0]), self.traits_patched(p[0]));
+                let (a, b) = (self.traits_orig(o[0], false), self.traits_patched(p[0], false));
                 same_file_strict(&a, &b) || (a.file.is_none() && b.file.is_none())
             })
             .map(|(_, (o, p))| Twin::new(o[0], p[0], PairReason::CloneRename))
@@ -437,7 +450,7 @@ impl Ctx<'_, '_> {
     /// The checksum of patched function `id` with its references to paired
     /// symbols named after their original twins, as the original names them.
     fn renamed_checksum(&self, twins: &Twins, id: SymbolId) -> Option<u64> {
-        self.patched_sums.get(id)?;
+        self.patched_side.exact(id)?;
         let side = self.patched_side;
         let rename = |t: SymbolId| twins.of_patched(PatchedSym(t)).map(|o| self.orig.symbol(o.0).demangled);
         Some(checksum::function_checksum(Refs::renamed(side.obj, &rename), side.specials, side.cold, id).0)
@@ -583,6 +596,15 @@ fn same_file_strict(o: &Traits, p: &Traits) -> bool {
 }
 
 type Level = fn(&Traits, &Traits) -> bool;
+
+/// Whether the funnel may compare checksums in a group of `orig` and
+/// `patched` candidates. One of each never gets to the checksum level: each
+/// level accepts only what the first (`maybe_same_file`) accepts, and the
+/// first pairs the two when it accepts them. What the funnel leaves of such a
+/// group is left again later, and position pairs groups of two or more.
+fn needs_checksums(orig: usize, patched: usize) -> bool {
+    orig > 1 || patched > 1
+}
 
 /// The funnel: for original `t`, the patched candidate it pairs with.
 fn funnel(t: &Traits, o: &[(SymbolId, Traits)], p: &[(SymbolId, Traits)]) -> Option<(usize, PairReason)> {

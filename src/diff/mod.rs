@@ -10,6 +10,8 @@ pub mod stages;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
+
 use crate::elf::{ElfObject, MappedFile, SymbolId};
 use crate::error::{Error, Result};
 use crate::kernel::special::{EntrySizes, SpecialIndex};
@@ -57,8 +59,8 @@ impl<'d> Analyzed<'d> {
             sections: o.sections.len(),
             symbols: o.symbols.len(),
             relocations: o.sections.iter().map(|s| s.relocs.len() + s.own_relocs.len()).sum(),
-            functions_checksummed: self.sums.functions_decoded,
-            functions_decoded: self.sums.functions_decoded + decoded_again,
+            functions_checksummed: self.sums.functions,
+            functions_decoded: self.sums.decoded() + decoded_again,
         }
     }
 
@@ -302,9 +304,10 @@ pub fn checksum_table<'d>(obj: &ElfObject<'d>, opts: &DiffOptions) -> Result<Vec
     let specials = SpecialIndex::build(obj, &opts.entry_sizes)?;
     let cold = checksum::cold_children(obj);
     let sums = checksum::compute(obj, &specials, &cold);
+    let side = checksum::Side { obj, sums: &sums, specials: &specials, cold: &cold };
     Ok(obj
         .symbols
-        .iter()
-        .filter_map(|s| sums.get(s.id).map(|c| ChecksumRow { checksum: c.to_string(), kind: s.kind, name: s.name }))
+        .par_iter()
+        .filter_map(|s| side.exact(s.id).map(|c| ChecksumRow { checksum: c.to_string(), kind: s.kind, name: s.name }))
         .collect())
 }

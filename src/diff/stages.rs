@@ -27,7 +27,7 @@ pub fn special_index(obj: &ElfObject, opts: &DiffOptions) -> Result<SpecialEntri
 pub fn checksums(obj: &ElfObject, specials: &SpecialEntries) -> usize {
     let cold = checksum::cold_children(obj);
     let sums = checksum::compute(obj, &specials.0, &cold);
-    obj.symbols.iter().filter(|s| sums.get(s.id).is_some()).count()
+    sums.count()
 }
 
 /// Special index and checksums of one object.

@@ -213,6 +213,10 @@ impl<'d> NameIndex<'d> {
         NameIndex { groups, ids }
     }
 
+    fn iter(&self) -> impl Iterator<Item = (&'d str, &[SymbolId])> {
+        self.groups.iter().map(|(&name, &(start, len))| (name, &self.ids[start as usize..(start + len) as usize]))
+    }
+
     fn get(&self, name: &str) -> &[SymbolId] {
         self.groups.get(name).map_or(&[], |&(start, len)| &self.ids[start as usize..(start + len) as usize])
     }
@@ -392,6 +396,11 @@ impl<'data> ElfObject<'data> {
     pub fn symbols_demangled(&self, name: &str) -> &[SymbolId] {
         self.by_demangled.get(name)
     }
+    /// Every demangled name with its symbols (in symbol-table order); the
+    /// names in no particular order.
+    pub fn demangled_names(&self) -> impl Iterator<Item = (&'data str, &[SymbolId])> {
+        self.by_demangled.iter()
+    }
 
     /// What relocation `r` refers to, `bias` added to its addend (for a
     /// PC-relative field in code: the distance to the end of its
@@ -441,6 +450,38 @@ impl<'data> ElfObject<'data> {
             }
         }
         best.map(|(_, id)| id)
+    }
+
+    /// What [`Self::symbol_at`] finds at each offset of `[first, last]` of
+    /// `section`: the offsets where its answer changes, each with the answer
+    /// from there on, starting with `first`.
+    pub fn symbols_over(&self, section: SectionId, first: u64, last: u64) -> Vec<(u64, Option<SymbolId>)> {
+        let sec = self.section(section);
+        let upto = sec.symbols.partition_point(|&id| self.symbol(id).value <= last);
+        // A symbol's rank at an offset changes only at its start and end and
+        // one past them (the exact-start and one-past-the-end ranks).
+        let mut changes = Vec::new();
+        for i in (0..upto).rev() {
+            if sec.max_end[i] < first {
+                break;
+            }
+            let s = self.symbol(sec.symbols[i]);
+            for at in [s.value, s.value.saturating_add(1), s.end(), s.end().saturating_add(1)] {
+                if first < at && at <= last {
+                    changes.push(at);
+                }
+            }
+        }
+        changes.sort_unstable();
+        changes.dedup();
+        let mut out: Vec<(u64, Option<SymbolId>)> = Vec::with_capacity(changes.len() + 1);
+        for at in std::iter::once(first).chain(changes) {
+            let found = self.symbol_at(section, at);
+            if out.last().is_none_or(|&(_, f)| f != found) {
+                out.push((at, found));
+            }
+        }
+        out
     }
 
     /// The function a `.cold` part was split from: the symbol named like the

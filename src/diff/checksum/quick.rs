@@ -1,0 +1,332 @@
+//! The quick key of a function: its checksum without decoding it.
+//!
+//! A function's exact checksum ([`super::function_checksum`]) decodes every
+//! instruction. Almost all of a `vmlinux.o`'s functions are the same in both
+//! objects, and for those the decoding says nothing new. The quick key hashes
+//! what the exact checksum is a function of, without decoding:
+//!
+//! - the raw bytes: equal bytes decode to equal instructions, so every
+//!   instruction boundary, every PC-relative bias (the distance from a
+//!   relocated field to the end of its instruction) and every branch
+//!   displacement is the same on both sides;
+//! - each relocation's offset in the function, type and meaning, resolved as
+//!   the exact checksum resolves it but for *every* bias an instruction
+//!   allows (1 to 15 bytes), so that whatever the decoder would find, equal
+//!   keys mean equal targets;
+//! - the symbols of the function's section and where the function starts in
+//!   it: a branch without relocation is hashed by the symbol it lands in,
+//!   and where that is depends on them;
+//! - the special-section entries and `.cold` parts, as the exact checksum.
+//!
+//! So equal quick keys imply equal exact checksums, and only functions whose
+//! keys differ from their twin's (or that have no key) are ever decoded. A
+//! relocation whose meaning depends on the bias in a way the key cannot
+//! capture (anonymous code or data, constant pools, a range that crosses a
+//! symbol boundary) gives the function no key: it is decoded.
+
+use rayon::prelude::*;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+use super::{ColdChildren, Refs, Target, entry_digest, strip_numeric_suffix};
+use crate::elf::{ElfObject, Reloc, Section, SymbolId, SymbolKind, reloc};
+use crate::kernel::special::SpecialIndex;
+
+/// The longest x86 instruction: a PC-relative field ends at most this far
+/// from where it starts.
+const MAX_BIAS: i64 = 15;
+
+/// Per section, what a branch without relocation can land in.
+pub struct SectionEnvs(Vec<Option<SectionEnv>>);
+
+struct SectionEnv {
+    /// The section's name as the exact checksum names anonymous code, and
+    /// its named symbols in symbol-table order (`symbol_at` breaks ties by
+    /// index) with everything `symbol_at` and the target's name use.
+    digest: u64,
+    /// The named symbols, in symbol-table order.
+    by_id: Vec<SymbolId>,
+    /// Those that look like `.cold` parts: they may be a function's own part.
+    cold_like: Vec<SymbolId>,
+}
+
+impl SectionEnvs {
+    pub fn build(obj: &ElfObject) -> Self {
+        SectionEnvs(obj.sections.par_iter().map(|s| (s.is_exec() && !s.is_nobits()).then(|| env(obj, s))).collect())
+    }
+}
+
+fn env(obj: &ElfObject, sec: &Section) -> SectionEnv {
+    let mut by_id = sec.symbols().to_vec();
+    by_id.sort_unstable();
+    let mut buf = Vec::with_capacity(64 + by_id.len() * 40);
+    feed_str(&mut buf, strip_numeric_suffix(sec.name));
+    for &id in &by_id {
+        let s = obj.symbol(id);
+        buf.extend_from_slice(&s.value.to_le_bytes());
+        buf.extend_from_slice(&s.size.to_le_bytes());
+        buf.push(s.kind as u8);
+        buf.push(s.is_prefix() as u8);
+        feed_str(&mut buf, s.demangled);
+    }
+    let cold_like = by_id.iter().copied().filter(|&id| obj.symbol(id).is_cold_child()).collect();
+    SectionEnv { digest: xxh3_64(&buf), by_id, cold_like }
+}
+
+fn feed_str(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// The quick key of function `id` (with its `.cold` parts), or `None` when
+/// one of its relocations can only be resolved by decoding.
+pub fn function_key(
+    refs: Refs<'_, '_>,
+    specials: &SpecialIndex,
+    cold: &ColdChildren,
+    envs: &SectionEnvs,
+    id: SymbolId,
+) -> Option<u64> {
+    let mut h = Xxh3::new();
+    feed_function(refs, specials, cold, envs, id, &mut h)?;
+    Some(h.digest())
+}
+
+fn feed_function(
+    refs: Refs<'_, '_>,
+    specials: &SpecialIndex,
+    cold: &ColdChildren,
+    envs: &SectionEnvs,
+    id: SymbolId,
+    h: &mut Xxh3,
+) -> Option<()> {
+    let refs = Refs { this: refs.this.or(Some(id)), ..refs };
+    let obj = refs.obj;
+    let sym = obj.symbol(id);
+    let sec = obj.symbol_section(sym)?;
+    let start = sym.value.min(sec.data.len() as u64);
+    let end = sym.end().min(sec.data.len() as u64);
+    // The bytes go to the hash as they are; the rest is gathered first.
+    let code = &sec.data[start as usize..end as usize];
+    h.update(&(code.len() as u64).to_le_bytes());
+    h.update(code);
+    let mut buf = Vec::with_capacity(256);
+    feed_env(refs, envs.0[sec.id.index()].as_ref()?, start, &mut buf);
+    let relocs = sec.relocs_in(start, end);
+    buf.extend_from_slice(&(relocs.len() as u64).to_le_bytes());
+    for r in relocs {
+        buf.extend_from_slice(&(r.offset - start).to_le_bytes());
+        buf.extend_from_slice(&r.r_type.to_le_bytes());
+        feed_meaning(refs, r, &mut buf)?;
+    }
+    h.update(&buf);
+    let entries = specials.entries_of(id);
+    h.update(&(entries.len() as u64).to_le_bytes());
+    for e in entries {
+        h.update(&entry_digest(refs, e).digest.to_le_bytes());
+    }
+    let children = cold.get(&id).map_or(&[][..], Vec::as_slice);
+    h.update(&(children.len() as u64).to_le_bytes());
+    for &c in children {
+        feed_function(refs, specials, &ColdChildren::default(), envs, c, h)?;
+    }
+    Some(())
+}
+
+fn feed_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+/// Where the function starts in its section, and which of the section's
+/// symbols are the function itself or its `.cold` parts (named by part,
+/// not by name, in the exact checksum).
+fn feed_env(refs: Refs, env: &SectionEnv, start: u64, buf: &mut Vec<u8>) {
+    buf.extend_from_slice(&env.digest.to_le_bytes());
+    buf.extend_from_slice(&start.to_le_bytes());
+    let own = refs.this.into_iter().chain(env.cold_like.iter().copied());
+    for id in own {
+        if let (Ok(at), Some(part)) = (env.by_id.binary_search(&id), refs.own_part(id)) {
+            buf.extend_from_slice(&(at as u64).to_le_bytes());
+            feed_str(buf, part);
+        }
+    }
+    buf.push(b'.');
+}
+
+/// What relocation `r` refers to, for every bias its instruction may give
+/// it; `None` when that cannot be said without knowing the bias.
+fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>) -> Option<()> {
+    if !reloc::is_pc_relative(r.r_type) {
+        // No bias: exactly what the exact checksum resolves.
+        buf.push(b'X');
+        refs.target(r, r.addend).feed(buf);
+        return Some(());
+    }
+    let obj = refs.obj;
+    let sym = obj.symbol(r.symbol);
+    let Some(section) = sym.section() else {
+        // An undefined symbol: its name and the offset, shifted by the bias.
+        buf.push(b'U');
+        refs.symbol_target(sym.id, r.addend).feed(buf);
+        return Some(());
+    };
+    let sec = obj.section(section);
+    let base = if sym.kind == SymbolKind::Section { 0 } else { sym.value as i64 };
+    // The offsets in the section that biases 1..=MAX_BIAS give, as `referent` computes them.
+    let first = base.checked_add(r.addend)?.checked_add(1)?;
+    let last = first.checked_add(MAX_BIAS - 1)?;
+    if sec.is_strings() {
+        buf.push(b'"');
+        feed_bytes(buf, string_window(sec, first, last)?);
+        return Some(());
+    }
+    if sec.is_constant_pool() {
+        buf.push(b'K');
+        feed_bytes(buf, constant_window(sec, first, last)?);
+        return Some(());
+    }
+    if sym.kind != SymbolKind::Section {
+        // The offset into the symbol, shifted by the bias.
+        buf.push(b'S');
+        refs.symbol_target(sym.id, r.addend).feed(buf);
+        return Some(());
+    }
+    buf.push(b'P');
+    feed_places(refs, sec, first, last, buf)
+}
+
+/// What the offsets `[first, last]` of `sec` mean as the exact checksum
+/// names a place by section symbol: the named symbol covering each (by
+/// name, or own part, and the offset into it), else anonymous data by its
+/// offset. Each stretch of one meaning is fed with its start relative to
+/// `first` and its meaning at `first`: the meaning at `first + k` is that
+/// shifted by `k`. Anonymous code (a snippet, hashed by content from where
+/// the bias lands) has no such form.
+fn feed_places(refs: Refs, sec: &Section, first: i64, last: i64, buf: &mut Vec<u8>) -> Option<()> {
+    let anonymous = Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: first };
+    if first < 0 {
+        // Before the section: anonymous, whatever the section holds.
+        buf.extend_from_slice(&0u64.to_le_bytes());
+        anonymous.feed(buf);
+    }
+    if last < 0 {
+        return Some(());
+    }
+    let from = first.max(0) as u64;
+    for (at, named) in refs.obj.symbols_over(sec.id, from, last as u64) {
+        buf.extend_from_slice(&(at as i64 - first).to_le_bytes());
+        match named {
+            Some(id) => refs.symbol_target(id, first.wrapping_sub(refs.obj.symbol(id).value as i64)).feed(buf),
+            None if sec.is_exec() && !sec.is_nobits() => return None,
+            None => anonymous.feed(buf),
+        }
+    }
+    Some(())
+}
+
+/// The bytes of constant pool `sec` holding the entries at `[first, last]`.
+fn constant_window<'d>(sec: &Section<'d>, first: i64, last: i64) -> Option<&'d [u8]> {
+    let end = usize::try_from(last).ok()?.checked_add(sec.entsize as usize)?;
+    sec.data.get(usize::try_from(first).ok()?..end)
+}
+
+/// The bytes of string section `sec` from `first` up to the first NUL at or
+/// after `last` (or the end): they hold the string at each offset in
+/// `[first, last]`.
+fn string_window<'d>(sec: &Section<'d>, first: i64, last: i64) -> Option<&'d [u8]> {
+    let (first, last) = (usize::try_from(first).ok()?, usize::try_from(last).ok()?);
+    let tail = sec.data.get(last..).filter(|t| !t.is_empty())?;
+    let end = last + tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+    sec.data.get(first..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::diff::checksum::{Checksum, Side, cold_children, compute, function_checksum, is_code};
+    use crate::kernel::EntrySizes;
+
+    const OBJECTS: &[(&str, &[u8])] = &[
+        ("mem.orig.o", include_bytes!("../../../corpus/kernel/def-scenario/mem.orig.o")),
+        ("mem.patched.o", include_bytes!("../../../corpus/kernel/def-scenario/mem.patched.o")),
+        ("show_mem.orig.o", include_bytes!("../../../corpus/kernel/def-scenario/show_mem.orig.o")),
+        ("show_mem.patched.o", include_bytes!("../../../corpus/kernel/def-scenario/show_mem.patched.o")),
+        ("namespace.orig.o", include_bytes!("../../../corpus/kernel/slim-scenario/namespace.orig.o")),
+        ("namespace.patched.o", include_bytes!("../../../corpus/kernel/slim-scenario/namespace.patched.o")),
+        ("pktdemo.orig.o", include_bytes!("../../../corpus/objects/pktdemo.orig.o")),
+        ("pktdemo.patched.o", include_bytes!("../../../corpus/objects/pktdemo.patched.o")),
+    ];
+
+    #[test]
+    fn equal_quick_keys_mean_equal_exact_checksums() {
+        // Across every function of several objects (the pairs and
+        // unrelated ones): a key never stands for two exact checksums.
+        let mut seen: std::collections::HashMap<u64, (Checksum, String)> = Default::default();
+        let (mut keyed, mut functions) = (0, 0);
+        for (name, data) in OBJECTS {
+            let obj = ElfObject::parse(Path::new(name), data).unwrap();
+            let specials = SpecialIndex::build(&obj, &EntrySizes::default()).unwrap();
+            let cold = cold_children(&obj);
+            let envs = SectionEnvs::build(&obj);
+            for s in obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func && is_code(&obj, s.id)) {
+                functions += 1;
+                let exact = function_checksum(Refs::plain(&obj), &specials, &cold, s.id);
+                let Some(key) = function_key(Refs::plain(&obj), &specials, &cold, &envs, s.id) else { continue };
+                keyed += 1;
+                let first = seen.entry(key).or_insert((exact, format!("{name}:{}", s.name)));
+                assert_eq!(first.0, exact, "{name}:{} and {} share a quick key", s.name, first.1);
+            }
+        }
+        assert!(keyed * 10 > functions * 9, "{keyed} of {functions} functions have a quick key");
+    }
+
+    #[test]
+    fn unchanged_twins_are_not_decoded() {
+        // The pair's unchanged functions compare equal by key alone.
+        let load = |name: &str, data: &'static [u8]| ElfObject::parse(Path::new(name), data).unwrap();
+        let (a, b) = (load("mem.orig.o", OBJECTS[0].1), load("mem.patched.o", OBJECTS[1].1));
+        let index = |o: &ElfObject| {
+            let specials = SpecialIndex::build(o, &EntrySizes::default()).unwrap();
+            let cold = cold_children(o);
+            let sums = compute(o, &specials, &cold);
+            (specials, cold, sums)
+        };
+        let ((sa, ca, ka), (sb, cb, kb)) = (index(&a), index(&b));
+        let side_a = Side { obj: &a, sums: &ka, specials: &sa, cold: &ca };
+        let side_b = Side { obj: &b, sums: &kb, specials: &sb, cold: &cb };
+        let (mut pairs, mut without_decoding) = (0, 0);
+        for s in a.symbols.iter().filter(|s| s.kind == SymbolKind::Func && is_code(&a, s.id)) {
+            let [t] = b.symbols_named(s.name) else { continue };
+            let before = ka.decoded() + kb.decoded();
+            let same = side_a.same(s.id, &side_b, *t);
+            pairs += 1;
+            if ka.decoded() + kb.decoded() == before {
+                assert_eq!(same, Some(true), "{} compared unequal without decoding", s.name);
+                without_decoding += 1;
+            }
+        }
+        // The patch changes one function; a few more moved strings.
+        assert!(pairs > 10 && without_decoding + 5 >= pairs, "{without_decoding} of {pairs} without decoding");
+    }
+
+    #[test]
+    fn symbols_over_agrees_with_symbol_at_everywhere() {
+        for (name, data) in OBJECTS {
+            let obj = ElfObject::parse(Path::new(name), data).unwrap();
+            for sec in obj.sections.iter().filter(|s| !s.symbols().is_empty()) {
+                let size = sec.size.min(4096);
+                for first in 0..size {
+                    let last = first + MAX_BIAS as u64 - 1;
+                    let over = obj.symbols_over(sec.id, first, last);
+                    assert_eq!(over[0].0, first);
+                    for at in first..=last {
+                        let k = over.partition_point(|&(o, _)| o <= at) - 1;
+                        assert_eq!(over[k].1, obj.symbol_at(sec.id, at), "{name}:{}+{at:#x}", sec.name);
+                    }
+                }
+            }
+        }
+    }
+}
