@@ -517,6 +517,15 @@ impl World<'_, '_> {
         if !s.is_defined() {
             return Ok(kernel.address(kernel.undefined(s.name)));
         }
+        // A `.cold` part runs as the rest of its parent and jumps back into
+        // it: the kernel's old one would return into the old parent's code.
+        if let Some((parent, _)) = s.name.split_once(".cold")
+            && s.is_cold_child()
+            && self.module.defined.contains_key(parent)
+            && !self.module.defined.contains_key(s.name)
+        {
+            return Err(format!("{}: the module carries {parent} but not this part of it", s.name));
+        }
         match kernel.locate(identity(self.patched, s)) {
             Ok(p) => Ok(kernel.address(p)),
             Err(e) => match (self.orig, self.static_counterpart(s)) {
