@@ -166,11 +166,26 @@ fn klp_rela_name_not_matching_its_section() {
 }
 
 #[test]
+fn klp_rela_info_not_allocated() {
+    let mut r = Raw { b: good_module() };
+    let s = r.section(|s| s.name.starts_with(".klp.rela."));
+    // sh_info naming the symbol table: a section the module never loads.
+    let symtab = r.sections().iter().position(|s| s.sh_type == 2).unwrap() as u32;
+    r.b[s.at + 44..s.at + 48].copy_from_slice(&symtab.to_le_bytes());
+    expect_rule("info", &r, "klp-rela-link");
+}
+
+/// Every relocation section is read against the one symbol table, so one
+/// linked elsewhere is refused when the module is read, before any rule.
+#[test]
 fn klp_rela_link_not_symtab() {
     let mut r = Raw { b: good_module() };
     let s = r.section(|s| s.name.starts_with(".klp.rela."));
     r.b[s.at + 40..s.at + 44].copy_from_slice(&0u32.to_le_bytes());
-    expect_rule("link", &r, "klp-rela-link");
+    let (code, out) = check_bytes("link", &r.b, &[]);
+    assert_eq!(code, 1, "{out}");
+    let error = format!("link.ko: {}: links to section index 0, not to the symbol table", s.name);
+    assert!(out.lines().count() == 1 && out.contains(&error), "{out}");
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub enum Rule {
     RelaFlags,
     /// `.klp.rela.<obj>.<section>`, `<section>` being the section it relocates.
     RelaName,
-    /// `sh_link` is `.symtab`, `sh_info` an allocated section.
+    /// `sh_info` an allocated section (`sh_link` other than `.symtab` is refused on reading).
     RelaLink,
     /// One klp rela section per (object, section).
     RelaDuplicate,
