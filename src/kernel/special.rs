@@ -222,8 +222,10 @@ fn sparse_layout_fits(section_size: u64, relocs: &[RelocShape], size: u64) -> bo
         if p.r_type != r.r_type || (p.to_code.is_some() && r.to_code.is_some() && p.to_code != r.to_code) {
             return false;
         }
+        // A relocation writing no bytes may sit at the very end: in no entry.
+        let Some(first) = first_field.get_mut(entry as usize) else { return false };
         if at == 0 {
-            first_field[entry as usize] = true;
+            *first = true;
         }
     }
     first_field.iter().all(|&f| f)
@@ -268,5 +270,7 @@ mod tests {
         assert!(!layout_fits(39, &r, 13, false));
         assert!(sparse_layout_fits(39, &r, 13));
         assert!(!sparse_layout_fits(39, &relocs(&[0, 4, 26]), 13));
+        // R_X86_64_NONE (no width) at the section's end: in no entry.
+        assert!(!sparse_layout_fits(39, &relocs(&[0, 13, 26, 39]), 13));
     }
 }
