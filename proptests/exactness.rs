@@ -206,3 +206,49 @@ fn statics_sharing_users_pair_by_their_whole_user_sets() {
     let refused: Vec<&str> = got.report.refusals.iter().map(|r| r.symbol.as_str()).collect();
     assert_eq!(refused, ["flags"], "{:?}", got.report);
 }
+
+/// A static whose only user is a renamed IPA clone, next to a namesake that
+/// goes away with its function: the statics pair through the clone, so the
+/// clone's rename must be known before the statics are paired by their
+/// users (found by the structured `diff` fuzzer: `count.4` was new data).
+#[test]
+fn a_static_used_by_a_renamed_clone_pairs_through_it() {
+    use klp::synth::model::{
+        CallPadding, Ending, FuncId, Function, Op, Program, TextKind, Unit, VarId, VarKind, Variable,
+    };
+    let function = |id: u32, name: &str, var: u32| Function {
+        id: FuncId(id),
+        name: name.into(),
+        global: false,
+        text: TextKind::Text,
+        body: vec![Op::Load { var: VarId(var), offset: 0 }],
+        ending: Ending::Return,
+        cold: None,
+        pad: 0,
+    };
+    let count = |id: u32, name: &str| Variable {
+        id: VarId(id),
+        name: name.into(),
+        global: false,
+        kind: VarKind::Data,
+        bytes: vec![0; 4],
+        pointers: Vec::new(),
+    };
+    let unit = Unit {
+        file: "dev1.c".into(),
+        source_path: "drivers/synth/dev1.c".into(),
+        functions: vec![function(11, "release_2.isra.1", 1), function(12, "show", 2)],
+        variables: vec![count(1, "count.4"), count(2, "count.10")],
+        strings: Vec::new(),
+        constants: Vec::new(),
+    };
+    let orig = Program { units: vec![unit], padding: CallPadding::None, next_id: 100, objtool_sites: false };
+    let mut patched = orig.clone();
+    patched.units[0].functions[0].name = "release_2.constprop.0.isra.1".into();
+    patched.units[0].functions.pop();
+    patched.units[0].variables.pop();
+    let (a, b) = (klp::synth::write::write(&orig).unwrap(), klp::synth::write::write(&patched).unwrap());
+    let got = common::diff(&a, &b).unwrap();
+    let r = &got.report;
+    assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show"], "{r:?}");
+}

@@ -186,8 +186,19 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
             leftovers.push(leftover);
         }
     }
-    ctx.pair_by_reference(&mut twins, &mut leftovers);
+    // Statics pair through the twins of their users, and renamed clones
+    // are among those users: each rule may enable the other.
+    loop {
+        let before = twins.pairs.len();
+        ctx.pair_by_reference(&mut twins, &mut leftovers);
+        ctx.pair_clone_renames(&mut twins);
+        if twins.pairs.len() == before {
+            break;
+        }
+    }
     for mut l in leftovers {
+        l.orig.retain(|x| twins.of_orig(OrigSym(x.0)).is_none());
+        l.patched.retain(|x| twins.of_patched(PatchedSym(x.0)).is_none());
         let mut pairs = Vec::new();
         pair_by_funnel(&mut l.orig, &mut l.patched, &mut pairs);
         pair_by_position(&mut l.orig, &mut l.patched, &mut pairs);
