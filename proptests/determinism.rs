@@ -35,14 +35,19 @@ fn check(req: &Request) -> Result<(), String> {
 
 #[test]
 fn same_seed_same_objects_same_pair_same_output() {
-    common::run_cases(256, check);
+    common::run_cases_in_both_forms(512, check);
 }
 
 #[test]
 fn different_seeds_give_different_objects() {
     // A constant synthesizer would pass the suite above.
-    let a = common::pair(&Request { seed: 1, functions: 50, mutations: 2 });
-    let b = common::pair(&Request { seed: 2, functions: 50, mutations: 2 });
+    let one = Request { seed: 1, functions: 50, mutations: 2, layout: Default::default() };
+    let (a, b) = (common::pair(&one), common::pair(&Request { seed: 2, ..one }));
     assert_ne!(a.orig, b.orig);
     assert_ne!(a.orig, a.patched);
+    // The form is part of the request, not a rewrite of the same bytes.
+    let merged =
+        common::pair(&Request { layout: klp::synth::Layout { merged: true, sections_over_64k: false }, ..one });
+    assert_ne!(merged.orig, a.orig);
+    assert_eq!(merged.answer, a.answer, "the form changes the layout, not the program");
 }

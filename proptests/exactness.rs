@@ -1,6 +1,6 @@
 //! Exactness: for synthesized pairs with known answers, `klp diff` reports
 //! exactly the changed, new, removed, line-only and refused functions (and
-//! the new data) that the mutations imply.
+//! the new data) that the mutations imply, in both forms.
 
 mod common;
 
@@ -47,5 +47,5 @@ fn verdict_name(v: &Verdict) -> &'static str {
 
 #[test]
 fn klp_diff_reports_exactly_the_truth() {
-    common::run_cases(256, check);
+    common::run_cases_in_both_forms(512, check);
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use klp::diff::{DiffOptions, DiffReport, Input};
 use klp::extract::ExtractOptions;
 use klp::pipeline::{DiffRequest, Verdict};
-use klp::synth::{Pair, Request};
+use klp::synth::{Layout, Pair, Request};
 
 /// Cases per suite: `PROPTEST_CASES`, else `default`.
 pub fn case_count(default: usize) -> usize {
@@ -21,7 +21,8 @@ pub fn first_seed() -> u64 {
     std::env::var("SYNTH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// The request of case `i`: sizes and mutation counts vary with the seed.
+/// The request of case `i`: sizes and mutation counts vary with the seed;
+/// the translation-unit form.
 pub fn request(i: usize) -> Request {
     request_for_seed(first_seed().wrapping_add(i as u64))
 }
@@ -29,7 +30,15 @@ pub fn request(i: usize) -> Request {
 /// The request of seed `seed`, as case `i` makes it.
 pub fn request_for_seed(seed: u64) -> Request {
     let mix = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-    Request { seed, functions: 20 + (mix % 140) as usize, mutations: 1 + (mix % 6) as usize }
+    let layout = Layout::default();
+    Request { seed, functions: 20 + (mix % 140) as usize, mutations: 1 + (mix % 6) as usize, layout }
+}
+
+/// Case `i` of a suite that covers both forms: odd seeds in the merged
+/// form of `vmlinux.o`, even ones in the translation-unit form.
+pub fn request_in_either_form(i: usize) -> Request {
+    let req = request(i);
+    Request { layout: Layout { merged: req.seed % 2 == 1, ..req.layout }, ..req }
 }
 
 pub fn pair(req: &Request) -> Pair {
@@ -65,6 +74,19 @@ pub fn sorted(v: &[String]) -> Vec<String> {
 /// Run `check` on each case; collect failures, print the first few with
 /// how to rebuild them, and fail if any. Asserts that cases ran.
 pub fn run_cases(default: usize, check: impl Fn(&Request) -> Result<(), String>) {
+    run_requests(default, request, check)
+}
+
+/// [`run_cases`] over both forms, half the cases each, and asserts that
+/// both ran.
+pub fn run_cases_in_both_forms(default: usize, check: impl Fn(&Request) -> Result<(), String>) {
+    let merged = (0..case_count(default)).filter(|&i| request_in_either_form(i).layout.merged).count();
+    assert!(case_count(default) < 2 || (merged > 0 && merged < case_count(default)), "one form only");
+    eprintln!("{merged} cases in the merged form");
+    run_requests(default, request_in_either_form, check)
+}
+
+fn run_requests(default: usize, request: fn(usize) -> Request, check: impl Fn(&Request) -> Result<(), String>) {
     let started = std::time::Instant::now();
     let count = case_count(default);
     let mut failures = Vec::new();

@@ -747,7 +747,7 @@ mod tests {
             strings: Vec::new(),
         };
         let p = Program { units: vec![unit], padding: CallPadding::None, next_id: 1 };
-        crate::synth::write::write(&p).unwrap()
+        crate::synth::write::write(&p, Default::default()).unwrap()
     }
 
     fn checksum_of(bytes: &[u8], name: &str) -> Checksum {
