@@ -1,6 +1,8 @@
 //! Exactness: for synthesized pairs with known answers, `klp diff` reports
 //! exactly the changed, new, removed, line-only and refused functions (and
-//! the new data) that the mutations imply, in both forms.
+//! the new data) that the mutations imply, in both forms; and no branch
+//! of OUT.o leaves its function without a relocation (in the merged form
+//! gas resolves calls between a unit's functions itself).
 
 mod common;
 
@@ -25,6 +27,12 @@ fn check(req: &Request) -> Result<(), String> {
     for (name, want, got) in sets {
         if *want != got {
             wrong.push(format!("{name}: expected {want:?}, klp said {got:?}"));
+        }
+    }
+    if let Verdict::Livepatch(out) = &got.verdict {
+        let stale = common::stale_branches(out)?;
+        if !stale.is_empty() {
+            wrong.push(format!("OUT.o branches without a relocation out of their function: {stale:?}"));
         }
     }
     let refused_verdict = matches!(got.verdict, Verdict::Unpatchable(_));

@@ -107,3 +107,30 @@ fn run_requests(default: usize, request: fn(usize) -> Request, check: impl Fn(&R
         failures[..failures.len().min(80)].join("\n")
     );
 }
+
+/// Direct calls and jumps of OUT.o's functions that land outside their
+/// function and have no relocation: a displacement copied from another
+/// place, so a branch into whatever sits there now. Read with `object`
+/// and decoded with iced-x86 here, not with klp's reader.
+pub fn stale_branches(out: &[u8]) -> Result<Vec<String>, String> {
+    use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+    let file = object::File::parse(out).map_err(|e| format!("OUT.o: {e}"))?;
+    let mut stale = Vec::new();
+    for sym in file.symbols().filter(|s| s.kind() == SymbolKind::Text && s.size() > 0) {
+        let Some(sec) = sym.section_index().and_then(|i| file.section_by_index(i).ok()) else { continue };
+        let data = sec.data().map_err(|e| e.to_string())?;
+        let (start, end) = (sym.address(), sym.address() + sym.size());
+        let Some(code) = data.get(start as usize..end as usize) else { continue };
+        let relocated: Vec<u64> = sec.relocations().map(|(at, _)| at).collect();
+        let mut decoder = iced_x86::Decoder::with_ip(64, code, start, iced_x86::DecoderOptions::NONE);
+        for insn in decoder.iter() {
+            let near = matches!(insn.op0_kind(), iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64);
+            let lands_inside = (start..end).contains(&insn.near_branch_target());
+            let has_reloc = relocated.iter().any(|&at| at >= insn.ip() && at < insn.next_ip());
+            if near && !lands_inside && !has_reloc {
+                stale.push(format!("{}+{:#x}", sym.name().unwrap_or("?"), insn.ip() - start));
+            }
+        }
+    }
+    Ok(stale)
+}
