@@ -65,6 +65,38 @@ pub fn diff(orig: &[u8], patched: &[u8]) -> Result<Outcome, String> {
     Ok(Outcome { report, verdict: outcome.verdict })
 }
 
+/// Where `klp diff`'s report and verdict differ from the pair's truth:
+/// the changed, new, removed, line-only and refused sets, the new data,
+/// and whether it refused.
+pub fn truth_mismatches(pair: &Pair, got: &Outcome) -> Vec<String> {
+    let (t, r) = (&pair.answer.truth, &got.report);
+    let refused: Vec<String> = r.refusals.iter().map(|x| x.symbol.clone()).collect();
+    let sets = [
+        ("changed", &t.changed, sorted(&r.changed)),
+        ("new", &t.new, sorted(&r.new_functions)),
+        ("removed", &t.removed, sorted(&r.removed)),
+        ("line_only", &t.line_only, sorted(&r.line_only)),
+        ("refused", &t.refused, sorted(&refused)),
+        ("new data", &pair.answer.new_data, sorted(&r.new_data)),
+    ];
+    let mut wrong: Vec<String> = (sets.into_iter().filter(|(_, want, got)| *want != got))
+        .map(|(name, want, got)| format!("{name}: expected {want:?}, klp said {got:?}"))
+        .collect();
+    let refused_verdict = matches!(got.verdict, Verdict::Unpatchable(_));
+    if refused_verdict == t.refused.is_empty() {
+        wrong.push(format!("verdict {} but truth refused {:?}", verdict_name(&got.verdict), t.refused));
+    }
+    wrong
+}
+
+pub fn verdict_name(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Unchanged => "unchanged",
+        Verdict::Unpatchable(_) => "unpatchable",
+        Verdict::Livepatch(_) => "livepatch",
+    }
+}
+
 pub fn sorted(v: &[String]) -> Vec<String> {
     let mut v = v.to_vec();
     v.sort();

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use crate::diff::checksum::Checksums;
 use crate::elf::{ElfObject, Placement, Symbol, SymbolId, SymbolKind};
 use crate::kernel::special::{is_auxiliary_section, is_special_section};
+use crate::x86::Boundaries;
 
 /// How a pair was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -465,14 +466,19 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> HashMap<SymbolId, V
             s.relocs.iter().filter_map(move |r| {
                 let sym = obj.symbol(r.symbol);
                 let sec = sym.section().filter(|&sec| holds[sec.index()])?;
+                let user = obj.symbol_at(s.id, r.offset).filter(|&u| obj.symbol(u).kind == SymbolKind::Func)?;
                 let target = if sym.kind == SymbolKind::Section {
-                    // Code refers with a PC-relative bias of about 4 bytes.
-                    obj.symbol_at(sec, r.addend.saturating_add(4).max(0) as u64)?
+                    // The field's distance to the end of its instruction, not
+                    // a guessed 4: in a `.data` shared by a unit's variables
+                    // (`ld -r` merged form), `addl $1, x(%rip)` (bias 5) read
+                    // with 4 lands in the variable before `x`.
+                    let u = obj.symbol(user);
+                    let bias = Boundaries::decode(s, u.value, u.end()).pc_bias(r);
+                    obj.symbol_at(sec, r.addend.saturating_add(bias).max(0) as u64)?
                 } else {
                     sym.id
                 };
                 targets.contains(&target).then_some(())?;
-                let user = obj.symbol_at(s.id, r.offset).filter(|&u| obj.symbol(u).kind == SymbolKind::Func)?;
                 Some((target, user))
             })
         })

@@ -387,7 +387,7 @@ mod tests {
     use crate::synth::Layout;
     use crate::synth::model::{CallPadding, Callee, Ending, FuncId, Function, Op, Program, Reg, TextKind, Unit};
 
-    /// `main.c` built without function sections: global `caller` calls the
+    /// `do_mounts.c` built without function sections: global `caller` calls the
     /// static `helper` that follows it in the same `.text`, which gas
     /// resolves without a relocation.
     fn program(value: u32) -> Program {
@@ -404,8 +404,8 @@ mod tests {
         let caller = vec![Op::SetImm { reg: Reg::Eax, value }, Op::Call { callee: Callee::Func(FuncId(2)) }];
         let helper = vec![Op::SetImm { reg: Reg::Ecx, value: 7 }];
         let unit = Unit {
-            file: "main.c".into(),
-            source_path: "init/main.c".into(),
+            file: "do_mounts.c".into(),
+            source_path: "init/do_mounts.c".into(),
             functions: vec![function(1, "caller", true, caller), function(2, "helper", false, helper)],
             variables: Vec::new(),
             strings: Vec::new(),

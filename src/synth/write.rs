@@ -73,12 +73,13 @@ pub fn write(program: &Program, layout: Layout) -> Result<Vec<u8>, String> {
     for (u, unit) in program.units.iter().enumerate() {
         b.unit(u, unit).map_err(|e| format!("{}: {e}", unit.file))?;
     }
+    let units_end = b.draft.sections.len();
     b.mcount_loc();
     b.patchable_function_entries();
     b.finish_symbols();
     b.relocate()?;
     b.draft.add_section(DraftSection::new(".note.GNU-stack", elf::SHT_PROGBITS.0, 0, 1));
-    b.check_section_count()?;
+    b.check_section_count(units_end)?;
     b.draft.to_bytes()
 }
 
@@ -101,14 +102,16 @@ impl Builder {
         Ok(())
     }
 
-    /// What `--sections-over-64k` promises: counted as the ELF file
-    /// counts them (the null section, each `.rela`, `.symtab`,
-    /// `.symtab_shndx`, `.strtab`, `.shstrtab`).
-    fn check_section_count(&self) -> Result<(), String> {
-        let relas = self.draft.sections.iter().filter(|s| !s.relocs.is_empty()).count();
-        let count = 1 + self.draft.sections.len() + relas + 4;
-        if self.layout.sections_over_64k && count <= SHN_LORESERVE {
-            return Err(format!("{count} sections, not more than {SHN_LORESERVE}: too few functions"));
+    /// What `--sections-over-64k` promises: not only more sections than
+    /// `e_shnum` holds, but functions and variables in sections whose
+    /// index `st_shndx` cannot hold (`SHN_XINDEX`, `.symtab_shndx`).
+    fn check_section_count(&self, units_end: SecIdx) -> Result<(), String> {
+        let units = &self.draft.sections[..units_end];
+        // The ELF index of the units' last section: the null section, then
+        // each section followed by its `.rela` if it has relocations.
+        let last = units_end + units.iter().filter(|s| !s.relocs.is_empty()).count();
+        if self.layout.sections_over_64k && last < SHN_LORESERVE {
+            return Err(format!("the last function or variable is in section {last}, not past {SHN_LORESERVE}"));
         }
         Ok(())
     }
