@@ -35,14 +35,21 @@ fn check(req: &Request) -> Result<(), String> {
 
 #[test]
 fn same_seed_same_objects_same_pair_same_output() {
-    common::run_cases(256, check);
+    common::run_cases_in_both_forms(512, check);
 }
 
 #[test]
 fn different_seeds_give_different_objects() {
     // A constant synthesizer would pass the suite above.
-    let a = common::pair(&Request { seed: 1, functions: 50, mutations: 2 });
-    let b = common::pair(&Request { seed: 2, functions: 50, mutations: 2 });
+    let one = Request { seed: 1, functions: 50, mutations: 2, layout: Default::default() };
+    let (a, b) = (common::pair(&one), common::pair(&Request { seed: 2, ..one }));
     assert_ne!(a.orig, b.orig);
     assert_ne!(a.orig, a.patched);
+    // The form changes the layout, not the program (400 functions: enough
+    // units that one in four shares its sections).
+    let units = Request { functions: 400, ..one };
+    let merged = klp::synth::Layout { merged: true, sections_over_64k: false };
+    let (tu, merged) = (common::pair(&units), common::pair(&Request { layout: merged, ..units }));
+    assert_ne!(merged.orig, tu.orig);
+    assert_eq!(merged.answer, tu.answer);
 }

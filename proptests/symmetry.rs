@@ -57,5 +57,5 @@ fn check(req: &Request) -> Result<(), String> {
 
 #[test]
 fn self_diff_is_silent_and_reverse_diff_mirrors() {
-    common::run_cases(256, check);
+    common::run_cases_in_both_forms(512, check);
 }

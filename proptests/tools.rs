@@ -81,5 +81,5 @@ fn objects_pass_ld_readelf_and_objdump() {
         return;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("synth-tools");
-    common::run_cases(CASES, |req| check(req, &dir));
+    common::run_cases_in_both_forms(CASES, |req| check(req, &dir));
 }

@@ -113,6 +113,14 @@ enum Command {
         /// How many mutations the patched object gets.
         #[arg(long, default_value_t = 3)]
         mutations: usize,
+        /// The `ld -r` merged form of vmlinux.o: most units' functions share
+        /// `.text` (symbol-less holes between them), their data `.data`.
+        #[arg(long)]
+        merged: bool,
+        /// More than 65,280 sections (extended numbering); raises the
+        /// function count as far as that needs.
+        #[arg(long)]
+        sections_over_64k: bool,
         /// Where the truth goes: {"changed", "new", "removed", "line_only", "refused"}.
         #[arg(long, value_name = "TRUTH.json")]
         truth: PathBuf,
@@ -140,8 +148,9 @@ fn main() -> ExitCode {
             run_diff(&DiffArgs { orig, patched, out, json, explain, entsize, stats }, &extract)
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
-        Command::Synth { seed, functions, mutations, truth, orig, patched } => {
-            run_synth(&klp::synth::Request { seed, functions, mutations }, &truth, &orig, &patched)
+        Command::Synth { seed, functions, mutations, merged, sections_over_64k, truth, orig, patched } => {
+            let layout = klp::synth::Layout { merged, sections_over_64k };
+            run_synth(&klp::synth::Request { seed, functions, mutations, layout }, &truth, &orig, &patched)
         }
         Command::PostLink { module } => run_post_link(&module),
         Command::Module { name, kdir, symvers, objects, output, no_replace, skip_post_link } => {

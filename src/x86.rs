@@ -53,3 +53,67 @@ impl Boundaries {
 pub fn is_near_branch(insn: &Instruction) -> bool {
     matches!(insn.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64)
 }
+
+/// A direct call or jump whose destination is outside the code decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeavingBranch {
+    pub insn_start: u64,
+    pub insn_end: u64,
+    /// Where it lands, as a section offset.
+    pub target: u64,
+    /// The offset of its 4-byte displacement; `None` for an 8-bit one.
+    pub rel32_field: Option<u64>,
+}
+
+/// The direct branches of `[start, end)` of a code section's bytes `data`
+/// that land outside it, decoded linearly from `start`.
+pub fn branches_leaving(data: &[u8], start: u64, end: u64) -> Vec<LeavingBranch> {
+    let end = end.min(data.len() as u64);
+    let Some(code) = usize::try_from(start).ok().zip(usize::try_from(end).ok()).and_then(|(s, e)| data.get(s..e))
+    else {
+        return Vec::new();
+    };
+    let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        if !is_near_branch(&insn) || (start..end).contains(&insn.near_branch_target()) {
+            continue;
+        }
+        let offsets = decoder.get_constant_offsets(&insn);
+        let rel32_field = (offsets.has_immediate() && offsets.immediate_size() == 4)
+            .then(|| insn.ip() + offsets.immediate_offset() as u64);
+        let (insn_start, insn_end, target) = (insn.ip(), insn.next_ip(), insn.near_branch_target());
+        out.push(LeavingBranch { insn_start, insn_end, target, rel32_field });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_branches_that_leave_the_range_are_reported() {
+        // 0: call +0x10 (lands at 0x15, outside [0, 0xc))
+        // 5: jmp -7 (short, lands at 0, inside)
+        // 7: jmp rel32 -0x20 (lands at -0x14)
+        // c: ret (outside the range decoded)
+        let bytes = [0xe8, 0x10, 0, 0, 0, 0xeb, 0xf9, 0xe9, 0xe0, 0xff, 0xff, 0xff, 0xc3];
+        let got = branches_leaving(&bytes, 0, 12);
+        assert_eq!(
+            got,
+            vec![
+                LeavingBranch { insn_start: 0, insn_end: 5, target: 0x15, rel32_field: Some(1) },
+                LeavingBranch { insn_start: 7, insn_end: 12, target: 12u64.wrapping_sub(0x20), rel32_field: Some(8) },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_short_branch_out_has_no_rel32_field() {
+        let bytes = [0x90, 0xeb, 0x10];
+        let got = branches_leaving(&bytes, 1, 3);
+        assert_eq!(got, vec![LeavingBranch { insn_start: 1, insn_end: 3, target: 0x13, rel32_field: None }]);
+    }
+}

@@ -22,7 +22,7 @@ use klp::module::postlink::{self, Outcome};
 use klp::pipeline::{DiffRequest, Verdict};
 use klp::synth::entropy::Entropy;
 use klp::synth::truth::Answer;
-use klp::synth::{self as synth, Pair, Request, mutate};
+use klp::synth::{self as synth, Layout, Pair, Request, mutate};
 
 const OBJECT: &str = "fuzz.o";
 const MODULE: &str = "livepatch-fuzz.ko";
@@ -224,7 +224,8 @@ fn verdicts(v: Vec<oracle::FunctionVerdict>) {
 ///   and bits 1-2 the width (1, 2, 4 or 8 bytes), a 4-byte offset (modulo
 ///   the object's length), and 8 bytes of value (little endian, cut to the width).
 ///
-/// - structured mode (bit 7 set): byte 1 gives the number of functions,
+/// - structured mode (bit 7 set; bit 3 then asks for the `ld -r` merged
+///   form): byte 1 gives the number of functions,
 ///   byte 2 the number of mutations, and the rest are the synthesizer's
 ///   choices ([`klp::synth::synthesize_from`]): a valid pair with a known
 ///   answer, see [`structured`].
@@ -381,7 +382,8 @@ const STRUCTURED: u8 = 0x80;
 
 /// The synthesized pair of `seed` that edit mode mutates: small and valid.
 fn synthesized_pair(seed: u64) -> Pair {
-    let req = Request { seed, functions: 8 + (seed % 40) as usize, mutations: 1 + (seed % 5) as usize };
+    let layout = Layout { merged: seed % 2 == 1, sections_over_64k: false };
+    let req = Request { seed, functions: 8 + (seed % 40) as usize, mutations: 1 + (seed % 5) as usize, layout };
     synth::synthesize(&req).unwrap_or_else(|e| panic!("{}: the synthesizer failed: {e}", req.command()))
 }
 
@@ -398,7 +400,9 @@ fn synthesized_pair(seed: u64) -> Pair {
 fn structured(data: &[u8]) -> Option<Vec<u8>> {
     let [flags, functions, mutations, choices @ ..] = data else { return None };
     let (functions, mutations) = (1 + usize::from(functions % 64), usize::from(mutations % 8));
-    let pair = synth::synthesize_from(&mut Entropy::from_bytes(choices), functions, mutations, mutate::ALL)
+    // Bit 3 (`--parent` in the byte modes) picks the `ld -r` merged form.
+    let layout = Layout { merged: flags & 8 != 0, sections_over_64k: false };
+    let pair = synth::synthesize_from(&mut Entropy::from_bytes(choices), functions, mutations, mutate::ALL, layout)
         .unwrap_or_else(|e| panic!("the synthesizer failed: {e}"));
     // `--parent` with the original object is a byte-mode game (a relocatable
     // object is not a linked kernel), and without `--objname` klp rightly

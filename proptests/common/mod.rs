@@ -9,7 +9,7 @@ use std::path::Path;
 use klp::diff::{DiffOptions, DiffReport, Input};
 use klp::extract::ExtractOptions;
 use klp::pipeline::{DiffRequest, Verdict};
-use klp::synth::{Pair, Request};
+use klp::synth::{Layout, Pair, Request};
 
 /// Cases per suite: `PROPTEST_CASES`, else `default`.
 pub fn case_count(default: usize) -> usize {
@@ -21,7 +21,8 @@ pub fn first_seed() -> u64 {
     std::env::var("SYNTH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// The request of case `i`: sizes and mutation counts vary with the seed.
+/// The request of case `i`: sizes and mutation counts vary with the seed;
+/// the translation-unit form.
 pub fn request(i: usize) -> Request {
     request_for_seed(first_seed().wrapping_add(i as u64))
 }
@@ -29,7 +30,15 @@ pub fn request(i: usize) -> Request {
 /// The request of seed `seed`, as case `i` makes it.
 pub fn request_for_seed(seed: u64) -> Request {
     let mix = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-    Request { seed, functions: 20 + (mix % 140) as usize, mutations: 1 + (mix % 6) as usize }
+    let layout = Layout::default();
+    Request { seed, functions: 20 + (mix % 140) as usize, mutations: 1 + (mix % 6) as usize, layout }
+}
+
+/// Case `i` of a suite that covers both forms: odd seeds in the merged
+/// form of `vmlinux.o`, even ones in the translation-unit form.
+pub fn request_in_either_form(i: usize) -> Request {
+    let req = request(i);
+    Request { layout: Layout { merged: req.seed % 2 == 1, ..req.layout }, ..req }
 }
 
 pub fn pair(req: &Request) -> Pair {
@@ -56,6 +65,38 @@ pub fn diff(orig: &[u8], patched: &[u8]) -> Result<Outcome, String> {
     Ok(Outcome { report, verdict: outcome.verdict })
 }
 
+/// Where `klp diff`'s report and verdict differ from the pair's truth:
+/// the changed, new, removed, line-only and refused sets, the new data,
+/// and whether it refused.
+pub fn truth_mismatches(pair: &Pair, got: &Outcome) -> Vec<String> {
+    let (t, r) = (&pair.answer.truth, &got.report);
+    let refused: Vec<String> = r.refusals.iter().map(|x| x.symbol.clone()).collect();
+    let sets = [
+        ("changed", &t.changed, sorted(&r.changed)),
+        ("new", &t.new, sorted(&r.new_functions)),
+        ("removed", &t.removed, sorted(&r.removed)),
+        ("line_only", &t.line_only, sorted(&r.line_only)),
+        ("refused", &t.refused, sorted(&refused)),
+        ("new data", &pair.answer.new_data, sorted(&r.new_data)),
+    ];
+    let mut wrong: Vec<String> = (sets.into_iter().filter(|(_, want, got)| *want != got))
+        .map(|(name, want, got)| format!("{name}: expected {want:?}, klp said {got:?}"))
+        .collect();
+    let refused_verdict = matches!(got.verdict, Verdict::Unpatchable(_));
+    if refused_verdict == t.refused.is_empty() {
+        wrong.push(format!("verdict {} but truth refused {:?}", verdict_name(&got.verdict), t.refused));
+    }
+    wrong
+}
+
+pub fn verdict_name(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Unchanged => "unchanged",
+        Verdict::Unpatchable(_) => "unpatchable",
+        Verdict::Livepatch(_) => "livepatch",
+    }
+}
+
 pub fn sorted(v: &[String]) -> Vec<String> {
     let mut v = v.to_vec();
     v.sort();
@@ -65,6 +106,19 @@ pub fn sorted(v: &[String]) -> Vec<String> {
 /// Run `check` on each case; collect failures, print the first few with
 /// how to rebuild them, and fail if any. Asserts that cases ran.
 pub fn run_cases(default: usize, check: impl Fn(&Request) -> Result<(), String>) {
+    run_requests(default, request, check)
+}
+
+/// [`run_cases`] over both forms, half the cases each, and asserts that
+/// both ran.
+pub fn run_cases_in_both_forms(default: usize, check: impl Fn(&Request) -> Result<(), String>) {
+    let merged = (0..case_count(default)).filter(|&i| request_in_either_form(i).layout.merged).count();
+    assert!(case_count(default) < 2 || (merged > 0 && merged < case_count(default)), "one form only");
+    eprintln!("{merged} cases in the merged form");
+    run_requests(default, request_in_either_form, check)
+}
+
+fn run_requests(default: usize, request: fn(usize) -> Request, check: impl Fn(&Request) -> Result<(), String>) {
     let started = std::time::Instant::now();
     let count = case_count(default);
     let mut failures = Vec::new();
@@ -84,4 +138,31 @@ pub fn run_cases(default: usize, check: impl Fn(&Request) -> Result<(), String>)
         failures.len(),
         failures[..failures.len().min(80)].join("\n")
     );
+}
+
+/// Direct calls and jumps of OUT.o's functions that land outside their
+/// function and have no relocation: a displacement copied from another
+/// place, so a branch into whatever sits there now. Read with `object`
+/// and decoded with iced-x86 here, not with klp's reader.
+pub fn stale_branches(out: &[u8]) -> Result<Vec<String>, String> {
+    use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+    let file = object::File::parse(out).map_err(|e| format!("OUT.o: {e}"))?;
+    let mut stale = Vec::new();
+    for sym in file.symbols().filter(|s| s.kind() == SymbolKind::Text && s.size() > 0) {
+        let Some(sec) = sym.section_index().and_then(|i| file.section_by_index(i).ok()) else { continue };
+        let data = sec.data().map_err(|e| e.to_string())?;
+        let (start, end) = (sym.address(), sym.address() + sym.size());
+        let Some(code) = data.get(start as usize..end as usize) else { continue };
+        let relocated: Vec<u64> = sec.relocations().map(|(at, _)| at).collect();
+        let mut decoder = iced_x86::Decoder::with_ip(64, code, start, iced_x86::DecoderOptions::NONE);
+        for insn in decoder.iter() {
+            let near = matches!(insn.op0_kind(), iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64);
+            let lands_inside = (start..end).contains(&insn.near_branch_target());
+            let has_reloc = relocated.iter().any(|&at| at >= insn.ip() && at < insn.next_ip());
+            if near && !lands_inside && !has_reloc {
+                stale.push(format!("{}+{:#x}", sym.name().unwrap_or("?"), insn.ip() - start));
+            }
+        }
+    }
+    Ok(stale)
 }

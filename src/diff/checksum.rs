@@ -856,7 +856,7 @@ mod tests {
             constants: Vec::new(),
         };
         let p = Program { units: vec![unit], padding: CallPadding::None, next_id: 1, objtool_sites: false };
-        crate::synth::write::write(&p).unwrap()
+        crate::synth::write::write(&p, Default::default()).unwrap()
     }
 
     fn checksum_of(bytes: &[u8], name: &str) -> Checksum {

@@ -13,7 +13,7 @@ use crate::elf::write::{OutPlacement, OutReloc, OutSectionId, OutSymbol, OutSymb
 use crate::elf::{Binding, ElfObject, Named, Referent, Reloc, SectionId, Symbol, SymbolId, SymbolKind, reloc};
 use crate::error::{Error, Result};
 use crate::kernel::abi as klp;
-use crate::x86::Boundaries;
+use crate::x86::{self, Boundaries};
 
 /// What a relocation in copied code or data refers to, after normalisation.
 enum Norm {
@@ -122,7 +122,15 @@ impl<'d> Builder<'_, 'd> {
         osec: OutSectionId,
         out_offset: u64,
     ) -> Result<()> {
-        let relocs: Vec<Reloc> = self.p.section(sec).relocs_in(start, end).to_vec();
+        let mut relocs: Vec<Reloc> = self.p.section(sec).relocs_in(start, end).to_vec();
+        let resolved = self.resolved_branches(sec, start, end)?;
+        for r in &resolved {
+            // The field's old displacement means nothing at the new place;
+            // zero it, as gas leaves a relocated field.
+            let at = (out_offset + (r.offset - start)) as usize;
+            self.out.sections[osec].data[at..at + 4].fill(0);
+        }
+        relocs.extend(resolved);
         // Each becomes one 24-byte RELA entry of the output.
         self.spend(relocs.len() as u64 * 24, self.p.section(sec), start)?;
         // R_X86_64_NONE writes nothing (old -mrecord-mcount marks its nops so).
@@ -133,6 +141,51 @@ impl<'d> Builder<'_, 'd> {
             self.clone_reloc(sec, &r, bias, osec, site)?;
         }
         Ok(())
+    }
+
+    /// Branches the assembler resolved itself that leave `[start, end)` of
+    /// code section `sec`: in a `.text` shared by several functions (a unit
+    /// built without function sections, `.init.text`, the `ld -r` merged
+    /// `vmlinux.o`), gas writes a call or jump to a static function of the
+    /// same section as a bare displacement. A copy elsewhere cannot keep the
+    /// displacement, so each becomes the relocation gas would otherwise have
+    /// emitted (PC32 to where it lands; PLT32 to a global function), which
+    /// the plan then decides like any other.
+    fn resolved_branches(&self, sec: SectionId, start: u64, end: u64) -> Result<Vec<Reloc>> {
+        let s = self.p.section(sec);
+        if !s.is_exec() || s.is_nobits() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for b in x86::branches_leaving(s.data, start, end) {
+            if !s.relocs_in(b.insn_start, b.insn_end).is_empty() {
+                continue;
+            }
+            let Some(field) = b.rel32_field else {
+                return Err(self.unsupported_branch(sec, b.insn_start, "a short branch"));
+            };
+            let Some(target) = self.p.symbol_at(sec, b.target).filter(|&t| self.lands_in(t, b.target)) else {
+                return Err(self.unsupported_branch(sec, b.insn_start, "a branch to code no function covers"));
+            };
+            let t = self.p.symbol(target);
+            let r_type = if t.is_local() { reloc::PC32 } else { reloc::PLT32 };
+            let addend = b.target as i64 - t.value as i64 - (b.insn_end - field) as i64;
+            out.push(Reloc { offset: field, r_type, symbol: target, addend });
+        }
+        Ok(out)
+    }
+
+    /// Symbol `t` is code that `at` lands in (its start or inside it).
+    fn lands_in(&self, t: SymbolId, at: u64) -> bool {
+        let t = self.p.symbol(t);
+        t.kind == SymbolKind::Func && t.value <= at && (at < t.end() || at == t.value)
+    }
+
+    fn unsupported_branch(&self, sec: SectionId, at: u64, what: &str) -> Error {
+        Error::unsupported(format!("{what} without a relocation leaves the copied function"))
+            .in_section(self.p.section(sec).name)
+            .at_offset(at)
+            .in_file(&self.p.path)
     }
 
     /// Relocation `r` of `sec` writes inside a copy that ends at `end`: a
@@ -321,4 +374,78 @@ pub(super) fn padding_starts(obj: &ElfObject) -> HashSet<(SectionId, u64)> {
             Some((t.section()?, at))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::diff::{DiffOptions, Input};
+    use crate::elf::{ElfObject, reloc};
+    use crate::extract::ExtractOptions;
+    use crate::pipeline::{DiffRequest, Verdict};
+    use crate::synth::Layout;
+    use crate::synth::model::{CallPadding, Callee, Ending, FuncId, Function, Op, Program, Reg, TextKind, Unit};
+
+    /// `do_mounts.c` built without function sections: global `caller` calls the
+    /// static `helper` that follows it in the same `.text`, which gas
+    /// resolves without a relocation.
+    fn program(value: u32) -> Program {
+        let function = |id, name: &str, global, body| Function {
+            id: FuncId(id),
+            name: name.into(),
+            global,
+            text: TextKind::Text,
+            body,
+            ending: Ending::Return,
+            cold: None,
+            pad: 0,
+        };
+        let caller = vec![Op::SetImm { reg: Reg::Eax, value }, Op::Call { callee: Callee::Func(FuncId(2)) }];
+        let helper = vec![Op::SetImm { reg: Reg::Ecx, value: 7 }];
+        let unit = Unit {
+            file: "do_mounts.c".into(),
+            source_path: "init/do_mounts.c".into(),
+            functions: vec![function(1, "caller", true, caller), function(2, "helper", false, helper)],
+            variables: Vec::new(),
+            strings: Vec::new(),
+            constants: Vec::new(),
+        };
+        Program { units: vec![unit], padding: CallPadding::None, next_id: 2, objtool_sites: false }
+    }
+
+    #[test]
+    fn a_branch_gas_resolved_to_a_function_left_behind_becomes_a_relocation() {
+        let merged = Layout { merged: true, sections_over_64k: false };
+        assert!(merged.shares_sections(&program(1).units[0]));
+        let orig = crate::synth::write::write(&program(1), merged).unwrap();
+        let patched = crate::synth::write::write(&program(2), merged).unwrap();
+        let p = ElfObject::parse(Path::new("b.o"), &patched).unwrap();
+        let text = p.section_by_name(".text").unwrap();
+        assert!(text.relocs.iter().all(|r| p.symbol(r.symbol).name != "helper"), "gas-like: no relocation");
+
+        let request = DiffRequest {
+            orig: Input::new(Path::new("a.o"), &orig),
+            patched: Input::new(Path::new("b.o"), &patched),
+            diff: DiffOptions::default(),
+            extract: ExtractOptions { objname: Some("vmlinux".into()), ..Default::default() },
+            explain: Vec::new(),
+        };
+        let outcome = crate::pipeline::diff(&request).unwrap();
+        assert_eq!(outcome.report.changed, vec!["caller".to_string()]);
+        let Verdict::Livepatch(out) = outcome.verdict else { panic!("no OUT.o") };
+        let o = ElfObject::parse(Path::new("out.o"), &out).unwrap();
+        let caller = o.symbol(o.symbols_named("caller")[0]);
+        let code = o.symbol_section(caller).unwrap();
+        let calls: Vec<_> = code
+            .relocs_in(caller.value, caller.end())
+            .iter()
+            .filter(|r| o.symbol(r.symbol).name.contains("helper"))
+            .collect();
+        assert_eq!(calls.len(), 1, "the call to helper is a KLP relocation");
+        let r = calls[0];
+        assert_eq!((r.r_type, r.addend), (reloc::PC32, -4));
+        let field = &code.data[r.offset as usize..r.offset as usize + 4];
+        assert_eq!(field, [0; 4], "the stale displacement is cleared");
+    }
 }

@@ -265,8 +265,8 @@ fn random_op(e: &mut Entropy, p: &mut Program, u: usize, me: FuncId, is_init: bo
         0 => Op::SetImm { reg: *e.pick(&regs), value: e.u32() },
         1 => Op::Scale { dst: Reg::Eax, src: *e.pick(&[Reg::Ebx, Reg::Eax]), factor: e.range(2, 100) as i8 },
         2..=4 => {
-            let var = visible_variable(e, p, u);
-            let writable = p.variable(var).is_some_and(|v| v.kind != VarKind::ReadOnly);
+            let (var, kind) = visible_variable(e, p, u);
+            let writable = kind != VarKind::ReadOnly;
             match e.below(4) {
                 1 if writable => Op::Store { var, offset: 0 },
                 2 if writable => Op::Bump { var, delta: e.range(1, 9) as i8 },
@@ -282,11 +282,13 @@ fn random_op(e: &mut Entropy, p: &mut Program, u: usize, me: FuncId, is_init: bo
     }
 }
 
-/// A variable unit `u` can name: its own file-scope ones or another unit's globals.
-fn visible_variable(e: &mut Entropy, p: &Program, u: usize) -> VarId {
+/// A variable unit `u` can name: its own file-scope ones or another unit's
+/// globals; with its kind, which a lookup by id would find only by a scan
+/// of every unit (quadratic at hundreds of thousands of functions).
+fn visible_variable(e: &mut Entropy, p: &Program, u: usize) -> (VarId, VarKind) {
     let other = &p.units[e.below(p.units.len() as u64) as usize];
-    let globals: Vec<VarId> = other.variables.iter().filter(|v| v.global).map(|v| v.id).collect();
-    let own: Vec<VarId> = p.units[u].variables.iter().filter(|v| !v.name.contains('.')).map(|v| v.id).collect();
+    let globals: Vec<_> = other.variables.iter().filter(|v| v.global).map(|v| (v.id, v.kind)).collect();
+    let own: Vec<_> = p.units[u].variables.iter().filter(|v| !v.name.contains('.')).map(|v| (v.id, v.kind)).collect();
     if !globals.is_empty() && (own.is_empty() || e.percent(30)) {
         return *e.pick(&globals);
     }

@@ -2,7 +2,7 @@
 //! no earlier mutation of the pair touched (so that answers compose), edits
 //! the patched model, and records its effects for [`super::truth`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::entropy::Entropy;
 use super::model::{
@@ -281,10 +281,11 @@ impl<'a, 'e> Mutator<'a, 'e> {
     }
 
     fn remove(&mut self) -> Option<()> {
+        let users = Users::of(&self.p);
         let candidates: Vec<FuncId> = self
             .p
             .functions()
-            .filter(|(_, h)| h.text == TextKind::Text && !self.touched.contains(&h.id) && self.removable(h.id))
+            .filter(|(_, h)| h.text == TextKind::Text && !self.touched.contains(&h.id) && self.removable(h.id, &users))
             .map(|(_, h)| h.id)
             .collect();
         if candidates.is_empty() {
@@ -316,13 +317,10 @@ impl<'a, 'e> Mutator<'a, 'e> {
     }
 
     /// Every user of `h` is an untouched non-init function, and no data points at it.
-    fn removable(&self, h: FuncId) -> bool {
-        let pointed = self.p.units.iter().flat_map(|u| &u.variables).any(|v| v.pointers.iter().any(|p| p.1 == h));
-        let callers = self.p.callers_of(h);
-        !pointed
-            && callers.iter().all(|c| {
-                !self.touched.contains(c) && self.p.function(*c).is_some_and(|f| f.text == TextKind::Text && *c != h)
-            })
+    fn removable(&self, h: FuncId, users: &Users) -> bool {
+        let callers = users.callers.get(&h).map_or(&[][..], Vec::as_slice);
+        !users.pointed.contains(&h)
+            && callers.iter().all(|c| !self.touched.contains(c) && users.text.contains(c) && *c != h)
     }
 
     fn is_local_static(&self, u: usize, v: VarId) -> bool {
@@ -505,6 +503,41 @@ impl Mutator<'_, '_> {
         functions.insert(0, moved);
         self.effects.push(Effect::Changed(g));
         Some(())
+    }
+}
+
+/// Who uses each function, gathered in one pass: asking the model per
+/// candidate would be quadratic in the functions.
+struct Users {
+    /// The functions calling each function, each once.
+    callers: HashMap<FuncId, Vec<FuncId>>,
+    /// Functions some data points at.
+    pointed: HashSet<FuncId>,
+    /// Functions in `.text` (not `__init`).
+    text: HashSet<FuncId>,
+}
+
+impl Users {
+    fn of(p: &Program) -> Self {
+        let mut callers: HashMap<FuncId, Vec<FuncId>> = HashMap::new();
+        for (_, f) in p.functions() {
+            let tail = match &f.ending {
+                Ending::TailCall(c) => Some(c),
+                Ending::Return => None,
+            };
+            let callees = f.all_ops().filter_map(|op| if let Op::Call { callee } = op { Some(callee) } else { None });
+            let mut seen = HashSet::new();
+            for callee in callees.chain(tail) {
+                if let Callee::Func(t) = callee
+                    && seen.insert(*t)
+                {
+                    callers.entry(*t).or_default().push(f.id);
+                }
+            }
+        }
+        let pointed = p.units.iter().flat_map(|u| &u.variables).flat_map(|v| v.pointers.iter().map(|p| p.1)).collect();
+        let text = p.functions().filter(|(_, f)| f.text == TextKind::Text).map(|(_, f)| f.id).collect();
+        Users { callers, pointed, text }
     }
 }
 

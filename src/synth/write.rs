@@ -17,6 +17,7 @@ use object::elf;
 
 use super::elf::{Draft, DraftReloc, DraftSection, DraftSymbol, SecIdx, SymIdx};
 use super::encode::{self, Encoded, Site, SiteKind, Target};
+use super::layout::{Layout, SHN_LORESERVE};
 use super::model::{
     CALL_PADDING, CallPadding, FuncId, Function, Program, StrId, TextKind, Unit, VarId, VarKind, Variable,
 };
@@ -51,6 +52,7 @@ struct Builder {
     /// Pointers in data waiting for symbols: (section, offset, target).
     pending_pointers: Vec<(SecIdx, u64, FuncId)>,
     padding: CallPadding,
+    layout: Layout,
     /// Where call padding starts: (section, offset).
     padding_starts: Vec<(SecIdx, u64)>,
     /// `__fentry__` call sites: (section, offset of the call instruction).
@@ -73,17 +75,20 @@ struct UnitStrings {
     source_path: u64,
 }
 
-/// `program` as ELF bytes.
-pub fn write(program: &Program) -> Result<Vec<u8>, String> {
-    let mut b = Builder { padding: program.padding, objtool_sites: program.objtool_sites, ..Builder::default() };
+/// `program` as ELF bytes, laid out as `layout` says.
+pub fn write(program: &Program, layout: Layout) -> Result<Vec<u8>, String> {
+    let mut b =
+        Builder { padding: program.padding, objtool_sites: program.objtool_sites, layout, ..Builder::default() };
     for (u, unit) in program.units.iter().enumerate() {
         b.unit(u, unit).map_err(|e| format!("{}: {e}", unit.file))?;
     }
+    let units_end = b.draft.sections.len();
     b.mcount_loc();
     b.patchable_function_entries();
     b.finish_symbols();
     b.relocate()?;
     b.draft.add_section(DraftSection::new(".note.GNU-stack", elf::SHT_PROGBITS.0, 0, 1));
+    b.check_section_count(units_end)?;
     b.draft.to_bytes()
 }
 
@@ -98,11 +103,25 @@ impl Builder {
         self.string_section(unit);
         self.constant_pools(unit);
         for f in unit.functions.iter().filter(|f| f.text == TextKind::Text) {
-            self.function_in_own_section(u, f)?;
+            self.text_function(u, unit, f)?;
         }
         self.init_functions(u, unit)?;
         for v in &unit.variables {
-            self.variable(v);
+            self.variable(unit, v);
+        }
+        Ok(())
+    }
+
+    /// What `--sections-over-64k` promises: not only more sections than
+    /// `e_shnum` holds, but functions and variables in sections whose
+    /// index `st_shndx` cannot hold (`SHN_XINDEX`, `.symtab_shndx`).
+    fn check_section_count(&self, units_end: SecIdx) -> Result<(), String> {
+        let units = &self.draft.sections[..units_end];
+        // The ELF index of the units' last section: the null section, then
+        // each section followed by its `.rela` if it has relocations.
+        let last = units_end + units.iter().filter(|s| !s.relocs.is_empty()).count();
+        if self.layout.sections_over_64k && last < SHN_LORESERVE {
+            return Err(format!("the last function or variable is in section {last}, not past {SHN_LORESERVE}"));
         }
         Ok(())
     }
@@ -189,27 +208,31 @@ impl Builder {
         }
     }
 
-    fn function_in_own_section(&mut self, u: usize, f: &Function) -> Result<(), String> {
+    /// A function in `.text.<name>`, or after the unit's previous one in
+    /// `.text` (int3 filler, then NOPs up to the 16-byte alignment).
+    fn text_function(&mut self, u: usize, unit: &Unit, f: &Function) -> Result<(), String> {
         let code = encode::function_with(f, self.objtool_sites).map_err(|e| format!("{}: {e}", f.name))?;
         let mut bytes = vec![0xcc; f.pad as usize];
         bytes.extend(self.call_padding());
         let entry = bytes.len() as u64;
         bytes.extend_from_slice(&code.bytes);
-        let (section, start) = self.place(DraftSection::code(&format!(".text.{}", f.name), 16), &bytes, 16);
+        let name = self.layout.text_section(unit, f);
+        let (section, start) = self.place(DraftSection::code(&name, 16), &bytes, 16);
         let offset = start + entry;
         let placed = self.function_symbol(f, section, offset, code.bytes.len() as u64);
         self.functions.insert(f.id, placed);
         self.code_placed(u, f.id, section, offset, code.clone());
-        self.cold_part(u, f, &code)
+        self.cold_part(u, unit, f, &code)
     }
 
-    fn cold_part(&mut self, u: usize, f: &Function, parent: &Encoded) -> Result<(), String> {
+    fn cold_part(&mut self, u: usize, unit: &Unit, f: &Function, parent: &Encoded) -> Result<(), String> {
         let (Some(ops), Some(resume)) = (&f.cold, parent.resume) else {
             return Ok(());
         };
         let code =
             encode::cold_part_with(f, ops, resume, self.objtool_sites).map_err(|e| format!("{}.cold: {e}", f.name))?;
-        let (section, at) = self.place(DraftSection::code(&format!(".text.unlikely.{}", f.name), 1), &code.bytes, 1);
+        let name = self.layout.cold_section(unit, f);
+        let (section, at) = self.place(DraftSection::code(&name, 1), &code.bytes, 1);
         self.local(&format!("{}.cold", f.name), elf::STT_FUNC.0, Some(section), at, code.bytes.len() as u64);
         self.colds.insert(f.id, (section, at));
         self.specials(u, f.id, section, at, &code.specials);
@@ -246,14 +269,14 @@ impl Builder {
         self.pending.push((section, offset, u, code.sites));
     }
 
-    fn variable(&mut self, v: &Variable) {
-        let (prefix, sh_type, flags) = match v.kind {
-            VarKind::Data => (".data", elf::SHT_PROGBITS.0, elf::SHF_ALLOC.0 | elf::SHF_WRITE.0),
-            VarKind::ReadOnly => (".rodata", elf::SHT_PROGBITS.0, elf::SHF_ALLOC.0),
-            VarKind::Bss => (".bss", elf::SHT_NOBITS.0, elf::SHF_ALLOC.0 | elf::SHF_WRITE.0),
+    fn variable(&mut self, unit: &Unit, v: &Variable) {
+        let (sh_type, flags) = match v.kind {
+            VarKind::Data => (elf::SHT_PROGBITS.0, elf::SHF_ALLOC.0 | elf::SHF_WRITE.0),
+            VarKind::ReadOnly => (elf::SHT_PROGBITS.0, elf::SHF_ALLOC.0),
+            VarKind::Bss => (elf::SHT_NOBITS.0, elf::SHF_ALLOC.0 | elf::SHF_WRITE.0),
         };
         let align = if v.pointers.is_empty() { 4 } else { 8 };
-        let sec = DraftSection::new(&format!("{prefix}.{}", v.name), sh_type, flags, align);
+        let sec = DraftSection::new(&self.layout.data_section(unit, v.kind, &v.name), sh_type, flags, align);
         let (section, offset) = self.place(sec, &v.bytes, align);
         for &(at, target) in &v.pointers {
             self.pending_pointers.push((section, offset + at as u64, target));
@@ -288,12 +311,16 @@ impl Builder {
     /// One `__patchable_function_entries` per code section (SHF_LINK_ORDER
     /// to it), an 8-byte entry for each function's padding, as gcc emits them.
     fn patchable_function_entries(&mut self) {
+        // In order of first appearance; a map, not a scan per entry: the
+        // translation-unit form has a code section per function.
         let mut by_section: Vec<(SecIdx, Vec<u64>)> = Vec::new();
+        let mut slot: HashMap<SecIdx, usize> = HashMap::new();
         for &(section, at) in &self.padding_starts {
-            match by_section.iter_mut().find(|(s, _)| *s == section) {
-                Some((_, list)) => list.push(at),
-                None => by_section.push((section, vec![at])),
-            }
+            let i = *slot.entry(section).or_insert_with(|| {
+                by_section.push((section, Vec::new()));
+                by_section.len() - 1
+            });
+            by_section[i].1.push(at);
         }
         for (code, starts) in by_section {
             let flags = elf::SHF_WRITE.0 | elf::SHF_ALLOC.0 | elf::SHF_LINK_ORDER.0;
@@ -360,13 +387,18 @@ impl Builder {
         for (section, base, u, sites) in std::mem::take(&mut self.pending) {
             for site in sites {
                 let (symbol, place, global) = self.resolve(u, &site.target)?;
+                let field = base + site.offset as u64;
+                if self.resolved_by_assembler(section, symbol, global, site.kind) {
+                    self.patch_branch(section, field, place + site.bias)?;
+                    continue;
+                }
                 let r_type = match site.kind {
                     SiteKind::Branch if global => elf::R_X86_64_PLT32.0,
                     SiteKind::Branch | SiteKind::PcRelative => elf::R_X86_64_PC32.0,
                     SiteKind::Absolute32S => elf::R_X86_64_32S.0,
                     SiteKind::PcRelative64 => elf::R_X86_64_PC64.0,
                 };
-                let r = DraftReloc { offset: base + site.offset as u64, symbol, r_type, addend: place + site.bias };
+                let r = DraftReloc { offset: field, symbol, r_type, addend: place + site.bias };
                 self.draft.sections[section].relocs.push(r);
             }
         }
@@ -378,6 +410,27 @@ impl Builder {
         for s in &mut self.draft.sections {
             s.relocs.sort_by_key(|r| r.offset);
         }
+        Ok(())
+    }
+
+    /// A branch to a local place in its own section, which gas resolves
+    /// without a relocation (in the forms that model it).
+    fn resolved_by_assembler(&self, section: SecIdx, symbol: SymIdx, global: bool, kind: SiteKind) -> bool {
+        self.layout.resolves_local_branches()
+            && kind == SiteKind::Branch
+            && !global
+            && self.section_symbols.get(&section) == Some(&symbol)
+    }
+
+    /// Write into the rel32 field at `field` of `section` what a PC32
+    /// relocation against the section with addend `aim` would: the
+    /// branch then lands where the relocation would have pointed it.
+    fn patch_branch(&mut self, section: SecIdx, field: u64, aim: i64) -> Result<(), String> {
+        let sec = &mut self.draft.sections[section];
+        let displacement =
+            i32::try_from(aim - field as i64).map_err(|_| format!("branch at {field:#x} out of range"))?;
+        let at = field as usize;
+        sec.data[at..at + 4].copy_from_slice(&displacement.to_le_bytes());
         Ok(())
     }
 
