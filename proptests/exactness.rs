@@ -256,3 +256,52 @@ fn a_static_used_by_a_renamed_clone_pairs_through_it() {
     let r = &got.report;
     assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show"], "{r:?}");
 }
+
+/// Two statics used by the same one function and nothing else tells apart
+/// (`count` and `count.6`, same size and contents), next to a namesake that
+/// goes away with its function: unequal counts rule out pairing by
+/// position, so their unchanged names decide (found by the structured
+/// `diff` fuzzer: both were new data).
+#[test]
+fn statics_with_the_same_users_pair_by_name() {
+    use klp::synth::model::{
+        CallPadding, Ending, FuncId, Function, Op, Program, TextKind, Unit, VarId, VarKind, Variable,
+    };
+    let function = |id: u32, vars: &[u32]| Function {
+        id: FuncId(id),
+        name: format!("show{id}"),
+        global: true,
+        text: TextKind::Text,
+        body: vars.iter().map(|&v| Op::Load { var: VarId(v), offset: 0 }).collect(),
+        ending: Ending::Return,
+        cold: None,
+        pad: 0,
+    };
+    let count = |id: u32, name: &str| Variable {
+        id: VarId(id),
+        name: name.into(),
+        global: false,
+        kind: VarKind::Data,
+        bytes: vec![0; 4],
+        pointers: Vec::new(),
+    };
+    let unit = Unit {
+        file: "ioctl0.c".into(),
+        source_path: "drivers/synth/ioctl0.c".into(),
+        functions: vec![function(11, &[1, 2]), function(16, &[3])],
+        variables: vec![count(1, "count"), count(2, "count.6"), count(3, "count.9")],
+        strings: Vec::new(),
+        constants: Vec::new(),
+    };
+    let orig = Program { units: vec![unit], padding: CallPadding::None, next_id: 100, objtool_sites: false };
+    let mut patched = orig.clone();
+    patched.units[0].functions.pop();
+    patched.units[0].variables.pop();
+    let (a, b) = (
+        klp::synth::write::write(&orig, Default::default()).unwrap(),
+        klp::synth::write::write(&patched, Default::default()).unwrap(),
+    );
+    let got = common::diff(&a, &b).unwrap();
+    let r = &got.report;
+    assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show16"], "{r:?}");
+}

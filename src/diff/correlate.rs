@@ -493,6 +493,11 @@ impl Ctx<'_, '_> {
             // other's users, then those sharing one: functions often use
             // several statics of a name (`flags` and `flags.2`), so sharing
             // one user alone proves little while the exact match is there.
+            // Statics with the same users and name: nothing else tells
+            // apart `count` and `count.6` used by the same one function.
+            let same_name = |o: SymbolId, p: SymbolId| self.orig.symbol(o).name == self.patched.symbol(p).name;
+            let named = unique_matches(l, |o, p| same_name(o, p) && users(twins, o, p).is_some_and(|u| u.0));
+            take_pairs(l, twins, named);
             let exact = unique_matches(l, |o, p| users(twins, o, p).is_some_and(|u| u.0));
             take_pairs(l, twins, exact);
             let shared = unique_matches(l, |o, p| users(twins, o, p).is_some_and(|u| u.1));
