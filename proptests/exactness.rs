@@ -42,6 +42,58 @@ fn regression_seed_2009_merged_statics_in_one_bss() {
     check(&req).unwrap();
 }
 
+/// Builders of the hand-built regressions below: small models whose one
+/// shape is what a fuzzer or a seed found.
+mod hand {
+    pub use klp::synth::model::{
+        CallPadding, Callee, Ending, FuncId, Function, Op, Program, Reg, TextKind, Unit, VarId, VarKind, Variable,
+    };
+
+    /// A `.text` function; names with a `.` suffix are statics (clones).
+    pub fn function(id: u32, name: &str, body: Vec<Op>) -> Function {
+        Function {
+            id: FuncId(id),
+            name: name.into(),
+            global: !name.contains('.'),
+            text: TextKind::Text,
+            body,
+            ending: Ending::Return,
+            cold: None,
+            pad: 0,
+        }
+    }
+
+    pub fn loads(vars: &[u32]) -> Vec<Op> {
+        vars.iter().map(|&v| Op::Load { var: VarId(v), offset: 0 }).collect()
+    }
+
+    /// A function-local static of `size` zero bytes.
+    pub fn static_var(id: u32, name: &str, kind: VarKind, size: usize) -> Variable {
+        Variable { id: VarId(id), name: name.into(), global: false, kind, bytes: vec![0; size], pointers: Vec::new() }
+    }
+
+    pub fn unit(file: &str, functions: Vec<Function>, variables: Vec<Variable>) -> Unit {
+        Unit {
+            file: file.into(),
+            source_path: format!("drivers/synth/{file}"),
+            functions,
+            variables,
+            strings: Vec::new(),
+            constants: Vec::new(),
+        }
+    }
+
+    pub fn program(units: Vec<Unit>) -> Program {
+        Program { units, padding: CallPadding::None, next_id: 1000, objtool_sites: false }
+    }
+
+    /// `klp diff` of the two models, in the translation-unit form.
+    pub fn diff(orig: &Program, patched: &Program) -> super::common::Outcome {
+        let write = |p: &Program| klp::synth::write::write(p, Default::default()).unwrap();
+        super::common::diff(&write(orig), &write(patched)).unwrap()
+    }
+}
+
 /// Regression (seed 52923 with `SYNTH_SEED=50000 PROPTEST_CASES=3000`):
 /// `reset.isra.0` calls `open.part.1` and both are renamed with their code
 /// unchanged. The caller's checksum names the new callee, so it matched its
@@ -49,39 +101,19 @@ fn regression_seed_2009_merged_statics_in_one_bss() {
 /// reported `reset` removed and new, and its callers changed.
 #[test]
 fn chained_clone_renames_pair_and_change_nothing() {
-    use klp::synth::model::{CallPadding, Callee, Ending, FuncId, Function, Op, Program, Reg, TextKind, Unit};
-    let function = |id: u32, name: &str, body: Vec<Op>| Function {
-        id: FuncId(id),
-        name: name.into(),
-        global: !name.contains('.'),
-        text: TextKind::Text,
-        body,
-        ending: Ending::Return,
-        cold: None,
-        pad: 0,
-    };
+    use hand::*;
     let call = |id: u32| Op::Call { callee: Callee::Func(FuncId(id)) };
-    let unit = Unit {
-        file: "ioctl3.c".into(),
-        source_path: "drivers/synth/ioctl3.c".into(),
-        functions: vec![
-            function(1, "open.part.1", vec![Op::SetImm { reg: Reg::Eax, value: 1 }]),
-            function(2, "reset.isra.0", vec![call(1)]),
-            function(3, "ioctl3_write", vec![call(2)]),
-        ],
-        variables: Vec::new(),
-        strings: Vec::new(),
-        constants: Vec::new(),
-    };
-    let orig = Program { units: vec![unit], padding: CallPadding::PrefixSymbols, next_id: 3, objtool_sites: false };
+    let functions = vec![
+        function(1, "open.part.1", vec![Op::SetImm { reg: Reg::Eax, value: 1 }]),
+        function(2, "reset.isra.0", vec![call(1)]),
+        function(3, "ioctl3_write", vec![call(2)]),
+    ];
+    let mut orig = program(vec![unit("ioctl3.c", functions, Vec::new())]);
+    orig.padding = CallPadding::PrefixSymbols;
     let mut patched = orig.clone();
     patched.units[0].functions[0].name = "open.constprop.0.part.1".into();
     patched.units[0].functions[1].name = "reset.constprop.0.isra.0".into();
-    let (a, b) = (
-        klp::synth::write::write(&orig, Default::default()).unwrap(),
-        klp::synth::write::write(&patched, Default::default()).unwrap(),
-    );
-    let got = common::diff(&a, &b).unwrap();
+    let got = diff(&orig, &patched);
     let r = &got.report;
     assert!(r.changed.is_empty() && r.new_functions.is_empty() && r.removed.is_empty(), "{r:?}");
     assert!(matches!(got.verdict, Verdict::Unchanged));
@@ -95,48 +127,17 @@ fn chained_clone_renames_pair_and_change_nothing() {
 /// structured `diff` fuzzer).
 #[test]
 fn renumbered_statics_pair_through_their_users_real_pc_bias() {
-    use klp::synth::model::{
-        CallPadding, Ending, FuncId, Function, Op, Program, TextKind, Unit, VarId, VarKind, Variable,
-    };
-    let bump = |var: u32| Function {
-        id: FuncId(100 + var),
-        name: format!("show{var}"),
-        global: true,
-        text: TextKind::Text,
-        body: vec![Op::Bump { var: VarId(var), delta: 1 }],
-        ending: Ending::Return,
-        cold: None,
-        pad: 0,
-    };
-    let count = |id: u32, name: &str| Variable {
-        id: VarId(id),
-        name: name.into(),
-        global: false,
-        kind: VarKind::Data,
-        bytes: vec![0; 4],
-        pointers: Vec::new(),
-    };
-    let unit = |file: &str, functions, variables| Unit {
-        file: file.into(),
-        source_path: format!("drivers/synth/{file}"),
-        functions,
-        variables,
-        strings: Vec::new(),
-        constants: Vec::new(),
-    };
-    let orig = Program {
-        units: vec![
-            unit(
-                "a.c",
-                vec![bump(1), bump(2), bump(4)],
-                vec![count(1, "count.1"), count(2, "count.2"), count(4, "count.3")],
-            ),
-            unit("b.c", vec![bump(3)], vec![count(3, "count.1")]),
-        ],
-        padding: CallPadding::None,
-        next_id: 200,
-        objtool_sites: false,
-    };
+    use hand::*;
+    let bump = |var: u32| function(100 + var, &format!("show{var}"), vec![Op::Bump { var: VarId(var), delta: 1 }]);
+    let count = |id: u32, name: &str| static_var(id, name, VarKind::Data, 4);
+    let orig = program(vec![
+        unit(
+            "a.c",
+            vec![bump(1), bump(2), bump(4)],
+            vec![count(1, "count.1"), count(2, "count.2"), count(4, "count.3")],
+        ),
+        unit("b.c", vec![bump(3)], vec![count(3, "count.1")]),
+    ]);
     // show4 and its static are gone, and gcc numbered a.c's two other
     // statics the other way round (unequal counts: no pairing by position).
     let mut patched = orig.clone();
@@ -144,11 +145,7 @@ fn renumbered_statics_pair_through_their_users_real_pc_bias() {
     patched.units[0].variables.pop();
     patched.units[0].variables[0].name = "count.2".into();
     patched.units[0].variables[1].name = "count.1".into();
-    let (a, b) = (
-        klp::synth::write::write(&orig, Default::default()).unwrap(),
-        klp::synth::write::write(&patched, Default::default()).unwrap(),
-    );
-    let got = common::diff(&a, &b).unwrap();
+    let got = diff(&orig, &patched);
     let r = &got.report;
     assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show4"], "{r:?}");
     assert!(matches!(got.verdict, Verdict::Unchanged));
@@ -162,48 +159,22 @@ fn renumbered_statics_pair_through_their_users_real_pc_bias() {
 /// the changed `flags` (found by the structured `diff` fuzzer).
 #[test]
 fn statics_sharing_users_pair_by_their_whole_user_sets() {
-    use klp::synth::model::{
-        CallPadding, Ending, FuncId, Function, Op, Program, TextKind, Unit, VarId, VarKind, Variable,
-    };
-    let function = |id: u32, vars: &[u32]| Function {
-        id: FuncId(id),
-        name: format!("work{id}"),
-        global: true,
-        text: TextKind::Text,
-        body: vars.iter().map(|&v| Op::Load { var: VarId(v), offset: 0 }).collect(),
-        ending: Ending::Return,
-        cold: None,
-        pad: 0,
-    };
-    let var = |id: u32, name: &str, kind: VarKind, size: usize| Variable {
-        id: VarId(id),
-        name: name.into(),
-        global: false,
-        kind,
-        bytes: vec![0; size],
-        pointers: Vec::new(),
-    };
-    let unit = Unit {
-        file: "proc0.c".into(),
-        source_path: "drivers/synth/proc0.c".into(),
-        functions: vec![function(11, &[1, 2]), function(12, &[1, 3]), function(13, &[1])],
-        variables: vec![
-            var(1, "flags", VarKind::Data, 12),
-            var(2, "flags.2", VarKind::Bss, 16),
-            var(3, "flags.4", VarKind::Bss, 16),
-        ],
-        strings: Vec::new(),
-        constants: Vec::new(),
-    };
-    let orig = Program { units: vec![unit], padding: CallPadding::None, next_id: 100, objtool_sites: false };
+    use hand::*;
+    let functions = vec![
+        function(11, "work11", loads(&[1, 2])),
+        function(12, "work12", loads(&[1, 3])),
+        function(13, "work13", loads(&[1])),
+    ];
+    let variables = vec![
+        static_var(1, "flags", VarKind::Data, 12),
+        static_var(2, "flags.2", VarKind::Bss, 16),
+        static_var(3, "flags.4", VarKind::Bss, 16),
+    ];
+    let orig = program(vec![unit("proc0.c", functions, variables)]);
     let mut patched = orig.clone();
     patched.units[0].variables[0].bytes[0] = 1;
     patched.units[0].variables.rotate_left(1);
-    let (a, b) = (
-        klp::synth::write::write(&orig, Default::default()).unwrap(),
-        klp::synth::write::write(&patched, Default::default()).unwrap(),
-    );
-    let got = common::diff(&a, &b).unwrap();
+    let got = diff(&orig, &patched);
     let refused: Vec<&str> = got.report.refusals.iter().map(|r| r.symbol.as_str()).collect();
     assert_eq!(refused, ["flags"], "{:?}", got.report);
 }
@@ -214,47 +185,16 @@ fn statics_sharing_users_pair_by_their_whole_user_sets() {
 /// users (found by the structured `diff` fuzzer: `count.4` was new data).
 #[test]
 fn a_static_used_by_a_renamed_clone_pairs_through_it() {
-    use klp::synth::model::{
-        CallPadding, Ending, FuncId, Function, Op, Program, TextKind, Unit, VarId, VarKind, Variable,
-    };
-    let function = |id: u32, name: &str, var: u32| Function {
-        id: FuncId(id),
-        name: name.into(),
-        global: false,
-        text: TextKind::Text,
-        body: vec![Op::Load { var: VarId(var), offset: 0 }],
-        ending: Ending::Return,
-        cold: None,
-        pad: 0,
-    };
-    let count = |id: u32, name: &str| Variable {
-        id: VarId(id),
-        name: name.into(),
-        global: false,
-        kind: VarKind::Data,
-        bytes: vec![0; 4],
-        pointers: Vec::new(),
-    };
-    let unit = Unit {
-        file: "dev1.c".into(),
-        source_path: "drivers/synth/dev1.c".into(),
-        functions: vec![function(11, "release_2.isra.1", 1), function(12, "show", 2)],
-        variables: vec![count(1, "count.4"), count(2, "count.10")],
-        strings: Vec::new(),
-        constants: Vec::new(),
-    };
-    let orig = Program { units: vec![unit], padding: CallPadding::None, next_id: 100, objtool_sites: false };
+    use hand::*;
+    let functions = vec![function(11, "release_2.isra.1", loads(&[1])), function(12, "show.part.0", loads(&[2]))];
+    let variables = vec![static_var(1, "count.4", VarKind::Data, 4), static_var(2, "count.10", VarKind::Data, 4)];
+    let orig = program(vec![unit("dev1.c", functions, variables)]);
     let mut patched = orig.clone();
     patched.units[0].functions[0].name = "release_2.constprop.0.isra.1".into();
     patched.units[0].functions.pop();
     patched.units[0].variables.pop();
-    let (a, b) = (
-        klp::synth::write::write(&orig, Default::default()).unwrap(),
-        klp::synth::write::write(&patched, Default::default()).unwrap(),
-    );
-    let got = common::diff(&a, &b).unwrap();
-    let r = &got.report;
-    assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show"], "{r:?}");
+    let r = diff(&orig, &patched).report;
+    assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show.part.0"], "{r:?}");
 }
 
 /// Two statics used by the same one function and nothing else tells apart
@@ -264,44 +204,14 @@ fn a_static_used_by_a_renamed_clone_pairs_through_it() {
 /// `diff` fuzzer: both were new data).
 #[test]
 fn statics_with_the_same_users_pair_by_name() {
-    use klp::synth::model::{
-        CallPadding, Ending, FuncId, Function, Op, Program, TextKind, Unit, VarId, VarKind, Variable,
-    };
-    let function = |id: u32, vars: &[u32]| Function {
-        id: FuncId(id),
-        name: format!("show{id}"),
-        global: true,
-        text: TextKind::Text,
-        body: vars.iter().map(|&v| Op::Load { var: VarId(v), offset: 0 }).collect(),
-        ending: Ending::Return,
-        cold: None,
-        pad: 0,
-    };
-    let count = |id: u32, name: &str| Variable {
-        id: VarId(id),
-        name: name.into(),
-        global: false,
-        kind: VarKind::Data,
-        bytes: vec![0; 4],
-        pointers: Vec::new(),
-    };
-    let unit = Unit {
-        file: "ioctl0.c".into(),
-        source_path: "drivers/synth/ioctl0.c".into(),
-        functions: vec![function(11, &[1, 2]), function(16, &[3])],
-        variables: vec![count(1, "count"), count(2, "count.6"), count(3, "count.9")],
-        strings: Vec::new(),
-        constants: Vec::new(),
-    };
-    let orig = Program { units: vec![unit], padding: CallPadding::None, next_id: 100, objtool_sites: false };
+    use hand::*;
+    let functions = vec![function(11, "show11", loads(&[1, 2])), function(16, "show16", loads(&[3]))];
+    let count = |id: u32, name: &str| static_var(id, name, VarKind::Data, 4);
+    let orig =
+        program(vec![unit("ioctl0.c", functions, vec![count(1, "count"), count(2, "count.6"), count(3, "count.9")])]);
     let mut patched = orig.clone();
     patched.units[0].functions.pop();
     patched.units[0].variables.pop();
-    let (a, b) = (
-        klp::synth::write::write(&orig, Default::default()).unwrap(),
-        klp::synth::write::write(&patched, Default::default()).unwrap(),
-    );
-    let got = common::diff(&a, &b).unwrap();
-    let r = &got.report;
+    let r = diff(&orig, &patched).report;
     assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show16"], "{r:?}");
 }
