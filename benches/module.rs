@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use klp::diff::{DiffOptions, Input};
+use klp::diff::Input;
 use klp::elf::ElfObject;
-use klp::extract::ExtractOptions;
 use klp::pipeline::{DiffRequest, Verdict, diff};
 
 fn root() -> PathBuf {
@@ -22,13 +21,7 @@ fn linked_module(dir: &Path) -> Vec<u8> {
     let scenario = root().join("corpus/kernel/def-scenario");
     let (o, p) = (scenario.join("mem.orig.o"), scenario.join("mem.patched.o"));
     let (ob, pb) = (std::fs::read(&o).unwrap(), std::fs::read(&p).unwrap());
-    let request = DiffRequest {
-        orig: Input::new(&o, &ob),
-        patched: Input::new(&p, &pb),
-        diff: DiffOptions::default(),
-        extract: ExtractOptions { objname: Some("vmlinux".into()), ..Default::default() },
-        explain: Vec::new(),
-    };
+    let request = DiffRequest::vmlinux(Input::new(&o, &ob), Input::new(&p, &pb));
     let Verdict::Livepatch(out) = diff(&request).unwrap().verdict else { panic!("the scenario changes functions") };
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("out.o"), out).unwrap();

@@ -16,8 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use klp::diff::{DiffOptions, Input};
-use klp::extract::ExtractOptions;
+use klp::diff::Input;
 use klp::pipeline::{DiffRequest, diff};
 use klp::synth::{Layout, Request, synthesize};
 
@@ -48,13 +47,7 @@ fn pair(functions: usize) -> klp::synth::Pair {
 
 /// `klp diff ORIG PATCHED OUT --objname vmlinux` in-process, OUT.o written to memory.
 fn whole_diff(orig: &[u8], patched: &[u8]) -> usize {
-    let request = DiffRequest {
-        orig: Input::new(Path::new("a.o"), orig),
-        patched: Input::new(Path::new("b.o"), patched),
-        diff: DiffOptions::default(),
-        extract: ExtractOptions { objname: Some("vmlinux".into()), ..Default::default() },
-        explain: Vec::new(),
-    };
+    let request = DiffRequest::vmlinux(Input::new(Path::new("a.o"), orig), Input::new(Path::new("b.o"), patched));
     let outcome = diff(&request).unwrap();
     outcome.report.changed.len()
 }

@@ -19,6 +19,20 @@ pub struct DiffRequest<'a> {
     pub explain: Vec<String>,
 }
 
+impl<'a> DiffRequest<'a> {
+    /// `klp diff ORIG PATCHED OUT --objname vmlinux` with every other option
+    /// at its default: what the tests, benches and fuzzers run in-process.
+    pub fn vmlinux(orig: Input<'a>, patched: Input<'a>) -> Self {
+        DiffRequest {
+            orig,
+            patched,
+            diff: DiffOptions::default(),
+            extract: ExtractOptions { objname: Some("vmlinux".into()), ..Default::default() },
+            explain: Vec::new(),
+        }
+    }
+}
+
 /// How the diff ended.
 #[derive(Debug)]
 pub enum Verdict {

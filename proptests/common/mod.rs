@@ -6,8 +6,7 @@ pub mod link;
 
 use std::path::Path;
 
-use klp::diff::{DiffOptions, DiffReport, Input};
-use klp::extract::ExtractOptions;
+use klp::diff::{DiffReport, Input};
 use klp::pipeline::{DiffRequest, Verdict};
 use klp::synth::{Layout, Pair, Request};
 
@@ -52,13 +51,7 @@ pub struct Outcome {
 }
 
 pub fn diff(orig: &[u8], patched: &[u8]) -> Result<Outcome, String> {
-    let request = DiffRequest {
-        orig: Input::new(Path::new("a.o"), orig),
-        patched: Input::new(Path::new("b.o"), patched),
-        diff: DiffOptions::default(),
-        extract: ExtractOptions { objname: Some("vmlinux".into()), ..Default::default() },
-        explain: Vec::new(),
-    };
+    let request = DiffRequest::vmlinux(Input::new(Path::new("a.o"), orig), Input::new(Path::new("b.o"), patched));
     let outcome = klp::pipeline::diff(&request).map_err(|e| e.to_string())?;
     let mut report = outcome.report;
     report.times = None;

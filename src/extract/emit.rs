@@ -380,9 +380,8 @@ pub(super) fn padding_starts(obj: &ElfObject) -> HashSet<(SectionId, u64)> {
 mod tests {
     use std::path::Path;
 
-    use crate::diff::{DiffOptions, Input};
+    use crate::diff::Input;
     use crate::elf::{ElfObject, reloc};
-    use crate::extract::ExtractOptions;
     use crate::pipeline::{DiffRequest, Verdict};
     use crate::synth::Layout;
     use crate::synth::model::{CallPadding, Callee, Ending, FuncId, Function, Op, Program, Reg, TextKind, Unit};
@@ -424,13 +423,7 @@ mod tests {
         let text = p.section_by_name(".text").unwrap();
         assert!(text.relocs.iter().all(|r| p.symbol(r.symbol).name != "helper"), "gas-like: no relocation");
 
-        let request = DiffRequest {
-            orig: Input::new(Path::new("a.o"), &orig),
-            patched: Input::new(Path::new("b.o"), &patched),
-            diff: DiffOptions::default(),
-            extract: ExtractOptions { objname: Some("vmlinux".into()), ..Default::default() },
-            explain: Vec::new(),
-        };
+        let request = DiffRequest::vmlinux(Input::new(Path::new("a.o"), &orig), Input::new(Path::new("b.o"), &patched));
         let outcome = crate::pipeline::diff(&request).unwrap();
         assert_eq!(outcome.report.changed, vec!["caller".to_string()]);
         let Verdict::Livepatch(out) = outcome.verdict else { panic!("no OUT.o") };
