@@ -21,8 +21,10 @@ enum Norm {
     Named(SymbolId, i64),
     /// A string literal at this offset of a string section.
     String(SectionId, u64),
-    /// Data no symbol covers, at this offset of its section.
-    Anonymous(SectionId, u64),
+    /// Data no symbol covers (or a constant-pool entry, whatever label
+    /// names it), at this offset of its section, and the addend that
+    /// reaches it from the section's start.
+    Anonymous(SectionId, u64, i64),
     /// A reference to code that is always patched away (`.altinstr_aux`).
     Drop,
 }
@@ -234,6 +236,11 @@ impl<'d> Builder<'_, 'd> {
         if sec.is_strings() {
             return Norm::String(section, at);
         }
+        // A pool entry is its bytes, as a string is: gas names one a PC-relative
+        // reference reaches by its zero-sized `.LC<n>` label, which covers nothing.
+        if sec.is_constant_pool() {
+            return Norm::Anonymous(section, at, offset.wrapping_sub(bias));
+        }
         match named {
             Named::Direct(t) => Norm::Named(t, r.addend),
             Named::Covering(s) => match s.filter(|&s| self.covers(s, at)) {
@@ -241,7 +248,7 @@ impl<'d> Builder<'_, 'd> {
                     let (s, addend) = self.through_prefix(s, r.addend.wrapping_sub(self.p.symbol(s).value as i64));
                     Norm::Named(s, addend)
                 }
-                None => Norm::Anonymous(section, at),
+                None => Norm::Anonymous(section, at, offset.wrapping_sub(bias)),
             },
         }
     }
@@ -266,10 +273,9 @@ impl<'d> Builder<'_, 'd> {
                 let (ssec, offset) = self.copy_string(s, at)?;
                 (self.section_symbol(ssec), offset as i64 - bias)
             }
-            Norm::Anonymous(s, at) => {
+            Norm::Anonymous(s, at, addend) => {
                 let (csec, chunk_start, out_start) = self.copy_chunk(s, at)?;
-                // Anonymous targets are always section-symbol references.
-                (self.section_symbol(csec), r.addend.wrapping_add(out_start as i64 - chunk_start as i64))
+                (self.section_symbol(csec), addend.wrapping_add(out_start as i64 - chunk_start as i64))
             }
             Norm::Named(target, addend) => match self.plan.decide(target, sec, r)? {
                 Decision::Copy => (self.clone_symbol(target, true)?, addend),
