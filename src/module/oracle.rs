@@ -493,7 +493,10 @@ impl World<'_, '_> {
                 Unplaced::Other(format!("string {:?} is not in the module", String::from_utf8_lossy(text)))
             });
         }
-        let covering = if t.kind == SymbolKind::Section {
+        // A constant-pool entry is its bytes, whatever label (`.LC<n>`) names it.
+        let covering = if sec.is_constant_pool() {
+            None
+        } else if t.kind == SymbolKind::Section {
             patched.symbol_at(sec.id, at as u64).filter(|&s| patched.symbol(s).size > 0)
         } else {
             Some(t.id)

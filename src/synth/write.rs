@@ -62,8 +62,8 @@ struct Builder {
     undefined: HashMap<String, usize>,
     /// objtool's return thunk and site lists (`Program::objtool_sites`).
     objtool_sites: bool,
-    /// Per unit: where each constant-pool entry is.
-    constants: Vec<Vec<(SecIdx, u64)>>,
+    /// Per unit: where each constant went.
+    constants: Vec<Vec<specials::PoolEntry>>,
     /// Where each function's `.altinstr_aux` snippets are, by ordinal.
     aux_snippets: HashMap<(FuncId, u32), u64>,
 }
@@ -461,8 +461,11 @@ impl Builder {
                 (self.section_symbol(p.section), p.offset as i64 + *off as i64, false)
             }
             Target::Constant(c) => {
-                let &(section, at) = self.constants[u].get(c.0 as usize).ok_or(format!("dangling constant {c:?}"))?;
-                (self.section_symbol(section), at as i64, false)
+                let entry = *self.constants[u].get(c.0 as usize).ok_or(format!("dangling constant {c:?}"))?;
+                match entry.label {
+                    Some(label) => (label, 0, false),
+                    None => (self.section_symbol(entry.section), entry.offset as i64, false),
+                }
             }
             Target::AuxSnippet(id, n) => {
                 let at = *self.aux_snippets.get(&(*id, *n)).ok_or(format!("no snippet {n} of {id:?}"))?;

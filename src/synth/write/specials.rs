@@ -8,9 +8,10 @@
 
 use object::elf;
 
+use super::super::elf::SymIdx;
 use super::super::elf::{DraftSection, SecIdx};
 use super::super::encode::{Site, SiteKind, Special, Target};
-use super::super::model::{Constant, FuncId, Key, Replacement, Unit};
+use super::super::model::{Constant, FuncId, Key, Op, Replacement, Unit};
 use super::Builder;
 
 /// `X86_FEATURE_ALWAYS` (word 3, bit 21): the alternative every CPU takes.
@@ -37,28 +38,62 @@ fn data_section(name: &str, flags: u64, align: u64, entsize: u64) -> DraftSectio
 }
 
 const A: u64 = elf::SHF_ALLOC.0;
+
+/// Where a constant-pool entry went, and its `.LC<n>` label if code loads it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PoolEntry {
+    pub section: SecIdx,
+    pub offset: u64,
+    pub label: Option<SymIdx>,
+}
+
+/// Indexes of the unit's constants some code (parent or cold part) loads.
+fn loaded_constants(unit: &Unit) -> std::collections::HashSet<usize> {
+    let ops = unit.functions.iter().flat_map(|f| f.body.iter().chain(f.cold.iter().flatten()));
+    ops.filter_map(|op| match op {
+        Op::LoadConstant { constant } => Some(constant.0 as usize),
+        _ => None,
+    })
+    .collect()
+}
 const WA: u64 = elf::SHF_WRITE.0 | elf::SHF_ALLOC.0;
 
 impl Builder {
     /// Place each constant of unit `u` in `.rodata.cst8`/`.rodata.cst16`;
     /// equal constants of the unit share an entry, as gcc merges them.
+    /// A loaded entry gets its `.LC<n>` label as a local symbol: gas keeps
+    /// the label of a PC-relative reference into a mergeable section (the
+    /// section symbol with addend -4 would point before the entry, which
+    /// `ld` cannot map through the merge: "access beyond end of merged
+    /// section"). An entry nobody loads keeps no label.
     pub(super) fn constant_pools(&mut self, unit: &Unit) {
-        let mut placed: Vec<(Constant, (SecIdx, u64))> = Vec::new();
-        let mut offsets = Vec::with_capacity(unit.constants.len());
-        for &c in &unit.constants {
-            if let Some(&(_, at)) = placed.iter().find(|(x, _)| *x == c) {
-                offsets.push(at);
-                continue;
+        let loaded = loaded_constants(unit);
+        let mut placed: Vec<(Constant, PoolEntry)> = Vec::new();
+        let mut table = Vec::with_capacity(unit.constants.len());
+        // Numbered per unit, as gcc numbers them: `ld -r` keeps every unit's `.LC0`.
+        let mut labels = 0;
+        for (i, &c) in unit.constants.iter().enumerate() {
+            let k = match placed.iter().position(|(x, _)| *x == c) {
+                Some(k) => k,
+                None => {
+                    let size = u64::from(c.size);
+                    let flags = elf::SHF_ALLOC.0 | elf::SHF_MERGE.0;
+                    let mut sec = DraftSection::new(&format!(".rodata.cst{size}"), elf::SHT_PROGBITS.0, flags, size);
+                    sec.entsize = size;
+                    let (section, offset) = self.place(sec, &c.value.to_le_bytes()[..size as usize], size);
+                    placed.push((c, PoolEntry { section, offset, label: None }));
+                    placed.len() - 1
+                }
+            };
+            let entry = &mut placed[k].1;
+            if loaded.contains(&i) && entry.label.is_none() {
+                let name = format!(".LC{labels}");
+                labels += 1;
+                entry.label = Some(self.local(&name, elf::STT_NOTYPE.0, Some(entry.section), entry.offset, 0));
             }
-            let size = u64::from(c.size);
-            let flags = elf::SHF_ALLOC.0 | elf::SHF_MERGE.0;
-            let mut sec = DraftSection::new(&format!(".rodata.cst{size}"), elf::SHT_PROGBITS.0, flags, size);
-            sec.entsize = size;
-            let at = self.place(sec, &c.value.to_le_bytes()[..size as usize], size);
-            placed.push((c, at));
-            offsets.push(at);
+            table.push(k);
         }
-        self.constants.push(offsets);
+        self.constants.push(table.into_iter().map(|k| placed[k].1).collect());
     }
 
     /// Append an entry of `bytes` to special section `template`, with its
