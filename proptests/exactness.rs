@@ -215,3 +215,26 @@ fn statics_with_the_same_users_pair_by_name() {
     let r = diff(&orig, &patched).report;
     assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["show16"], "{r:?}");
 }
+
+/// A file-scope static `limit` whose contents changed, beside a
+/// function-local `limit.0` that went away with its only user: two
+/// originals and one patched symbol of the stem, none with equal contents,
+/// so no rule paired them and `limit` was reported as new data instead of
+/// refused as changed data. The plain name pairs it (found by the
+/// structured `diff` fuzzer).
+#[test]
+fn a_file_scope_static_pairs_by_its_plain_name_when_a_namesake_goes() {
+    use hand::*;
+    let functions = vec![function(1, "sysfs0_poll0", loads(&[2])), function(3, "sysfs0_show", Vec::new())];
+    let mut limit = static_var(1, "limit", VarKind::Data, 8);
+    limit.global = false;
+    let orig = program(vec![unit("sysfs0.c", functions, vec![limit, static_var(2, "limit.0", VarKind::Data, 16)])]);
+    let mut patched = orig.clone();
+    patched.units[0].functions.remove(0);
+    patched.units[0].variables.pop();
+    patched.units[0].variables[0].bytes[0] = 1;
+    let got = diff(&orig, &patched);
+    let refused: Vec<&str> = got.report.refusals.iter().map(|r| r.symbol.as_str()).collect();
+    assert_eq!(refused, ["limit"], "{:?}", got.report);
+    assert!(got.report.new_data.is_empty() && got.report.removed == ["sysfs0_poll0"], "{:?}", got.report);
+}

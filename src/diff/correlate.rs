@@ -199,6 +199,7 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
     for mut l in leftovers {
         l.orig.retain(|x| twins.of_orig(OrigSym(x.0)).is_none());
         l.patched.retain(|x| twins.of_patched(PatchedSym(x.0)).is_none());
+        ctx.pair_plain_names(&mut l, &mut twins);
         let mut pairs = Vec::new();
         pair_by_funnel(&mut l.orig, &mut l.patched, &mut pairs);
         pair_by_position(&mut l.orig, &mut l.patched, &mut pairs);
@@ -496,19 +497,41 @@ impl Ctx<'_, '_> {
             // Statics with the same users and name: nothing else tells
             // apart `count` and `count.6` used by the same one function.
             let same_name = |o: SymbolId, p: SymbolId| self.orig.symbol(o).name == self.patched.symbol(p).name;
-            let named = unique_matches(l, |o, p| same_name(o, p) && users(twins, o, p).is_some_and(|u| u.0));
+            let named = unique_matches(l, PairReason::Reference, |o, p| {
+                same_name(o, p) && users(twins, o, p).is_some_and(|u| u.0)
+            });
             take_pairs(l, twins, named);
-            let exact = unique_matches(l, |o, p| users(twins, o, p).is_some_and(|u| u.0));
+            let exact = unique_matches(l, PairReason::Reference, |o, p| users(twins, o, p).is_some_and(|u| u.0));
             take_pairs(l, twins, exact);
-            let shared = unique_matches(l, |o, p| users(twins, o, p).is_some_and(|u| u.1));
+            let shared = unique_matches(l, PairReason::Reference, |o, p| users(twins, o, p).is_some_and(|u| u.1));
             take_pairs(l, twins, shared);
         }
     }
 }
 
+impl Ctx<'_, '_> {
+    /// gcc adds a `.N` suffix only to function-local statics and clones; a
+    /// file-scope static keeps its plain name, so the same plain name in the
+    /// same file is the same variable even when the group's counts differ
+    /// (`limit` beside a `limit.0` that went away with its only user).
+    fn pair_plain_names(&self, l: &mut Leftover, twins: &mut Twins) {
+        let same_plain = |o: SymbolId, p: SymbolId| {
+            let (a, b) = (self.orig.symbol(o).name, self.patched.symbol(p).name);
+            a == b && !has_numeric_suffix(a)
+        };
+        let found = unique_matches(l, PairReason::Name, same_plain);
+        take_pairs(l, twins, found);
+    }
+}
+
+/// `name.N`, as gcc numbers function-local statics and clones.
+fn has_numeric_suffix(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The leftovers of one name where `matches` holds for exactly one patched
 /// symbol of the same file, and that one for exactly one original.
-fn unique_matches(l: &Leftover, matches: impl Fn(SymbolId, SymbolId) -> bool) -> Vec<Twin> {
+fn unique_matches(l: &Leftover, reason: PairReason, matches: impl Fn(SymbolId, SymbolId) -> bool) -> Vec<Twin> {
     let mut found = Vec::new();
     for &(o, ref ot) in &l.orig {
         let candidates: Vec<SymbolId> =
@@ -516,7 +539,7 @@ fn unique_matches(l: &Leftover, matches: impl Fn(SymbolId, SymbolId) -> bool) ->
         if let [p] = candidates[..]
             && l.orig.iter().filter(|(o2, _)| matches(*o2, p)).count() == 1
         {
-            found.push(Twin::new(o, p, PairReason::Reference));
+            found.push(Twin::new(o, p, reason));
         }
     }
     found
