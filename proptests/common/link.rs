@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use object::{Object, ObjectSection, RelocationFlags};
+use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -75,6 +75,40 @@ pub fn link(skeleton: &Path, out: &Path, module: &Path) -> Result<(), String> {
         return Err(format!("ld -r: {}", String::from_utf8_lossy(&o.stderr).trim()));
     }
     Ok(())
+}
+
+/// ORIG.o linked by `ld` into the kernel a module patches (`vmlinux` in
+/// `scratch`): same-named statics get their addresses, and so the order the
+/// kernel counts positions in, from the linker, not from klp. The kernel
+/// functions the model only calls (`_printk`, `__fentry__`, ...) come from
+/// an assembled file of stubs, as vmlinux defines them. Must link silently:
+/// `ld` warns about references it cannot map (into merged sections).
+pub fn link_parent(orig: &Path, scratch: &Path) -> Result<PathBuf, String> {
+    let data = std::fs::read(orig).map_err(|e| format!("{}: {e}", orig.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", orig.display()))?;
+    let mut undefined: Vec<&str> =
+        (file.symbols()).filter(|s| s.is_undefined()).filter_map(|s| s.name().ok()).filter(|n| !n.is_empty()).collect();
+    undefined.sort_unstable();
+    undefined.dedup();
+    let mut stubs = String::from(".section .note.GNU-stack,\"\",@progbits\n.text\n");
+    for name in undefined {
+        stubs.push_str(&format!(".globl {name}\n.type {name},@function\n{name}:\n\tret\n"));
+    }
+    let (source, stub_object, parent) = (scratch.join("stubs.s"), scratch.join("stubs.o"), scratch.join("vmlinux"));
+    std::fs::write(&source, stubs).map_err(|e| format!("{}: {e}", source.display()))?;
+    let run = |tool: &str, args: &[&std::ffi::OsStr]| -> Result<(), String> {
+        let o = Command::new(tool).args(args).output().map_err(|e| format!("{tool}: {e}"))?;
+        if !o.status.success() || !o.stderr.is_empty() {
+            return Err(format!("{tool}: {}", String::from_utf8_lossy(&o.stderr).trim()));
+        }
+        Ok(())
+    };
+    run("as", &["-o".as_ref(), stub_object.as_os_str(), source.as_os_str()])?;
+    let flags = ["-e", "0", "--no-warn-rwx-segments", "-o"].map(std::ffi::OsStr::new);
+    let mut args: Vec<&std::ffi::OsStr> = flags.to_vec();
+    args.extend([parent.as_os_str(), orig.as_os_str(), stub_object.as_os_str()]);
+    run("ld", &args)?;
+    Ok(parent)
 }
 
 /// `readelf -a -W path` succeeds and prints no warning or error.
@@ -174,11 +208,35 @@ impl Linked {
 /// OUT.o and link it with the skeleton (`None` for another verdict).
 pub fn diff_and_link(req: &klp::synth::Request, dir: &Path) -> Result<Option<Linked>, String> {
     let pair = super::pair(req);
-    let klp::pipeline::Verdict::Livepatch(out_bytes) = super::diff(&pair.orig, &pair.patched)?.verdict else {
+    let scratch = dir.join(format!("seed{}", req.seed));
+    let outcome = super::diff(&pair.orig, &pair.patched)?;
+    finish(pair, outcome, dir, scratch)
+}
+
+/// [`diff_and_link`] with the original linked into a parent first and
+/// passed as `--parent`: positions among same-named symbols are exact.
+/// The parent is `Linked::scratch/vmlinux`.
+pub fn diff_and_link_with_parent(req: &klp::synth::Request, dir: &Path) -> Result<Option<Linked>, String> {
+    let pair = super::pair(req);
+    let scratch = dir.join(format!("seed{}", req.seed));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let orig = scratch.join("a.o");
+    std::fs::write(&orig, &pair.orig).map_err(|e| format!("{}: {e}", orig.display()))?;
+    let parent = link_parent(&orig, &scratch)?;
+    let outcome = super::diff_with_parent(&pair.orig, &pair.patched, &parent)?;
+    finish(pair, outcome, dir, scratch)
+}
+
+fn finish(
+    pair: klp::synth::Pair,
+    outcome: super::Outcome,
+    dir: &Path,
+    scratch: PathBuf,
+) -> Result<Option<Linked>, String> {
+    let klp::pipeline::Verdict::Livepatch(out_bytes) = outcome.verdict else {
         return Ok(None);
     };
     let skeleton = skeleton(dir);
-    let scratch = dir.join(format!("seed{}", req.seed));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     let out = scratch.join("out.o");
     std::fs::write(&out, &out_bytes).map_err(|e| format!("{}: {e}", out.display()))?;

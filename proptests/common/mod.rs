@@ -58,6 +58,17 @@ pub fn diff(orig: &[u8], patched: &[u8]) -> Result<Outcome, String> {
     Ok(Outcome { report, verdict: outcome.verdict })
 }
 
+/// [`diff`] with `--parent PARENT` (a linked kernel): exact positions.
+pub fn diff_with_parent(orig: &[u8], patched: &[u8], parent: &Path) -> Result<Outcome, String> {
+    let parent = klp::kernel::kallsyms::ParentSymbols::read(parent).map_err(|e| e.to_string())?;
+    let mut request = DiffRequest::vmlinux(Input::new(Path::new("a.o"), orig), Input::new(Path::new("b.o"), patched));
+    request.extract.parent = Some(&parent);
+    let outcome = klp::pipeline::diff(&request).map_err(|e| e.to_string())?;
+    let mut report = outcome.report;
+    report.times = None;
+    Ok(Outcome { report, verdict: outcome.verdict })
+}
+
 /// Where `klp diff`'s report and verdict differ from the pair's truth:
 /// the changed, new, removed, line-only and refused sets, the new data,
 /// and whether it refused.

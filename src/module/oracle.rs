@@ -111,7 +111,7 @@ pub fn verify(
 ) -> Vec<FunctionVerdict> {
     let layout = ModuleLayout::new(module, kernel);
     let replacements = replacements(module);
-    let world = World { patched, module: &layout, kernel, orig, users: OnceCell::new() };
+    let world = World { patched, module: &layout, kernel, orig, replacements: &replacements, users: OnceCell::new() };
     let mut out = Vec::new();
     for f in module.symbols.iter().filter(|s| s.kind == SymbolKind::Func && s.is_defined() && !s.is_prefix()) {
         let replaces: Vec<&Replacement> = replacements.iter().filter(|r| r.new_func == f.id).collect();
@@ -359,6 +359,8 @@ struct World<'a, 'd> {
     module: &'a ModuleLayout<'a, 'd>,
     kernel: &'a Kernel,
     orig: Option<&'a ElfObject<'a>>,
+    /// The module's `klp_func_ext` entries.
+    replacements: &'a [Replacement],
     /// Patched locals -> the patched functions referring to them; built on first need.
     users: OnceCell<HashMap<SymbolId, Vec<SymbolId>>>,
 }
@@ -509,13 +511,11 @@ impl World<'_, '_> {
     }
 
     /// Where a patched symbol lives for the patched system: the module's
-    /// copy if the module defines one of that name, else the kernel's.
+    /// copy that stands for it if there is one, else the kernel's.
     fn symbol_home(&self, s: &Symbol) -> Result<u64, String> {
         let kernel = self.kernel;
-        if let Some(ids) = self.module.defined.get(s.name)
-            && let [one] = ids.as_slice()
-        {
-            return self.module.symbol_address(*one).map_err(Problem::message);
+        if let Some(copy) = self.module_copy_of(s) {
+            return self.module.symbol_address(copy).map_err(Problem::message);
         }
         if !s.is_defined() {
             return Ok(kernel.address(kernel.undefined(s.name)));
@@ -541,6 +541,29 @@ impl World<'_, '_> {
         }
     }
 
+    /// The module's copy of patched symbol `s`: among the module's symbols
+    /// of its name, the one that replaces the kernel's `s` (a static `show`
+    /// of one file is not the changed `show` of another the module carries),
+    /// or the only one, if it replaces nothing or where `s` is in the kernel
+    /// cannot be told.
+    fn module_copy_of(&self, s: &Symbol) -> Option<SymbolId> {
+        let copies = self.module.defined.get(s.name)?;
+        let own = self.kernel.locate(identity(self.patched, s)).ok();
+        let replaced = |copy: SymbolId| self.replacements.iter().filter(move |r| r.new_func == copy);
+        let stands_for = |copy: SymbolId, at: Place| {
+            replaced(copy).any(|r| self.kernel.resolve_klp(&r.object, &r.old_name, r.sympos).is_ok_and(|t| t == at))
+        };
+        if let Some(at) = own.filter(|_| s.is_local())
+            && copies.iter().any(|&c| replaced(c).next().is_some())
+        {
+            return copies.iter().copied().find(|&c| stands_for(c, at));
+        }
+        match copies[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
     /// A static of the patched object the compiler renumbered (`lock.65417`):
     /// the one static of the same stem that the original versions of the
     /// functions using it use (`lock.65414`), if they agree on one.
@@ -549,7 +572,15 @@ impl World<'_, '_> {
         if !s.is_local() {
             return None;
         }
-        let stem = kernel::without_numeric_suffix(s.name);
+        // A static is renumbered (`lock.65414` -> `lock.65417`); an IPA
+        // clone may also be renamed (`get.isra.1` -> `get.constprop.0.isra.1`).
+        fn stem<'n>(kind: SymbolKind, name: &'n str) -> &'n str {
+            match kind {
+                SymbolKind::Func => name.split('.').next().unwrap_or(name),
+                _ => kernel::without_numeric_suffix(name),
+            }
+        }
+        let (kind, wanted) = (s.kind, stem(s.kind, s.name));
         let users = self.users.get_or_init(|| local_users(patched));
         let mut found: Vec<SymbolId> = users
             .get(&s.id)?
@@ -559,7 +590,10 @@ impl World<'_, '_> {
                 orig.symbols_named(name).iter().copied().find(|&id| orig.symbol(id).kind == SymbolKind::Func)
             })
             .flat_map(|of| referenced(orig, of))
-            .filter(|&id| orig.symbol(id).is_local() && kernel::without_numeric_suffix(orig.symbol(id).name) == stem)
+            .filter(|&id| {
+                let o = orig.symbol(id);
+                o.is_local() && o.kind == kind && stem(o.kind, o.name) == wanted
+            })
             .collect();
         found.sort_unstable();
         found.dedup();
