@@ -529,6 +529,15 @@ impl World<'_, '_> {
         {
             return Err(format!("{}: the module carries {parent} but not this part of it", s.name));
         }
+        // A renumbered static's name may be another static's in the kernel
+        // (`flags.0` became `flags.2`, and the kernel has a `flags.2` too):
+        // what the original users used comes first.
+        if kernel::without_numeric_suffix(s.name) != s.name
+            && let (Some(orig), Some(o)) = (self.orig, self.static_counterpart(s))
+            && let Ok(p) = kernel.locate(identity(orig, orig.symbol(o)))
+        {
+            return Ok(kernel.address(p));
+        }
         match kernel.locate(identity(self.patched, s)) {
             Ok(p) => Ok(kernel.address(p)),
             Err(e) => match (self.orig, self.static_counterpart(s)) {
@@ -545,7 +554,7 @@ impl World<'_, '_> {
     /// of its name, the one that replaces the kernel's `s` (a static `show`
     /// of one file is not the changed `show` of another the module carries),
     /// or the only one, if it replaces nothing or where `s` is in the kernel
-    /// cannot be told.
+    /// cannot be told; for a `.cold` part, the one its parent's copy reaches.
     fn module_copy_of(&self, s: &Symbol) -> Option<SymbolId> {
         let copies = self.module.defined.get(s.name)?;
         let own = self.kernel.locate(identity(self.patched, s)).ok();
@@ -558,10 +567,18 @@ impl World<'_, '_> {
         {
             return copies.iter().copied().find(|&c| stands_for(c, at));
         }
-        match copies[..] {
-            [one] => Some(one),
-            _ => None,
+        if let [one] = copies[..] {
+            return Some(one);
         }
+        // A `.cold` part goes with its parent: the copy the module's copy of
+        // this part's parent jumps to (two changed `do_work`s of two files
+        // bring two `do_work.cold`s, which names alone do not tell apart).
+        let parent = self.patched.cold_parent(s.id).filter(|_| s.is_cold_child())?;
+        let m = self.module.m;
+        let parent_copy = m.symbol(self.module_copy_of(self.patched.symbol(parent))?);
+        let code = m.symbol_section(parent_copy)?;
+        let mut reached = code.relocs_in(parent_copy.value, parent_copy.end()).iter().map(|r| r.symbol);
+        reached.find(|t| copies.contains(t))
     }
 
     /// A static of the patched object the compiler renumbered (`lock.65417`):
@@ -580,19 +597,16 @@ impl World<'_, '_> {
                 _ => kernel::without_numeric_suffix(name),
             }
         }
-        let (kind, wanted) = (s.kind, stem(s.kind, s.name));
+        let (kind, cold, wanted) = (s.kind, s.is_cold_child(), stem(s.kind, s.name));
         let users = self.users.get_or_init(|| local_users(patched));
         let mut found: Vec<SymbolId> = users
             .get(&s.id)?
             .iter()
-            .filter_map(|&u| {
-                let name = patched.symbol(u).name;
-                orig.symbols_named(name).iter().copied().find(|&id| orig.symbol(id).kind == SymbolKind::Func)
-            })
+            .filter_map(|&u| original_function(orig, patched, u, stem))
             .flat_map(|of| referenced(orig, of))
             .filter(|&id| {
                 let o = orig.symbol(id);
-                o.is_local() && o.kind == kind && stem(o.kind, o.name) == wanted
+                o.is_local() && o.kind == kind && o.is_cold_child() == cold && stem(o.kind, o.name) == wanted
             })
             .collect();
         found.sort_unstable();
@@ -601,6 +615,40 @@ impl World<'_, '_> {
             [one] => Some(one),
             _ => None,
         }
+    }
+}
+
+/// The original of patched function `u`: the function of its name in a FILE
+/// of the same name, else (a renamed clone) the one of its stem there, if
+/// there is exactly one.
+fn original_function(
+    orig: &ElfObject,
+    patched: &ElfObject,
+    u: SymbolId,
+    stem: fn(SymbolKind, &str) -> &str,
+) -> Option<SymbolId> {
+    let user = patched.symbol(u);
+    let file_name = |obj: &ElfObject, s: &Symbol| s.file.map(|f| obj.symbol(f).name.to_owned());
+    let home = file_name(patched, user);
+    let in_home = |id: &SymbolId| {
+        let o = orig.symbol(*id);
+        o.kind == SymbolKind::Func && o.is_defined() && file_name(orig, o) == home
+    };
+    let by_name: Vec<SymbolId> = orig.symbols_named(user.name).iter().copied().filter(in_home).collect();
+    let candidates = if by_name.is_empty() && user.name.contains('.') {
+        let wanted = stem(user.kind, user.name);
+        (orig.symbols.iter().map(|s| s.id))
+            .filter(|id| in_home(id) && stem(SymbolKind::Func, orig.symbol(*id).name) == wanted)
+            .filter(|id| {
+                orig.symbol(*id).name.contains('.') && orig.symbol(*id).is_cold_child() == user.is_cold_child()
+            })
+            .collect()
+    } else {
+        by_name
+    };
+    match candidates[..] {
+        [one] => Some(one),
+        _ => None,
     }
 }
 
@@ -613,13 +661,17 @@ fn identity<'a>(obj: &'a ElfObject, s: &'a Symbol) -> Identity<'a> {
 /// as the symbol there).
 fn referenced<'a>(obj: &'a ElfObject, f: SymbolId) -> impl Iterator<Item = SymbolId> + 'a {
     let f = obj.symbol(f);
-    let relocs = obj.symbol_section(f).map_or(&[][..], |sec| sec.relocs_in(f.value, f.end()));
+    let sec = obj.symbol_section(f);
+    let relocs = sec.map_or(&[][..], |sec| sec.relocs_in(f.value, f.end()));
+    // The field's distance to its instruction's end: not always 4
+    // (`addl $1, x(%rip)` has an immediate after the field).
+    let insns = sec.filter(|s| s.is_exec()).map(|s| instruction_ends(s, f)).unwrap_or_default();
     relocs.iter().filter_map(move |r| {
         let t = obj.symbol(r.symbol);
         if t.kind != SymbolKind::Section {
             return Some(t.id);
         }
-        let bias = if reloc::is_pc_relative(r.r_type) { 4 } else { 0 };
+        let bias = if reloc::is_pc_relative(r.r_type) && !insns.is_empty() { pc_bias(&insns, r.offset) } else { 0 };
         obj.symbol_at(t.section()?, u64::try_from(r.addend.saturating_add(bias)).ok()?)
     })
 }
