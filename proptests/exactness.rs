@@ -238,3 +238,28 @@ fn a_file_scope_static_pairs_by_its_plain_name_when_a_namesake_goes() {
     assert_eq!(refused, ["limit"], "{:?}", got.report);
     assert!(got.report.new_data.is_empty() && got.report.removed == ["sysfs0_poll0"], "{:?}", got.report);
 }
+
+/// Two IPA clones that call each other, both renamed with their code
+/// unchanged: each one's checksum names the other by its new name until
+/// the other is paired, so neither paired first and both were reported
+/// removed and new, their callers changed. A loose round names references
+/// to unpaired clones by their stems (found by the structured `diff`
+/// fuzzer).
+#[test]
+fn renamed_clones_calling_each_other_pair_together() {
+    use hand::*;
+    let call = |id: u32| Op::Call { callee: Callee::Func(FuncId(id)) };
+    let functions = vec![
+        function(1, "open.part.0", vec![call(2), Op::SetImm { reg: Reg::Eax, value: 1 }]),
+        function(2, "open_5.part.4", vec![Op::ExitIfZero, call(1)]),
+        function(3, "util0_open", vec![call(1), call(2)]),
+    ];
+    let orig = program(vec![unit("util0.c", functions, Vec::new())]);
+    let mut patched = orig.clone();
+    patched.units[0].functions[0].name = "open.constprop.0.part.0".into();
+    patched.units[0].functions[1].name = "open_5.constprop.0.part.4".into();
+    let got = diff(&orig, &patched);
+    let r = &got.report;
+    assert!(r.changed.is_empty() && r.new_functions.is_empty() && r.removed.is_empty(), "{r:?}");
+    assert!(matches!(got.verdict, Verdict::Unchanged));
+}

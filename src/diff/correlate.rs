@@ -412,12 +412,21 @@ impl Ctx<'_, '_> {
     /// A clone that calls another renamed clone names the new callee, so its
     /// checksum matches only once the callee is paired and named after its
     /// twin: rounds repeat while they pair something (seed 52923).
+    /// Two renamed clones that refer to each other match only together:
+    /// when strict rounds pair nothing more, a loose round names the
+    /// references to unpaired clones by their stems on both sides.
     fn pair_clone_renames(&self, twins: &mut Twins) {
+        let mut loose = false;
         loop {
-            let found = self.clone_renames(twins);
+            let found = self.clone_renames(twins, loose);
             if found.is_empty() {
-                return;
+                if loose {
+                    return;
+                }
+                loose = true;
+                continue;
             }
+            loose = false;
             for t in found {
                 twins.add(t);
             }
@@ -425,7 +434,7 @@ impl Ctx<'_, '_> {
     }
 
     /// One round of [`Self::pair_clone_renames`].
-    fn clone_renames(&self, twins: &Twins) -> Vec<Twin> {
+    fn clone_renames(&self, twins: &Twins, loose: bool) -> Vec<Twin> {
         let free = |obj: &ElfObject, id: SymbolId, paired: bool| {
             let s = obj.symbol(id);
             !paired && s.kind == SymbolKind::Func && s.name.contains('.') && is_correlatable(obj, s)
@@ -434,13 +443,14 @@ impl Ctx<'_, '_> {
         let mut by_stem: HashMap<(&str, Option<u64>), Candidates> = HashMap::default();
         for s in &self.orig.symbols {
             if free(self.orig, s.id, twins.of_orig(OrigSym(s.id)).is_some()) {
-                let key = (stem(s.name), self.orig_side.exact(s.id).map(|c| c.0));
-                by_stem.entry(key).or_default().0.push(s.id);
+                let sum =
+                    if loose { self.loose_orig_checksum(twins, s.id) } else { self.orig_side.exact(s.id).map(|c| c.0) };
+                by_stem.entry((stem(s.name), sum)).or_default().0.push(s.id);
             }
         }
         for s in &self.patched.symbols {
             if free(self.patched, s.id, twins.of_patched(PatchedSym(s.id)).is_some()) {
-                let key = (stem(s.name), self.renamed_checksum(twins, s.id));
+                let key = (stem(s.name), self.renamed_checksum(twins, s.id, loose));
                 if let Some(entry) = by_stem.get_mut(&key) {
                     entry.1.push(s.id);
                 }
@@ -460,13 +470,35 @@ impl Ctx<'_, '_> {
     }
 
     /// The checksum of patched function `id` with its references to paired
-    /// symbols named after their original twins, as the original names them.
-    fn renamed_checksum(&self, twins: &Twins, id: SymbolId) -> Option<u64> {
+    /// symbols named after their original twins, as the original names them
+    /// (`loose`: and to unpaired clones by their stems).
+    fn renamed_checksum(&self, twins: &Twins, id: SymbolId, loose: bool) -> Option<u64> {
         self.patched_side.exact(id)?;
         let side = self.patched_side;
-        let rename = |t: SymbolId| twins.of_patched(PatchedSym(t)).map(|o| self.orig.symbol(o.0).demangled);
+        let rename = |t: SymbolId| match twins.of_patched(PatchedSym(t)) {
+            Some(o) => Some(self.orig.symbol(o.0).demangled),
+            None => loose.then(|| unpaired_clone_stem(side.obj, t)).flatten(),
+        };
         Some(checksum::function_checksum(Refs::renamed(side.obj, &rename), side.specials, side.cold, id).0)
     }
+
+    /// The checksum of original function `id` with its references to
+    /// unpaired clones named by their stems.
+    fn loose_orig_checksum(&self, twins: &Twins, id: SymbolId) -> Option<u64> {
+        self.orig_side.exact(id)?;
+        let side = self.orig_side;
+        let rename = |t: SymbolId| match twins.of_orig(OrigSym(t)) {
+            Some(_) => None,
+            None => unpaired_clone_stem(side.obj, t),
+        };
+        Some(checksum::function_checksum(Refs::renamed(side.obj, &rename), side.specials, side.cold, id).0)
+    }
+}
+
+/// The stem of an IPA clone (`open` of `open.constprop.0.part.0`).
+fn unpaired_clone_stem<'d>(obj: &ElfObject<'d>, id: SymbolId) -> Option<&'d str> {
+    let s = obj.symbol(id);
+    (s.kind == SymbolKind::Func && s.name.contains('.') && !s.is_cold_child()).then(|| stem(s.name))
 }
 
 impl Ctx<'_, '_> {
