@@ -765,7 +765,10 @@ impl ModuleLayout<'_, '_> {
             return Err(unverifiable(&format!("the module refers to {} instead", tsec.name)));
         }
         let mod_off = (t.value as i64).wrapping_add(r.addend).wrapping_add(bias) as u64;
-        let n = src.size.saturating_sub(off).min(tsec.size.saturating_sub(mod_off)).min(64);
+        // A pool entry is compared alone: the module copies the entries it
+        // needs, not their neighbours.
+        let window = if src.is_constant_pool() { src.entsize.max(1) } else { 64 };
+        let n = src.size.saturating_sub(off).min(tsec.size.saturating_sub(mod_off)).min(window);
         let relocated = |s: &Section, at: u64| {
             s.relocs_in(at.saturating_sub(7), at + 1)
                 .iter()
