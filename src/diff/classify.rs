@@ -236,3 +236,34 @@ fn classify_new(patched: &ElfObject, sym: &Symbol, changes: &mut Changes) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const PKTDEMO: &[u8] = include_bytes!("../../corpus/objects/pktdemo.orig.o");
+
+    /// pktdemo.o with symbol `index`'s `st_size` set to `size` (symbol
+    /// table found through the section headers, not through klp's reader).
+    fn with_symbol_size(index: usize, size: u64) -> Vec<u8> {
+        let mut data = PKTDEMO.to_vec();
+        let word = |d: &[u8], at: usize| u64::from_le_bytes(d[at..at + 8].try_into().unwrap()) as usize;
+        let (shoff, shnum) = (word(&data, 0x28), u16::from_le_bytes([data[0x3c], data[0x3d]]) as usize);
+        let symtab = (0..shnum).map(|i| shoff + i * 64).find(|&h| data[h + 4] == 2).expect("a .symtab");
+        let entry = word(&data, symtab + 24) + index * 24;
+        data[entry + 16..entry + 24].copy_from_slice(&size.to_le_bytes());
+        data
+    }
+
+    #[test]
+    fn a_function_of_size_zero_is_not_reported() {
+        for (size, reported) in [(42, true), (0, false)] {
+            let data = with_symbol_size(4, size);
+            let obj = ElfObject::parse(Path::new("p.o"), &data).unwrap();
+            let id = obj.symbols_named("pkt_receive")[0];
+            assert_eq!(is_reportable_function(&obj, obj.symbol(id)), reported, "size {size}");
+        }
+    }
+}
