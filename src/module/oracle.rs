@@ -591,7 +591,7 @@ impl World<'_, '_> {
         }
         // A static is renumbered (`lock.65414` -> `lock.65417`); an IPA
         // clone may also be renamed (`get.isra.1` -> `get.constprop.0.isra.1`).
-        fn stem<'n>(kind: SymbolKind, name: &'n str) -> &'n str {
+        fn stem(kind: SymbolKind, name: &str) -> &str {
             match kind {
                 SymbolKind::Func => name.split('.').next().unwrap_or(name),
                 _ => kernel::without_numeric_suffix(name),
