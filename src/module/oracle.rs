@@ -597,7 +597,9 @@ impl World<'_, '_> {
                 _ => kernel::without_numeric_suffix(name),
             }
         }
-        let (kind, cold, wanted) = (s.kind, s.is_cold_child(), stem(s.kind, s.name));
+        // gcc numbers function-local statics only: a plain `buf` is never a `buf.N`.
+        let numbered = |name: &str| kernel::without_numeric_suffix(name) != name;
+        let (kind, cold, wanted, suffixed) = (s.kind, s.is_cold_child(), stem(s.kind, s.name), numbered(s.name));
         let users = self.users.get_or_init(|| local_users(patched));
         let mut found: Vec<SymbolId> = users
             .get(&s.id)?
@@ -606,7 +608,11 @@ impl World<'_, '_> {
             .flat_map(|of| referenced(orig, of))
             .filter(|&id| {
                 let o = orig.symbol(id);
-                o.is_local() && o.kind == kind && o.is_cold_child() == cold && stem(o.kind, o.name) == wanted
+                o.is_local()
+                    && o.kind == kind
+                    && o.is_cold_child() == cold
+                    && stem(o.kind, o.name) == wanted
+                    && (kind == SymbolKind::Func || numbered(o.name) == suffixed)
             })
             .collect();
         found.sort_unstable();
