@@ -263,3 +263,29 @@ fn renamed_clones_calling_each_other_pair_together() {
     assert!(r.changed.is_empty() && r.new_functions.is_empty() && r.removed.is_empty(), "{r:?}");
     assert!(matches!(got.verdict, Verdict::Unchanged));
 }
+
+/// Plain `stats` in two files (same size, all zeros, no users to tell them
+/// apart), each beside a `stats.0`, and the first file's `stats.0` went
+/// away with its only user: the plain-name rule
+/// found the first file's `stats` for the patched one, then refused it
+/// because the other file's `stats` matched by name too; the check the
+/// other way round now stays within the file, as the first does (found by
+/// the structured `diff` fuzzer).
+#[test]
+fn a_plain_static_pairs_in_its_file_when_another_file_has_one() {
+    use hand::*;
+    let bss = |id: u32, name: &str| static_var(id, name, VarKind::Bss, 16);
+    let cache0 = unit(
+        "cache0.c",
+        vec![function(1, "cache0_show", Vec::new()), function(2, "open", loads(&[2]))],
+        vec![bss(1, "stats"), bss(2, "stats.0")],
+    );
+    let cache1 =
+        unit("cache1.c", vec![function(3, "cache1_show", loads(&[4]))], vec![bss(3, "stats"), bss(4, "stats.0")]);
+    let orig = program(vec![cache0, cache1]);
+    let mut patched = orig.clone();
+    patched.units[0].functions.remove(1);
+    patched.units[0].variables.remove(1);
+    let r = diff(&orig, &patched).report;
+    assert!(r.changed.is_empty() && r.new_data.is_empty() && r.removed == ["open"], "{r:?}");
+}

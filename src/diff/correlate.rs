@@ -562,14 +562,16 @@ fn has_numeric_suffix(name: &str) -> bool {
 }
 
 /// The leftovers of one name where `matches` holds for exactly one patched
-/// symbol of the same file, and that one for exactly one original.
+/// symbol of the same file, and that one for exactly one original of its file.
 fn unique_matches(l: &Leftover, reason: PairReason, matches: impl Fn(SymbolId, SymbolId) -> bool) -> Vec<Twin> {
     let mut found = Vec::new();
     for &(o, ref ot) in &l.orig {
         let candidates: Vec<SymbolId> =
             l.patched.iter().filter(|(p, pt)| same_file_strict(ot, pt) && matches(o, *p)).map(|x| x.0).collect();
+        // Unique both ways, each within the same file.
         if let [p] = candidates[..]
-            && l.orig.iter().filter(|(o2, _)| matches(*o2, p)).count() == 1
+            && let Some((_, pt)) = l.patched.iter().find(|x| x.0 == p)
+            && l.orig.iter().filter(|(o2, o2t)| same_file_strict(o2t, pt) && matches(*o2, p)).count() == 1
         {
             found.push(Twin::new(o, p, reason));
         }
