@@ -51,8 +51,12 @@ pub struct Outcome {
 }
 
 pub fn diff(orig: &[u8], patched: &[u8]) -> Result<Outcome, String> {
-    let request = DiffRequest::vmlinux(Input::new(Path::new("a.o"), orig), Input::new(Path::new("b.o"), patched));
-    let outcome = klp::pipeline::diff(&request).map_err(|e| e.to_string())?;
+    run(&DiffRequest::vmlinux(Input::new(Path::new("a.o"), orig), Input::new(Path::new("b.o"), patched)))
+}
+
+/// The pipeline on `request`, its report without timings (they vary run to run).
+fn run(request: &DiffRequest) -> Result<Outcome, String> {
+    let outcome = klp::pipeline::diff(request).map_err(|e| e.to_string())?;
     let mut report = outcome.report;
     report.times = None;
     Ok(Outcome { report, verdict: outcome.verdict })
@@ -63,10 +67,7 @@ pub fn diff_with_parent(orig: &[u8], patched: &[u8], parent: &Path) -> Result<Ou
     let parent = klp::kernel::kallsyms::ParentSymbols::read(parent).map_err(|e| e.to_string())?;
     let mut request = DiffRequest::vmlinux(Input::new(Path::new("a.o"), orig), Input::new(Path::new("b.o"), patched));
     request.extract.parent = Some(&parent);
-    let outcome = klp::pipeline::diff(&request).map_err(|e| e.to_string())?;
-    let mut report = outcome.report;
-    report.times = None;
-    Ok(Outcome { report, verdict: outcome.verdict })
+    run(&request)
 }
 
 /// Where `klp diff`'s report and verdict differ from the pair's truth:
