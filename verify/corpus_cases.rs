@@ -59,18 +59,23 @@ fn parse_expected(text: &str) -> Expected {
 }
 
 /// Compile `src` as `<unit>.c`, the way both builds of a kernel see the same
-/// file name (it is recorded in the FILE symbol).
+/// file name: kbuild runs gcc in the tree with a relative path, which ends up
+/// in the FILE symbol and in every `__FILE__`.
 pub fn compile_as(src: &Path, unit: &str, out: &Path) {
     let dir = out.with_extension("src");
     std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join(format!("{unit}.c"));
-    std::fs::copy(src, &copy).unwrap();
-    compile(&copy, out);
-}
-
-pub fn compile(src: &Path, out: &Path) {
-    let status =
-        Command::new("gcc").arg("-c").args(KERNEL_CFLAGS).arg("-o").arg(out).arg(src).status().expect("run gcc");
+    let file = format!("{unit}.c");
+    std::fs::copy(src, dir.join(&file)).unwrap();
+    let out = std::path::absolute(out).unwrap();
+    let status = Command::new("gcc")
+        .current_dir(&dir)
+        .arg("-c")
+        .args(KERNEL_CFLAGS)
+        .arg("-o")
+        .arg(out)
+        .arg(&file)
+        .status()
+        .expect("run gcc");
     assert!(status.success(), "gcc failed on {}", src.display());
 }
 
@@ -202,7 +207,7 @@ fn every_corpus_object_diffed_against_itself_reports_nothing() {
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-self").join(dir.file_name().unwrap());
         std::fs::create_dir_all(&work).unwrap();
         let obj = work.join("patched.o");
-        compile(&dir.join("patched.c"), &obj);
+        compile_as(&dir.join("patched.c"), "patched", &obj);
         let o = klp(&["diff", obj.to_str().unwrap(), obj.to_str().unwrap(), work.join("out.o").to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(0), "{}: {}", dir.display(), String::from_utf8_lossy(&o.stderr));
         assert!(o.stdout.is_empty(), "{}: {}", dir.display(), String::from_utf8_lossy(&o.stdout));

@@ -37,51 +37,6 @@ use crate::diff::snippet;
 use crate::elf::{ElfObject, Referent, Reloc, Section, SymbolId, SymbolKind, reloc};
 use crate::kernel::special::{SpecialEntry, SpecialIndex};
 
-/// A kernel helper that takes a source line number (`__LINE__`) as an argument.
-#[derive(Debug, Clone, Copy)]
-pub struct LineTakingCall {
-    pub name: &'static str,
-    /// The register the line is passed in; `None`: `%esi` or `%edx`.
-    pub line_register: Option<Register>,
-    /// Accept the line only when a `__FILE__`-like string (ending in `.c` or
-    /// `.h`) is also passed: for printk-style calls, whose integer arguments
-    /// are otherwise ordinary data.
-    pub needs_file_argument: bool,
-}
-
-const fn line_call(name: &'static str, reg: Register) -> LineTakingCall {
-    LineTakingCall { name, line_register: Some(reg), needs_file_argument: false }
-}
-
-const fn printk_like(name: &'static str) -> LineTakingCall {
-    LineTakingCall { name, line_register: None, needs_file_argument: true }
-}
-
-/// The recognised line-number patterns. A difference confined to the
-/// immediate of `mov $imm32, %esi|%edx` whose next call is one of these (in
-/// the named register) is a line-number-only change. Everything else is a
-/// real change.
-pub const LINE_TAKING_CALLS: &[LineTakingCall] = &[
-    // might_sleep(), might_fault(): (file, line, ...)
-    line_call("__might_sleep", Register::ESI),
-    line_call("___might_sleep", Register::ESI),
-    line_call("__might_resched", Register::ESI),
-    line_call("__might_fault", Register::ESI),
-    // Old WARN(): (file, line, fmt, ...)
-    line_call("warn_slowpath_fmt", Register::ESI),
-    line_call("warn_slowpath_null", Register::ESI),
-    // RCU lockdep splats: (file, line, message)
-    line_call("lockdep_rcu_suspicious", Register::ESI),
-    // btrfs_abort_transaction() and friends: (x, function, line, errno, ...)
-    line_call("__btrfs_abort_transaction", Register::EDX),
-    line_call("__btrfs_handle_fs_error", Register::EDX),
-    line_call("__btrfs_panic", Register::EDX),
-    // printk("...%s:%d...", __FILE__, __LINE__)
-    printk_like("printk"),
-    printk_like("_printk"),
-    printk_like("__warn_printk"),
-];
-
 /// Offset of the `line` field in a 12-byte x86-64 `struct bug_entry`
 /// (`bug_addr_disp`, `file_disp`, `line`, `flags`).
 const BUG_ENTRY_LINE_OFFSET: usize = 8;
@@ -250,7 +205,13 @@ impl<'a, 'd> Refs<'a, 'd> {
     }
 
     pub fn target(&self, r: &Reloc, adjusted: i64) -> Target<'d> {
-        self.named(Target::resolve_in(self.obj, r, adjusted, Some(*self)))
+        self.target_and_symbol(r, adjusted).0
+    }
+
+    /// [`Refs::target`] and the named symbol it stands for, if any.
+    fn target_and_symbol(&self, r: &Reloc, adjusted: i64) -> (Target<'d>, Option<SymbolId>) {
+        let resolved = Target::resolve_in(self.obj, r, adjusted, Some(*self));
+        (self.named(resolved), resolved.1)
     }
 
     /// A resolved target, with a named symbol as these references name it.
@@ -296,12 +257,14 @@ pub struct InsnDigest<'d> {
     /// Offset in the function's section.
     pub offset: u64,
     pub digest: u64,
-    /// Set for `mov $imm32, %esi|%edx`: the digest without the immediate,
-    /// and the register.
+    /// Set for `mov $imm32, %reg` into an argument register: the digest
+    /// without the immediate, and the register (a possible line number,
+    /// see [`crate::diff::line_rule`]).
     pub line_immediate: Option<(u64, Register)>,
-    /// The instruction refers to a string naming a C source or header file.
-    pub mentions_source_file: bool,
-    /// For calls: the callee's demangled name.
+    /// The (full) register this instruction loads with the address of a
+    /// string naming a source location: a file or function name.
+    pub location_argument: Option<Register>,
+    /// For calls and tail calls: the callee's demangled name.
     pub callee: Option<&'d str>,
 }
 
@@ -421,18 +384,14 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
         buf.clear();
         let mut callee = None;
         let mut line_immediate = None;
-        let mut mentions_source_file = false;
+        let mut location = false;
         if relocs.is_empty() && crate::x86::is_near_branch(&insn) && immediate.has_immediate() {
             // Position-independent branch: opcode, then where it lands.
             buf.push(b'B');
             buf.extend_from_slice(&bytes[..immediate.immediate_offset()]);
             let dest = insn.near_branch_target();
             let target = refs.code_address(sec, dest);
-            if insn.flow_control() == FlowControl::Call
-                && let Target::Symbol { name, .. } = target
-            {
-                callee = Some(name);
-            }
+            callee = callee_of(&insn, target);
             target.feed(&mut buf);
         } else {
             buf.push(b'I');
@@ -449,24 +408,50 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
                 buf.push((r.offset - offset) as u8);
                 buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
                 let adjusted = adjusted_addend(r, offset + len);
-                let target = refs.target(r, adjusted);
-                mentions_source_file |= target.is_source_file_name();
-                if insn.flow_control() == FlowControl::Call
-                    && let Target::Symbol { name, .. } = target
-                {
-                    callee = Some(name);
-                }
+                let (target, named) = refs.target_and_symbol(r, adjusted);
+                location |= names_location(obj, target, named);
+                callee = callee.or(callee_of(&insn, target));
                 target.feed(&mut buf);
             }
         }
-        each(InsnDigest { offset, digest: xxh3_64(&buf), line_immediate, mentions_source_file, callee });
+        let location_argument = location.then(|| loaded_register(&insn)).flatten();
+        each(InsnDigest { offset, digest: xxh3_64(&buf), line_immediate, location_argument, callee });
     }
 }
 
-/// `mov $imm32, %esi` / `mov $imm32, %edx`: how x86-64 passes a line number
-/// as the second or third argument.
+/// `mov $imm32, %reg32` into an argument register: how x86-64 passes a
+/// small constant, a line number among them, to a call.
 fn is_line_register_load(insn: &Instruction) -> bool {
-    insn.code() == Code::Mov_r32_imm32 && matches!(insn.op0_register(), Register::ESI | Register::EDX)
+    insn.code() == Code::Mov_r32_imm32 && crate::diff::line_rule::is_argument_register(insn.op0_register())
+}
+
+/// The callee of a call, or of a jump to another function (a tail call).
+fn callee_of<'d>(insn: &Instruction, target: Target<'d>) -> Option<&'d str> {
+    match (insn.flow_control(), target) {
+        (FlowControl::Call | FlowControl::UnconditionalBranch, Target::Symbol { name, .. }) => Some(name),
+        _ => None,
+    }
+}
+
+/// The full register a `mov $addr, %reg` or `lea addr(%rip), %reg` loads.
+fn loaded_register(insn: &Instruction) -> Option<Register> {
+    let loads = matches!(insn.mnemonic(), iced_x86::Mnemonic::Mov | iced_x86::Mnemonic::Lea);
+    (loads && insn.op0_kind() == iced_x86::OpKind::Register).then(|| insn.op0_register().full_register())
+}
+
+/// A reference to a string that names a source location: a file path
+/// (`__FILE__`, ending in `.c` or `.h`) or a function name, which gcc keeps
+/// in an object named `__func__.N` (also `__FUNCTION__.N`,
+/// `__PRETTY_FUNCTION__.N`).
+fn names_location(obj: &ElfObject, target: Target, named: Option<SymbolId>) -> bool {
+    const FUNCTION_NAMES: [&str; 3] = ["__func__", "__FUNCTION__", "__PRETTY_FUNCTION__"];
+    let function_name = named.map(|id| obj.symbol(id)).is_some_and(|s| {
+        s.kind == SymbolKind::Object
+            && FUNCTION_NAMES
+                .iter()
+                .any(|f| s.name.strip_prefix(f).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
+    });
+    function_name || matches!(target, Target::String(s) if s.ends_with(b".c") || s.ends_with(b".h"))
 }
 
 /// The addend as an offset from the referenced symbol: PC-relative fields in
@@ -554,10 +539,6 @@ impl<'d> Target<'d> {
                 _ => (Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: at }, None),
             },
         }
-    }
-
-    fn is_source_file_name(&self) -> bool {
-        matches!(self, Target::String(s) if s.ends_with(b".c") || s.ends_with(b".h"))
     }
 
     fn feed(&self, buf: &mut Vec<u8>) {
@@ -723,47 +704,6 @@ fn feed_alt_replacement(refs: Refs, repl: &Section, at: i64, entry: &SpecialEntr
         buf.extend_from_slice(&(r.offset - start).to_le_bytes());
         refs.target(r, r.addend).feed(buf);
     }
-}
-
-/// True when `a` and `b` differ, and only in line numbers: the immediate of a
-/// `mov $line, %esi|%edx` whose next call is a line-taking helper, or the
-/// line field of a `__bug_table` entry.
-pub fn differs_only_in_lines(a: &Fingerprint, b: &Fingerprint) -> bool {
-    a.checksum() != b.checksum() && same_but_lines(a, b)
-}
-
-fn same_but_lines(a: &Fingerprint, b: &Fingerprint) -> bool {
-    if a.insns.len() != b.insns.len() || a.entries.len() != b.entries.len() || a.cold.len() != b.cold.len() {
-        return false;
-    }
-    let insns_ok = (0..a.insns.len()).all(|i| {
-        let (x, y) = (&a.insns[i], &b.insns[i]);
-        x.digest == y.digest
-            || (x.line_immediate.is_some()
-                && x.line_immediate == y.line_immediate
-                && passes_line_to_next_call(&a.insns[i..])
-                && passes_line_to_next_call(&b.insns[i..]))
-    });
-    let entries_ok = a.entries.iter().zip(&b.entries).all(|(x, y)| x.without_line == y.without_line);
-    insns_ok && entries_ok && a.cold.iter().zip(&b.cold).all(|(x, y)| same_but_lines(x, y))
-}
-
-/// `insns[0]` loads an immediate into a register that the next call takes
-/// as a line number.
-fn passes_line_to_next_call(insns: &[InsnDigest]) -> bool {
-    let Some((_, register)) = insns[0].line_immediate else {
-        return false;
-    };
-    let Some(call_at) = insns.iter().position(|i| i.callee.is_some()) else {
-        return false;
-    };
-    let callee = insns[call_at].callee.unwrap_or_default();
-    let Some(rule) = LINE_TAKING_CALLS.iter().find(|c| c.name == callee) else {
-        return false;
-    };
-    let register_ok = rule.line_register.is_none_or(|r| r == register);
-    let file_ok = !rule.needs_file_argument || insns[..call_at].iter().any(|i| i.mentions_source_file);
-    register_ok && file_ok
 }
 
 /// Where two fingerprints first differ: the instruction (or entry) index.

@@ -2,7 +2,7 @@
 //!
 //! - a function whose checksum differs from its twin's is *changed*, unless
 //!   the only differences are line numbers (see
-//!   [`crate::diff::checksum::differs_only_in_lines`]), which makes it *line-only*;
+//!   [`crate::diff::line_rule`]), which makes it *line-only*;
 //! - a changed function in init code is *refused*: it has already run;
 //! - a patched function without twin is *new*, an original one *removed*;
 //! - an existing data object whose contents changed is *refused*: live
@@ -17,6 +17,7 @@ use rayon::prelude::*;
 pub use crate::diff::checksum::Side;
 use crate::diff::checksum::{self, Fingerprint, Refs};
 use crate::diff::correlate::{OrigSym, PatchedSym, Twins, is_correlatable};
+use crate::diff::line_rule;
 use crate::elf::{ElfObject, Symbol, SymbolId, SymbolKind};
 use crate::error::escaped;
 
@@ -203,7 +204,7 @@ fn classify_pair(
         let (fa, fb) = twin_fingerprints(orig, patched, twins, o, PatchedSym(p.id));
         if fa.checksum() == fb.checksum() {
             // The only differences were references to renamed twins.
-        } else if checksum::differs_only_in_lines(&fa, &fb) {
+        } else if line_rule::line_only_evidence(&fa, &fb).is_some() {
             changes.line_only.push(PatchedSym(p.id));
         } else if is_init_section(section) {
             changes.refusals.push(Refusal {

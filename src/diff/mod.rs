@@ -4,6 +4,7 @@
 pub(crate) mod checksum;
 pub(crate) mod classify;
 pub(crate) mod correlate;
+pub(crate) mod line_rule;
 pub(crate) mod snippet;
 pub mod stages;
 
@@ -233,26 +234,42 @@ impl Analysis<'_> {
         let (a, b) =
             classify::twin_fingerprints(&self.orig.side(), &self.patched.side(), &self.twins, twin, PatchedSym(id));
         let o = &self.orig.obj;
+        let difference = Self::first_difference(name, o, p, &a, &b);
+        Ok(match line_rule::line_only_evidence(&a, &b) {
+            Some(evidence) => format!("{name}: {evidence}\n{difference}"),
+            None => difference,
+        })
+    }
+
+    /// One line per side: where fingerprints `a` (of `o`) and `b` (of `p`)
+    /// first differ.
+    fn first_difference(
+        name: &str,
+        o: &ElfObject,
+        p: &ElfObject,
+        a: &checksum::Fingerprint,
+        b: &checksum::Fingerprint,
+    ) -> String {
         // The instruction may be in a `.cold` part: it is disassembled in
         // the part that holds it, not at the same offset of the parent.
         let line = |obj: &ElfObject, f: Option<&checksum::InsnDigest>, fp: &checksum::Fingerprint| match f {
             Some(i) => checksum::disassemble(obj, holder(fp, i).unwrap_or(fp).function, i.offset),
             None => "(end of function)".to_owned(),
         };
-        Ok(match checksum::first_difference(&a, &b) {
+        match checksum::first_difference(a, b) {
             None => format!("{name}: no difference"),
             Some(FirstDifference::Instruction { orig, patched, index }) => {
                 // Both sides differ in the same part: the function or its i-th `.cold` part.
                 let part = match (orig, patched) {
-                    (Some(i), _) => holder(&a, i).filter(|&f| !std::ptr::eq(f, &a)).map(|f| o.symbol(f.function)),
-                    (None, Some(i)) => holder(&b, i).filter(|&f| !std::ptr::eq(f, &b)).map(|f| p.symbol(f.function)),
+                    (Some(i), _) => holder(a, i).filter(|&f| !std::ptr::eq(f, a)).map(|f| o.symbol(f.function)),
+                    (None, Some(i)) => holder(b, i).filter(|&f| !std::ptr::eq(f, b)).map(|f| p.symbol(f.function)),
                     (None, None) => None,
                 };
                 let place = part.map_or(String::new(), |s| format!(" of {}", crate::error::escaped(s.name)));
                 format!(
                     "{name}: first difference at instruction #{index}{place}\n  orig:    {}\n  patched: {}",
-                    line(o, orig, &a),
-                    line(p, patched, &b)
+                    line(o, orig, a),
+                    line(p, patched, b)
                 )
             }
             Some(FirstDifference::Entry { orig, patched }) => {
@@ -274,7 +291,7 @@ impl Analysis<'_> {
                     _ => "added",
                 }
             ),
-        })
+        }
     }
 }
 

@@ -28,35 +28,7 @@ tree=$out/tree
 kcflags="-ffunction-sections -fdata-sections"
 export KBUILD_BUILD_TIMESTAMP="2026-01-01 00:00:00" KBUILD_BUILD_USER=klp KBUILD_BUILD_HOST=klp
 
-step() { echo "### $*"; }
-
-step install
-if ! [ -e /usr/src/linux-source-6.12.tar.xz ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-source-6.12 build-essential bc flex bison \
-        libssl-dev libelf-dev cpio kmod zstd xz-utils dwarves
-fi
-
-step unpack
-if ! [ -e "$tree/Makefile" ]; then
-    mkdir -p "$tree"
-    tar -xf /usr/src/linux-source-6.12.tar.xz -C "$tree" --strip-components=1
-fi
-
-step fix-lds
-lds=$tree/include/asm-generic/vmlinux.lds.h
-sed -i 's/^#if defined(CONFIG_LD_DEAD_CODE_DATA_ELIMINATION) || defined(CONFIG_LTO_CLANG)$/#if 1 \/* klp: always merge .text.* .data.* .bss.* *\//' "$lds"
-grep -q '^#if 1 /\* klp: always merge' "$lds"
-
-step config
-cd "$tree"
-# The exact configuration of the kernel under test (the README of
-# ../shared/kernel says how it was made: tinyconfig plus what a live patch
-# needs); KLP_CONFIG picks another, e.g. verify/kernel/6.12-def.config.
-rm -f .config
-cat "${KLP_CONFIG:-$here/6.12-slim.config}" > .config
-make -s olddefconfig
-grep -q '^CONFIG_LIVEPATCH=y' .config
+. "$here/prepare-tree.sh"
 
 step build-orig
 make -j"$(nproc)" KCFLAGS="$kcflags" bzImage modules > "$out/build-orig.log" 2>&1
