@@ -822,6 +822,31 @@ mod tests {
     }
 
     #[test]
+    fn bytes_under_a_relocation_do_not_count() {
+        // What a relocated field holds in the object is overwritten when it
+        // is linked: only the relocation says what it will be. Garbage there
+        // (an assembler that stores the addend in place, a tool that leaves
+        // bytes behind) must not make the function differ.
+        let bytes = clone_named("foo");
+        let obj = ElfObject::parse(std::path::Path::new("x.o"), &bytes).unwrap();
+        let id = obj.symbols_named("foo")[0];
+        let sec = obj.symbol_section(obj.symbol(id)).unwrap();
+        let sym = obj.symbol(id);
+        let fields: Vec<(usize, usize)> = sec
+            .relocs_in(sym.value, sym.end())
+            .iter()
+            .map(|r| (sec.data.as_ptr() as usize - bytes.as_ptr() as usize + r.offset as usize, reloc::width(r.r_type)))
+            .collect();
+        assert!(fields.len() >= 2, "the function has relocations");
+        let mut garbled = bytes.clone();
+        for &(at, width) in &fields {
+            garbled[at..at + width].fill(0xa5);
+        }
+        assert_ne!(garbled, bytes);
+        assert_eq!(checksum_of(&garbled, "foo"), checksum_of(&bytes, "foo"));
+    }
+
+    #[test]
     fn a_snippet_that_jumps_back_does_not_name_its_function() {
         // Found by the synthesizer's `.altinstr_aux` snippets (seeds 61,
         // 115, 199 of the exactness suite): the `static_cpu_has()` snippet
