@@ -29,10 +29,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustc_hash::FxHashMap as HashMap;
 
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, Register};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, Mnemonic, OpKind, Register,
+};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
+use crate::diff::line_rule::{self, Slot};
 use crate::diff::snippet;
 use crate::elf::{ElfObject, Referent, Reloc, Section, SymbolId, SymbolKind, reloc};
 use crate::kernel::special::{SpecialEntry, SpecialIndex};
@@ -257,13 +260,20 @@ pub struct InsnDigest<'d> {
     /// Offset in the function's section.
     pub offset: u64,
     pub digest: u64,
-    /// Set for `mov $imm32, %reg` into an argument register: the digest
-    /// without the immediate, and the register (a possible line number,
-    /// see [`crate::diff::line_rule`]).
-    pub line_immediate: Option<(u64, Register)>,
-    /// The (full) register this instruction loads with the address of a
-    /// string naming a source location: a file or function name.
-    pub location_argument: Option<Register>,
+    /// Set for `mov $imm32, %reg` into an argument register and for
+    /// `push $imm`: the digest without the immediate, and where it goes (a
+    /// possible line number, see [`crate::diff::line_rule`]).
+    pub line_immediate: Option<(u64, Slot)>,
+    /// Where this instruction puts the address of a string naming a source
+    /// location: a file or function name.
+    pub location_argument: Option<Slot>,
+    /// `mov %src, %dst` between 64-bit registers: (dst, src).
+    pub register_copy: Option<(Register, Register)>,
+    /// The instruction pushes something on the stack.
+    pub pushes: bool,
+    /// For a `jmp` to elsewhere in the same function (part): where it lands,
+    /// as a section offset.
+    pub jumps_to: Option<u64>,
     /// For calls and tail calls: the callee's demangled name.
     pub callee: Option<&'d str>,
 }
@@ -385,11 +395,15 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
         let mut callee = None;
         let mut line_immediate = None;
         let mut location = false;
+        let mut jumps_to = None;
         if relocs.is_empty() && crate::x86::is_near_branch(&insn) && immediate.has_immediate() {
             // Position-independent branch: opcode, then where it lands.
             buf.push(b'B');
             buf.extend_from_slice(&bytes[..immediate.immediate_offset()]);
             let dest = insn.near_branch_target();
+            if insn.flow_control() == FlowControl::UnconditionalBranch && (start..end).contains(&dest) {
+                jumps_to = Some(dest);
+            }
             let target = refs.code_address(sec, dest);
             callee = callee_of(&insn, target);
             target.feed(&mut buf);
@@ -400,9 +414,9 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
             for r in relocs {
                 blank(&mut buf[start_len..], (r.offset - offset) as usize, reloc::width(r.r_type));
             }
-            if relocs.is_empty() && is_line_register_load(&insn) {
+            if let Some(slot) = relocs.is_empty().then(|| immediate_argument(&insn)).flatten() {
                 let imm = immediate.immediate_offset();
-                line_immediate = Some((xxh3_64(&buf[..start_len + imm]), insn.op0_register()));
+                line_immediate = Some((xxh3_64(&buf[..start_len + imm]), slot));
             }
             for r in relocs {
                 buf.push((r.offset - offset) as u8);
@@ -414,15 +428,35 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
                 target.feed(&mut buf);
             }
         }
-        let location_argument = location.then(|| loaded_register(&insn)).flatten();
-        each(InsnDigest { offset, digest: xxh3_64(&buf), line_immediate, location_argument, callee });
+        let location_argument = location.then(|| address_argument(&insn)).flatten();
+        let register_copy = (matches!(insn.code(), Code::Mov_rm64_r64 | Code::Mov_r64_rm64)
+            && insn.op0_kind() == OpKind::Register
+            && insn.op1_kind() == OpKind::Register)
+            .then(|| (insn.op0_register(), insn.op1_register()));
+        let pushes = insn.mnemonic() == Mnemonic::Push;
+        each(InsnDigest {
+            offset,
+            digest: xxh3_64(&buf),
+            line_immediate,
+            location_argument,
+            register_copy,
+            pushes,
+            jumps_to,
+            callee,
+        });
     }
 }
 
-/// `mov $imm32, %reg32` into an argument register: how x86-64 passes a
-/// small constant, a line number among them, to a call.
-fn is_line_register_load(insn: &Instruction) -> bool {
-    insn.code() == Code::Mov_r32_imm32 && crate::diff::line_rule::is_argument_register(insn.op0_register())
+/// `mov $imm32, %reg32` into an argument register, or `push $imm`: how
+/// x86-64 passes a small constant, a line number among them, to a call.
+fn immediate_argument(insn: &Instruction) -> Option<Slot> {
+    match insn.code() {
+        Code::Mov_r32_imm32 if line_rule::is_argument_register(insn.op0_register()) => {
+            Some(Slot::Register(insn.op0_register().full_register()))
+        }
+        Code::Pushq_imm32 | Code::Pushq_imm8 => Some(Slot::Stack),
+        _ => None,
+    }
 }
 
 /// The callee of a call, or of a jump to another function (a tail call).
@@ -433,10 +467,16 @@ fn callee_of<'d>(insn: &Instruction, target: Target<'d>) -> Option<&'d str> {
     }
 }
 
-/// The full register a `mov $addr, %reg` or `lea addr(%rip), %reg` loads.
-fn loaded_register(insn: &Instruction) -> Option<Register> {
-    let loads = matches!(insn.mnemonic(), iced_x86::Mnemonic::Mov | iced_x86::Mnemonic::Lea);
-    (loads && insn.op0_kind() == iced_x86::OpKind::Register).then(|| insn.op0_register().full_register())
+/// Where `mov $addr, %reg`, `lea addr(%rip), %reg` or `push $addr` puts
+/// the address it holds.
+fn address_argument(insn: &Instruction) -> Option<Slot> {
+    match insn.mnemonic() {
+        Mnemonic::Mov | Mnemonic::Lea if insn.op0_kind() == OpKind::Register => {
+            Some(Slot::Register(insn.op0_register().full_register()))
+        }
+        Mnemonic::Push if insn.op0_kind() != OpKind::Register => Some(Slot::Stack),
+        _ => None,
+    }
 }
 
 /// A reference to a string that names a source location: a file path

@@ -2,18 +2,20 @@
 //! source line numbers (`__LINE__`), which a patch shifts in every function
 //! below the lines it adds, without changing what any of them does.
 //!
-//! A line number reaches code in two ways, and both are recognised by what
-//! the object shows, not by the callee's name (every subsystem has its own
-//! line-taking helpers: `__ext4_error`, `__btrfs_abort_transaction`,
-//! `__might_sleep`, `printk("%s:%d", __FILE__, __LINE__)`, ...):
+//! A line number reaches code in two ways:
 //!
-//! - an argument: `mov $line, %reg` into an argument register of the next
-//!   call, where the argument just before it in the same call is a string
-//!   that names the location: a `__FILE__`-like path (ending in `.c` or `.h`)
-//!   or a function name (`__func__`, `__FUNCTION__`, `__PRETTY_FUNCTION__`).
-//!   C code passes a line right after the file or function it belongs to;
-//!   asking for that pairing keeps an ordinary integer argument of the same
-//!   call (`ext4_error(sb, "bad %d", 5)`) a real change;
+//! - an argument: an immediate (`mov $line, %reg`, or `push $line` for an
+//!   argument past the sixth) passed to the next call, where the argument
+//!   just before it in the same call is a string that names the location: a
+//!   `__FILE__`-like path (ending in `.c` or `.h`) or a function name
+//!   (`__func__`, `__FUNCTION__`, `__PRETTY_FUNCTION__`). C code passes a
+//!   line right after the file or function it belongs to
+//!   (`__ext4_error(sb, __func__, __LINE__, ...)`, `__might_sleep(__FILE__,
+//!   __LINE__)`, `printk("%s:%d", __FILE__, __LINE__)`), so the rule needs no
+//!   list of helpers, and another integer argument of the same call
+//!   (`ext4_error(sb, "bad %d", 5)`) stays a real change. A few helpers take
+//!   a line with no location string beside it; those, and only those, are
+//!   known by name ([`LINE_ARGUMENT_HELPERS`]);
 //! - the `line` field of a `__bug_table` entry (`WARN()`, `BUG()`).
 //!
 //! Everything else in the two functions must be equal.
@@ -22,13 +24,42 @@ use iced_x86::Register;
 
 use crate::diff::checksum::{Fingerprint, InsnDigest};
 
+/// Where an instruction puts an argument of the next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// An argument register (full width).
+    Register(Register),
+    /// A `push`: a stack argument, which one depends on the pushes after it.
+    Stack,
+}
+
+/// Helpers that take `__LINE__` with no file or function name before it,
+/// and the (1-based) argument that holds it. Found by diffing the defconfig
+/// 6.12 kernel against itself with a line added at the top of every `.c` in
+/// fs/ kernel/ mm/ init/ (verify/kernel/line-shift-pair.sh): every other
+/// line argument there follows a `__func__` or `__FILE__`.
+pub const LINE_ARGUMENT_HELPERS: &[(&str, usize)] = &[
+    // ext4_journal_start*(): (inode, sb, line, type, blocks, rsv_blocks, revoke_creds)
+    ("__ext4_journal_start_sb", 3),
+    // ext4_journal_start_reserved(): (handle, line, type)
+    ("__ext4_journal_start_reserved", 2),
+    // ext4_new_inode*(): (idmap, handle, dir, mode, qstr, goal, owner, i_flags, handle_type, line_no, nblocks)
+    ("__ext4_new_inode", 10),
+    // check_block_validity(): (inode, __func__, __LINE__, map), but its
+    // one caller makes gcc drop the constant `__func__` from the
+    // `.constprop` clone, which takes (inode, line, map).
+    ("__check_block_validity", 2),
+];
+
 /// Why two functions are line-only: the first line difference found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineEvidence {
-    /// Instruction `index` (of the function or a `.cold` part) loads the line
-    /// into `line` for the call to `callee`, whose previous argument register
-    /// `location` holds a file or function name.
-    Argument { index: usize, line: Register, location: Register, callee: String },
+    /// Instruction `index` (of the function or a `.cold` part) passes the
+    /// line as argument `argument` (1-based) of the call to `callee`, whose
+    /// argument before it names a file or function.
+    Argument { index: usize, argument: usize, callee: String },
+    /// The same, for a helper known to take a line in that argument.
+    Helper { index: usize, argument: usize, callee: String },
     /// Only `__bug_table` line fields differ.
     BugTable,
 }
@@ -36,21 +67,21 @@ pub enum LineEvidence {
 impl std::fmt::Display for LineEvidence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LineEvidence::Argument { index, line, location, callee } => write!(
+            LineEvidence::Argument { index, argument, callee } => write!(
                 f,
-                "line-only by the call-site rule: instruction #{index} loads the line into {} for the call to {}, \
-                 right after a file or function name in {}",
-                register_name(*line),
+                "line-only by the call-site rule: instruction #{index} passes the line as argument {argument} \
+                 of the call to {}, right after a file or function name",
                 crate::error::escaped(callee),
-                register_name(*location),
+            ),
+            LineEvidence::Helper { index, argument, callee } => write!(
+                f,
+                "line-only by the helper rule: instruction #{index} passes the line as argument {argument} \
+                 of {}, which takes a line there",
+                crate::error::escaped(callee),
             ),
             LineEvidence::BugTable => write!(f, "line-only: only __bug_table line fields differ"),
         }
     }
-}
-
-fn register_name(r: Register) -> String {
-    format!("%{r:?}").to_lowercase()
 }
 
 /// The x86-64 registers of the first six integer arguments, in order.
@@ -60,12 +91,6 @@ const ARGUMENT_REGISTERS: [Register; 6] =
 /// Whether `r` (any width) is an integer argument register.
 pub fn is_argument_register(r: Register) -> bool {
     ARGUMENT_REGISTERS.contains(&r.full_register())
-}
-
-/// The argument register before `r`: where the location string goes.
-fn previous_argument(r: Register) -> Option<Register> {
-    let at = ARGUMENT_REGISTERS.iter().position(|&a| a == r.full_register())?;
-    at.checked_sub(1).map(|i| ARGUMENT_REGISTERS[i])
 }
 
 /// `Some` when `a` and `b` differ and only in line numbers.
@@ -83,42 +108,136 @@ fn same_but_lines(a: &Fingerprint, b: &Fingerprint, found: &mut Option<LineEvide
     if a.insns.len() != b.insns.len() || a.entries.len() != b.entries.len() || a.cold.len() != b.cold.len() {
         return false;
     }
-    for (i, (x, y)) in a.insns.iter().zip(&b.insns).enumerate() {
-        if x.digest == y.digest {
-            continue;
+    for i in 0..a.insns.len() {
+        match explain_difference(a, b, i) {
+            Explained::Equal => {}
+            Explained::Line(e) => drop(found.get_or_insert(e)),
+            Explained::No => return false,
         }
-        if x.line_immediate.is_none() || x.line_immediate != y.line_immediate {
-            return false;
-        }
-        let (Some(ea), Some(eb)) = (line_argument(&a.insns, i), line_argument(&b.insns, i)) else {
-            return false;
-        };
-        if ea != eb {
-            return false;
-        }
-        found.get_or_insert(ea);
     }
     let entries_ok = a.entries.iter().zip(&b.entries).all(|(x, y)| x.without_line == y.without_line);
     entries_ok && a.cold.iter().zip(&b.cold).all(|(x, y)| same_but_lines(x, y, found))
 }
 
-/// `insns[at]` loads an immediate into an argument register of the next
-/// call, and the same call (since the previous one) gets a file or function
-/// name in the argument register before it.
+enum Explained {
+    Equal,
+    Line(LineEvidence),
+    No,
+}
+
+/// Instruction `i` of `a` against that of `b` (same-length functions).
+fn explain_difference(a: &Fingerprint, b: &Fingerprint, i: usize) -> Explained {
+    let (x, y) = (&a.insns[i], &b.insns[i]);
+    if x.digest == y.digest {
+        return Explained::Equal;
+    }
+    if x.line_immediate.is_none() || x.line_immediate != y.line_immediate {
+        return Explained::No;
+    }
+    match (line_argument(&a.insns, i), line_argument(&b.insns, i)) {
+        (Some(ea), Some(eb)) if ea == eb => Explained::Line(ea),
+        _ => Explained::No,
+    }
+}
+
+/// The first pair of instructions that differ in more than a line
+/// argument, with its index in its part (the function or a `.cold` part),
+/// when both functions have the same shape (else the first difference of
+/// any kind says more).
+pub fn first_non_line_difference<'a, 'd>(
+    a: &'a Fingerprint<'d>,
+    b: &'a Fingerprint<'d>,
+) -> Option<(usize, &'a InsnDigest<'d>, &'a InsnDigest<'d>)> {
+    if a.insns.len() != b.insns.len() || a.cold.len() != b.cold.len() {
+        return None;
+    }
+    match (0..a.insns.len()).find(|&i| matches!(explain_difference(a, b, i), Explained::No)) {
+        Some(i) => Some((i, &a.insns[i], &b.insns[i])),
+        None => a.cold.iter().zip(&b.cold).find_map(|(x, y)| first_non_line_difference(x, y)),
+    }
+}
+
+/// `insns[at]` passes an immediate to the next call, as an argument that
+/// follows a file or function name in the same call, or that a known
+/// helper takes as a line.
 fn line_argument(insns: &[InsnDigest], at: usize) -> Option<LineEvidence> {
-    let (_, line) = insns[at].line_immediate?;
-    let location = previous_argument(line)?;
-    let call = at + insns[at..].iter().position(|i| i.callee.is_some())?;
+    insns[at].line_immediate?;
     // Argument registers are clobbered by a call: what the next call gets
-    // was loaded after the previous one.
+    // was put there after the previous one.
     let since = insns[..at].iter().rposition(|i| i.callee.is_some()).map_or(0, |c| c + 1);
-    let named = insns[since..call].iter().any(|i| i.location_argument == Some(location));
-    named.then(|| LineEvidence::Argument {
-        index: at,
-        line,
-        location,
-        callee: insns[call].callee.unwrap_or_default().to_owned(),
-    })
+    let mut window: Vec<&InsnDigest> = insns[since..=at].iter().collect();
+    let call = follow_to_call(insns, at + 1, &mut window)?;
+    let argument = argument_number(&window, at - since)?;
+    let callee = call.callee.unwrap_or_default().to_owned();
+    // A helper's IPA clones (`.constprop.0`, `.isra.0`) are the helper.
+    let stem = callee.split('.').next().unwrap_or_default();
+    if LINE_ARGUMENT_HELPERS.contains(&(stem, argument)) {
+        return Some(LineEvidence::Helper { index: at, argument, callee });
+    }
+    let named = argument > 1 && names_location(&window, argument - 1);
+    named.then_some(LineEvidence::Argument { index: at, argument, callee })
+}
+
+/// The longest path followed from a line argument to its call: error paths
+/// that gcc merges jump to a shared call site a few instructions long.
+const MAX_PATH: usize = 64;
+
+/// Walk from `insns[from]` to the next call, through jumps within the
+/// function (gcc merges the tails of error paths into one call site, so
+/// the arguments are set partly before the jump and partly after),
+/// appending the instructions passed to `window`. The call, if reached.
+fn follow_to_call<'a, 'd>(
+    insns: &'a [InsnDigest<'d>],
+    from: usize,
+    window: &mut Vec<&'a InsnDigest<'d>>,
+) -> Option<&'a InsnDigest<'d>> {
+    let mut k = from;
+    for _ in 0..MAX_PATH {
+        let insn = insns.get(k)?;
+        if insn.callee.is_some() {
+            return Some(insn);
+        }
+        window.push(insn);
+        k = match insn.jumps_to {
+            Some(dest) => insns.binary_search_by_key(&dest, |i| i.offset).ok()?,
+            None => k + 1,
+        };
+    }
+    None
+}
+
+/// The 1-based argument that `window[at]` puts a value in, for the call
+/// right after `window`: registers in order, then stack slots, the last
+/// push being the seventh argument.
+fn argument_number(window: &[&InsnDigest], at: usize) -> Option<usize> {
+    match window[at].line_immediate.map(|(_, slot)| slot).or(window[at].location_argument)? {
+        Slot::Register(r) => ARGUMENT_REGISTERS.iter().position(|&a| a == r).map(|i| i + 1),
+        Slot::Stack => Some(7 + window[at + 1..].iter().filter(|i| i.pushes).count()),
+    }
+}
+
+/// Whether argument `argument` of the call after `window` is a file or
+/// function name: loaded into its register (directly or through register
+/// copies), or pushed into its stack slot.
+fn names_location(window: &[&InsnDigest], argument: usize) -> bool {
+    if argument > ARGUMENT_REGISTERS.len() {
+        return (0..window.len())
+            .any(|k| window[k].location_argument == Some(Slot::Stack) && argument_number(window, k) == Some(argument));
+    }
+    // Which registers hold a location string at each point of the window.
+    let mut holding: Vec<Register> = Vec::new();
+    for i in window {
+        if let Some((dst, src)) = i.register_copy {
+            holding.retain(|&r| r != dst);
+            if holding.contains(&src) {
+                holding.push(dst);
+            }
+        }
+        if let Some(Slot::Register(r)) = i.location_argument {
+            holding.push(r);
+        }
+    }
+    holding.contains(&ARGUMENT_REGISTERS[argument - 1])
 }
 
 #[cfg(test)]
@@ -128,49 +247,69 @@ mod tests {
     use crate::elf::{SectionId, SymbolId};
     use crate::kernel::special::SpecialEntry;
 
-    /// An instruction that is neither a call nor a constant load.
+    /// An instruction that is none of the kinds below; `digest` tells it apart.
     fn other(digest: u64) -> InsnDigest<'static> {
-        InsnDigest { offset: 0, digest, line_immediate: None, location_argument: None, callee: None }
+        InsnDigest {
+            offset: 0,
+            digest,
+            line_immediate: None,
+            location_argument: None,
+            register_copy: None,
+            pushes: false,
+            jumps_to: None,
+            callee: None,
+        }
+    }
+
+    fn reg(r: Register) -> Slot {
+        Slot::Register(r)
     }
 
     /// `mov $line, %reg` (the digest stands for the whole instruction).
-    fn load_line(reg: Register, line: u64) -> InsnDigest<'static> {
-        InsnDigest { line_immediate: Some((7, reg)), digest: 1000 + line, ..other(0) }
+    fn load_line(slot: Slot, line: u64) -> InsnDigest<'static> {
+        InsnDigest { line_immediate: Some((7, slot)), digest: 1000 + line, pushes: slot == Slot::Stack, ..other(0) }
     }
 
-    /// `mov $__func__.N, %reg`.
-    fn load_location(reg: Register) -> InsnDigest<'static> {
-        InsnDigest { location_argument: Some(reg), ..other(50) }
+    /// `mov $__func__.N, %reg` or `push $__func__.N`.
+    fn load_location(slot: Slot) -> InsnDigest<'static> {
+        InsnDigest { location_argument: Some(slot), pushes: slot == Slot::Stack, ..other(50) }
+    }
+
+    fn push_other() -> InsnDigest<'static> {
+        InsnDigest { pushes: true, ..other(51) }
+    }
+
+    fn copy(dst: Register, src: Register) -> InsnDigest<'static> {
+        InsnDigest { register_copy: Some((dst, src)), ..other(52) }
     }
 
     fn call(callee: &'static str) -> InsnDigest<'static> {
         InsnDigest { callee: Some(callee), ..other(60) }
     }
 
-    fn function(insns: Vec<InsnDigest<'static>>) -> Fingerprint<'static> {
+    /// Instructions at offsets 0, 1, 2, ... (for jumps).
+    fn function(mut insns: Vec<InsnDigest<'static>>) -> Fingerprint<'static> {
+        for (k, i) in insns.iter_mut().enumerate() {
+            i.offset = k as u64;
+        }
         Fingerprint { function: SymbolId(1), insns, entries: Vec::new(), cold: Vec::new() }
     }
 
-    /// `report(x, location, line)` with the location in `location_reg`.
-    fn reporting(location_reg: Register, line_reg: Register, line: u64) -> Fingerprint<'static> {
-        function(vec![other(1), load_location(location_reg), load_line(line_reg, line), other(2), call("report")])
+    /// `report(x, location, line)` with the location in `location`.
+    fn reporting(location: Slot, line_slot: Slot, line: u64) -> Fingerprint<'static> {
+        function(vec![other(1), load_location(location), load_line(line_slot, line), other(2), call("report")])
+    }
+
+    fn evidence(f: impl Fn(u64) -> Fingerprint<'static>) -> Option<LineEvidence> {
+        line_only_evidence(&f(10), &f(11))
     }
 
     #[test]
     fn a_line_right_after_a_location_argument_is_line_only() {
-        for (location, line) in [
-            (Register::RDI, Register::ESI),
-            (Register::RSI, Register::EDX),
-            (Register::RDX, Register::ECX),
-            (Register::RCX, Register::R8D),
-            (Register::R8, Register::R9D),
-        ] {
-            let evidence = line_only_evidence(&reporting(location, line, 10), &reporting(location, line, 11));
-            assert_eq!(
-                evidence,
-                Some(LineEvidence::Argument { index: 2, line, location, callee: "report".into() }),
-                "{location:?} then {line:?}"
-            );
+        for (k, pair) in ARGUMENT_REGISTERS.windows(2).enumerate() {
+            let got = evidence(|line| reporting(reg(pair[0]), reg(pair[1]), line));
+            let argument = k + 2;
+            assert_eq!(got, Some(LineEvidence::Argument { index: 2, argument, callee: "report".into() }), "{pair:?}");
         }
     }
 
@@ -178,57 +317,142 @@ mod tests {
     fn an_integer_not_right_after_the_location_is_a_change() {
         // `__ext4_error(sb, __func__, __LINE__, false, -5, ...)`: the errno
         // in %r8d is two registers after the name in %rsi.
-        assert_eq!(
-            line_only_evidence(
-                &reporting(Register::RSI, Register::R8D, 5),
-                &reporting(Register::RSI, Register::R8D, 22)
-            ),
-            None
-        );
+        assert_eq!(evidence(|line| reporting(reg(Register::RSI), reg(Register::R8), line)), None);
         // The first argument has no argument before it.
-        assert_eq!(
-            line_only_evidence(
-                &reporting(Register::RSI, Register::EDI, 5),
-                &reporting(Register::RSI, Register::EDI, 6)
-            ),
-            None
-        );
+        assert_eq!(evidence(|line| reporting(reg(Register::RSI), reg(Register::RDI), line)), None);
     }
 
     #[test]
     fn a_line_without_a_location_is_a_change() {
-        let f = |line| function(vec![load_line(Register::ESI, line), call("set_level")]);
-        assert_eq!(line_only_evidence(&f(5), &f(6)), None);
+        assert_eq!(evidence(|line| function(vec![load_line(reg(Register::RSI), line), call("set_level")])), None);
     }
 
     #[test]
     fn a_location_loaded_for_an_earlier_call_does_not_count() {
         let f = |line| {
-            function(vec![load_location(Register::RSI), call("first"), load_line(Register::EDX, line), call("second")])
+            function(vec![
+                load_location(reg(Register::RSI)),
+                call("first"),
+                load_line(reg(Register::RDX), line),
+                call("second"),
+            ])
         };
-        assert_eq!(line_only_evidence(&f(5), &f(6)), None);
+        assert_eq!(evidence(f), None);
     }
 
     #[test]
     fn the_location_may_be_loaded_after_the_line() {
-        let f = |line| function(vec![load_line(Register::EDX, line), load_location(Register::RSI), call("report")]);
-        assert!(line_only_evidence(&f(5), &f(6)).is_some());
+        let f = |line| {
+            function(vec![load_line(reg(Register::RDX), line), load_location(reg(Register::RSI)), call("report")])
+        };
+        assert!(evidence(f).is_some());
+    }
+
+    #[test]
+    fn the_location_may_reach_its_register_through_a_copy() {
+        // gcc: `mov $__func__.33, %r8; ...; mov %r8, %rsi; call __ext4_warning`.
+        let f = |last: InsnDigest<'static>| {
+            move |line| {
+                function(vec![
+                    load_location(reg(Register::R8)),
+                    load_line(reg(Register::RDX), line),
+                    copy(Register::RSI, Register::R8),
+                    last.clone(),
+                    call("report"),
+                ])
+            }
+        };
+        assert!(evidence(f(other(3))).is_some());
+        // Overwritten after the copy: the call does not get the name.
+        assert_eq!(evidence(f(copy(Register::RSI, Register::RBX))), None);
+    }
+
+    #[test]
+    fn a_pushed_line_after_the_sixth_argument_counts_by_its_stack_slot() {
+        // `check_xattrs(inode, bh, buffer, end, offset, __func__, __LINE__)`:
+        // the name in %r9, the line the last push before the call.
+        let f = |extra_push: bool| {
+            move |line| {
+                let mut insns = vec![load_location(reg(Register::R9)), load_line(Slot::Stack, line)];
+                if extra_push {
+                    insns.push(push_other());
+                }
+                insns.push(call("check_xattrs"));
+                function(insns)
+            }
+        };
+        assert_eq!(
+            evidence(f(false)),
+            Some(LineEvidence::Argument { index: 1, argument: 7, callee: "check_xattrs".into() })
+        );
+        // With another push after it, the line is the eighth argument, after the seventh, which names nothing.
+        assert_eq!(evidence(f(true)), None);
+        // The eighth, after a pushed name in the seventh.
+        let g = |line| function(vec![load_line(Slot::Stack, line), load_location(Slot::Stack), call("report")]);
+        assert_eq!(evidence(g), Some(LineEvidence::Argument { index: 0, argument: 8, callee: "report".into() }));
+    }
+
+    #[test]
+    fn the_call_is_found_through_jumps_to_a_shared_tail() {
+        // Error paths merged by gcc: each sets its line and jumps to the
+        // one place that loads `__func__` and calls the helper.
+        let f = |line| {
+            function(vec![
+                load_line(reg(Register::RDX), line),
+                InsnDigest { jumps_to: Some(3), ..other(4) },
+                other(5),
+                load_location(reg(Register::RSI)),
+                call("__ext4_error"),
+            ])
+        };
+        assert!(evidence(f).is_some());
+        // A jump to a place that is not an instruction start is not followed.
+        let g = |line| {
+            function(vec![
+                load_line(reg(Register::RDX), line),
+                InsnDigest { jumps_to: Some(99), ..other(4) },
+                load_location(reg(Register::RSI)),
+                call("__ext4_error"),
+            ])
+        };
+        assert_eq!(evidence(g), None);
+        // A loop of jumps ends.
+        let h =
+            |line| function(vec![load_line(reg(Register::RDX), line), InsnDigest { jumps_to: Some(1), ..other(4) }]);
+        assert_eq!(evidence(h), None);
+    }
+
+    #[test]
+    fn known_helpers_take_a_line_without_a_location_in_their_argument_only() {
+        // `__ext4_journal_start_sb(NULL, sb, __LINE__, type, blocks, 0, 0)`.
+        let f =
+            |callee: &'static str, slot: Register| move |line| function(vec![load_line(reg(slot), line), call(callee)]);
+        assert_eq!(
+            evidence(f("__ext4_journal_start_sb", Register::RDX)),
+            Some(LineEvidence::Helper { index: 0, argument: 3, callee: "__ext4_journal_start_sb".into() })
+        );
+        assert!(evidence(f("__check_block_validity.constprop", Register::RSI)).is_some(), "a clone is the helper");
+        assert_eq!(evidence(f("__ext4_journal_start_sb", Register::RCX)), None, "another argument");
+        assert_eq!(evidence(f("ext4_journal_start_sb", Register::RDX)), None, "another function");
     }
 
     #[test]
     fn any_other_difference_is_a_change() {
-        let mut b = reporting(Register::RSI, Register::EDX, 11);
+        let a = reporting(reg(Register::RSI), reg(Register::RDX), 10);
+        let mut b = reporting(reg(Register::RSI), reg(Register::RDX), 11);
         b.insns[3] = other(3);
-        assert_eq!(line_only_evidence(&reporting(Register::RSI, Register::EDX, 10), &b), None);
-        let mut b = reporting(Register::RSI, Register::EDX, 11);
+        assert_eq!(line_only_evidence(&a, &b), None);
+        assert_eq!(first_non_line_difference(&a, &b).map(|(i, _, _)| i), Some(3));
+        let mut b = reporting(reg(Register::RSI), reg(Register::RDX), 11);
         b.insns.push(other(4));
-        assert_eq!(line_only_evidence(&reporting(Register::RSI, Register::EDX, 10), &b), None);
+        assert_eq!(line_only_evidence(&a, &b), None);
     }
 
     #[test]
     fn equal_functions_are_not_line_only() {
-        let a = reporting(Register::RSI, Register::EDX, 10);
+        let a = reporting(reg(Register::RSI), reg(Register::RDX), 10);
         assert_eq!(line_only_evidence(&a, &a.clone()), None);
+        assert_eq!(first_non_line_difference(&a, &a.clone()).map(|(i, _, _)| i), None);
     }
 
     #[test]
@@ -249,9 +473,9 @@ mod tests {
     #[test]
     fn a_line_in_a_cold_part_counts() {
         let with_cold = |line| Fingerprint {
-            cold: vec![reporting(Register::RDI, Register::ESI, line)],
+            cold: vec![reporting(reg(Register::RDI), reg(Register::RSI), line)],
             ..function(vec![other(1)])
         };
-        assert!(matches!(line_only_evidence(&with_cold(1), &with_cold(2)), Some(LineEvidence::Argument { .. })));
+        assert!(matches!(evidence(with_cold), Some(LineEvidence::Argument { .. })));
     }
 }

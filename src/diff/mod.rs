@@ -237,8 +237,30 @@ impl Analysis<'_> {
         let difference = Self::first_difference(name, o, p, &a, &b);
         Ok(match line_rule::line_only_evidence(&a, &b) {
             Some(evidence) => format!("{name}: {evidence}\n{difference}"),
-            None => difference,
+            None => difference + &Self::first_non_line_difference(o, p, &a, &b),
         })
+    }
+
+    /// For a changed function whose first difference is a line argument:
+    /// the first difference that is not, which is what made it changed.
+    fn first_non_line_difference(
+        o: &ElfObject,
+        p: &ElfObject,
+        a: &checksum::Fingerprint,
+        b: &checksum::Fingerprint,
+    ) -> String {
+        let first = a.insns.iter().zip(&b.insns).position(|(x, y)| x.digest != y.digest);
+        match line_rule::first_non_line_difference(a, b) {
+            Some((index, x, y)) if first.is_some_and(|f| !std::ptr::eq(&a.insns[f], x)) => format!(
+                "\n  first difference that is not a line number, at instruction #{index}{}\n  orig:    {}\n  patched: {}",
+                holder(a, x)
+                    .filter(|&f| !std::ptr::eq(f, a))
+                    .map_or(String::new(), |f| format!(" of {}", crate::error::escaped(o.symbol(f.function).name))),
+                checksum::disassemble(o, holder(a, x).unwrap_or(a).function, x.offset),
+                checksum::disassemble(p, holder(b, y).unwrap_or(b).function, y.offset),
+            ),
+            _ => String::new(),
+        }
     }
 
     /// One line per side: where fingerprints `a` (of `o`) and `b` (of `p`)

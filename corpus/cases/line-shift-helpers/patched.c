@@ -20,6 +20,10 @@ extern void xfs_error_report(const char *tag, int level, struct xfs_mount *mp, c
 			     int linenum, void *failaddr);
 extern void trace_failure(int a, int b, int c, int d, const char *func, int line);
 extern int _printk(const char *fmt, ...);
+extern int check_entries(void *inode, void *bh, void *buf, void *end, int size, const char *function,
+			 unsigned int line);
+extern void *__ext4_journal_start_sb(void *inode, struct super_block *sb, unsigned int line, int type,
+				     int blocks, int rsv_blocks, int revoke_creds);
 extern int read_reg(int reg);
 
 /* function name in %rsi, line in %edx */
@@ -71,4 +75,16 @@ int traced(int a, int b)
 void where(void)
 {
 	_printk("at %s:%d\n", __FILE__, __LINE__);
+}
+
+/* function name in %r9, line pushed as the seventh argument */
+int seven(void *inode, void *bh, void *buf, int size)
+{
+	return check_entries(inode, bh, buf, (char *)buf + size, size, __func__, __LINE__);
+}
+
+/* no name beside the line: a helper known to take one there */
+void *journal_begin(struct super_block *sb, int blocks)
+{
+	return __ext4_journal_start_sb((void *)0, sb, __LINE__, 3, blocks, 0, 0);
 }
