@@ -118,7 +118,7 @@ fn model_queries(obj: &ElfObject) {
             let _ = obj.referent(r, 0);
             let _ = obj.referent(r, 4);
         }
-        for &id in sec.symbols().iter().take(256) {
+        for id in sec.symbols().take(256) {
             let s = obj.symbol(id);
             let _ = obj.symbol_at(sec.id, s.value);
             let _ = obj.symbol_at(sec.id, s.end());

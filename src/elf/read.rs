@@ -150,6 +150,8 @@ pub struct Symbol<'data> {
     pub size: u64,
     /// For locals: the most recent FILE symbol before this one in `.symtab`.
     pub file: Option<SymbolId>,
+    /// Named like a `.cold` part (asked for every reference while hashing).
+    cold_child: bool,
 }
 
 impl Symbol<'_> {
@@ -174,7 +176,7 @@ impl Symbol<'_> {
     }
     /// A `.cold` part split out of its parent function.
     pub fn is_cold_child(&self) -> bool {
-        self.kind != SymbolKind::Section && self.name.contains(".cold") && !self.name.starts_with(".klp.sym")
+        self.cold_child
     }
 }
 
@@ -192,23 +194,36 @@ struct NameIndex<'d> {
 }
 
 impl<'d> NameIndex<'d> {
-    fn build(entries: impl Iterator<Item = (&'d str, SymbolId)> + Clone) -> Self {
-        let mut groups: FxHashMap<&'d str, (u32, u32)> = FxHashMap::default();
-        for (name, _) in entries.clone() {
-            groups.entry(name).or_default().1 += 1;
+    /// Each name is hashed once; the groups are laid out in the order their
+    /// names first occur.
+    fn build(entries: impl Iterator<Item = (&'d str, SymbolId)>, expected: usize) -> Self {
+        // While building, a group's value is (index, count).
+        let mut groups: FxHashMap<&'d str, (u32, u32)> =
+            FxHashMap::with_capacity_and_hasher(expected, Default::default());
+        let mut members: Vec<(u32, SymbolId)> = Vec::with_capacity(expected);
+        for (name, id) in entries {
+            let next = groups.len() as u32;
+            let g = groups.entry(name).or_insert((next, 0));
+            g.1 += 1;
+            members.push((g.0, id));
+        }
+        let mut starts = vec![0u32; groups.len()];
+        for &(index, count) in groups.values() {
+            starts[index as usize] = count;
         }
         let mut next = 0;
-        for g in groups.values_mut() {
-            g.0 = next;
-            next += g.1;
+        for s in &mut starts {
+            (*s, next) = (next, next + *s);
         }
-        let mut ids = vec![SymbolId(0); next as usize];
-        let mut filled: FxHashMap<&'d str, u32> = FxHashMap::default();
-        for (name, id) in entries {
-            let (start, _) = groups[name];
-            let k = filled.entry(name).or_default();
-            ids[(start + *k) as usize] = id;
-            *k += 1;
+        let mut ids = vec![SymbolId(0); members.len()];
+        let mut cursor = starts.clone();
+        for (index, id) in members {
+            let at = &mut cursor[index as usize];
+            ids[*at as usize] = id;
+            *at += 1;
+        }
+        for g in groups.values_mut() {
+            *g = (starts[g.0 as usize], g.1);
         }
         NameIndex { groups, ids }
     }
@@ -281,11 +296,11 @@ pub struct Section<'data> {
     /// For a `SHF_RELA_LIVEPATCH` section: its own entries (they apply to
     /// section `info` but are not part of its ordinary `relocs`).
     pub own_relocs: Vec<Reloc>,
-    /// Named (non-section, non-file) symbols defined here, sorted by value.
-    symbols: Vec<SymbolId>,
-    /// `max_end[i]` = the largest end of `symbols[..=i]`, so containment
-    /// queries can stop scanning backwards early.
-    max_end: Vec<u64>,
+    /// Named (non-section, non-file) symbols defined here, sorted by value,
+    /// with what [`ElfObject::symbol_at`] needs of each: it runs for nearly
+    /// every relocation, and reading this one array instead of the symbol
+    /// table keeps it in cache.
+    spans: Vec<SymbolSpan>,
     pub section_symbol: Option<SymbolId>,
 }
 
@@ -307,8 +322,8 @@ impl<'data> Section<'data> {
         !self.is_strings() && self.flags & elf::SHF_MERGE.0 != 0 && self.entsize > 0
     }
     /// Symbols defined in this section, sorted by value.
-    pub fn symbols(&self) -> &[SymbolId] {
-        &self.symbols
+    pub fn symbols(&self) -> impl ExactSizeIterator<Item = SymbolId> + DoubleEndedIterator + Clone + '_ {
+        self.spans.iter().map(|s| s.id)
     }
     /// Relocations whose offset lies in `[start, end)`.
     pub fn relocs_in(&self, start: u64, end: u64) -> &[Reloc] {
@@ -368,8 +383,8 @@ impl<'data> ElfObject<'data> {
     fn build_name_indexes(&mut self) {
         let named = || self.symbols.iter().filter(|s| !s.name.is_empty() && s.kind != SymbolKind::Section);
         let (by_name, by_demangled) = rayon::join(
-            || NameIndex::build(named().map(|s| (s.name, s.id))),
-            || NameIndex::build(named().map(|s| (s.demangled, s.id))),
+            || NameIndex::build(named().map(|s| (s.name, s.id)), self.symbols.len()),
+            || NameIndex::build(named().map(|s| (s.demangled, s.id)), self.symbols.len()),
         );
         (self.by_name, self.by_demangled) = (by_name, by_demangled);
         self.section_by_name.reserve(self.sections.len());
@@ -423,30 +438,25 @@ impl<'data> ElfObject<'data> {
     /// at `offset`, or one ending exactly there (a "one past the end" pointer),
     /// is accepted only when nothing covers the offset.
     pub fn symbol_at(&self, section: SectionId, offset: u64) -> Option<SymbolId> {
-        let sec = self.section(section);
-        let upto = sec.symbols.partition_point(|&id| self.symbol(id).value <= offset);
+        let spans = &self.section(section).spans;
+        let upto = spans.partition_point(|s| s.value <= offset);
         let mut best: Option<(u8, SymbolId)> = None;
-        for i in (0..upto).rev() {
-            if sec.max_end[i] < offset {
+        for s in spans[..upto].iter().rev() {
+            if s.max_end < offset {
                 break;
             }
-            let sym = self.symbol(sec.symbols[i]);
-            let rank = if offset < sym.end() {
-                match (sym.kind, sym.is_prefix()) {
-                    (SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls, false) => 4,
-                    (_, false) => 3,
-                    (_, true) => 2,
-                }
-            } else if sym.value == offset {
+            let rank = if offset < s.end {
+                s.covering_rank
+            } else if s.value == offset {
                 1
-            } else if sym.end() == offset && sym.size > 0 {
+            } else if s.end == offset && s.sized {
                 0
             } else {
                 continue;
             };
             // Among equal ranks keep the lowest symbol index: deterministic.
-            if best.is_none_or(|(r, id)| rank > r || (rank == r && sym.id < id)) {
-                best = Some((rank, sym.id));
+            if best.is_none_or(|(r, id)| rank > r || (rank == r && s.id < id)) {
+                best = Some((rank, s.id));
             }
         }
         best.map(|(_, id)| id)
@@ -456,17 +466,16 @@ impl<'data> ElfObject<'data> {
     /// `section`: the offsets where its answer changes, each with the answer
     /// from there on, starting with `first`.
     pub fn symbols_over(&self, section: SectionId, first: u64, last: u64) -> Vec<(u64, Option<SymbolId>)> {
-        let sec = self.section(section);
-        let upto = sec.symbols.partition_point(|&id| self.symbol(id).value <= last);
+        let spans = &self.section(section).spans;
+        let upto = spans.partition_point(|s| s.value <= last);
         // A symbol's rank at an offset changes only at its start and end and
         // one past them (the exact-start and one-past-the-end ranks).
         let mut changes = Vec::new();
-        for i in (0..upto).rev() {
-            if sec.max_end[i] < first {
+        for s in spans[..upto].iter().rev() {
+            if s.max_end < first {
                 break;
             }
-            let s = self.symbol(sec.symbols[i]);
-            for at in [s.value, s.value.saturating_add(1), s.end(), s.end().saturating_add(1)] {
+            for at in [s.value, s.value.saturating_add(1), s.end, s.end.saturating_add(1)] {
                 if first < at && at <= last {
                     changes.push(at);
                 }
@@ -631,8 +640,7 @@ fn read_sections<'d>(table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>, data:
                 relocs: Vec::new(),
                 rela_section: None,
                 own_relocs: Vec::new(),
-                symbols: Vec::new(),
-                max_end: Vec::new(),
+                spans: Vec::new(),
                 section_symbol: None,
             })
         })
@@ -686,8 +694,10 @@ fn read_symbols<'d>(
         } else {
             None
         };
+        let cold_child = kind != SymbolKind::Section && name.contains(".cold") && !name.starts_with(".klp.sym");
         out.push(Symbol {
             id: SymbolId(i as u32),
+            cold_child,
             name,
             demangled: demangle(name),
             kind,
@@ -885,21 +895,43 @@ fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) {
             }
             SymbolKind::File => {}
             _ if sym.name.is_empty() => {}
-            _ => sec.symbols.push(sym.id),
+            _ => sec.spans.push(SymbolSpan::of(sym)),
         }
     }
     sections.par_iter_mut().for_each(|sec| {
-        sec.symbols.sort_by_key(|&id| (symbols[id.index()].value, id));
+        sec.spans.sort_by_key(|s| (s.value, s.id));
         let mut max_end = 0;
-        sec.max_end = sec
-            .symbols
-            .iter()
-            .map(|&id| {
-                max_end = max_end.max(symbols[id.index()].end());
-                max_end
-            })
-            .collect();
+        for s in &mut sec.spans {
+            max_end = max_end.max(s.end);
+            s.max_end = max_end;
+        }
     });
+}
+
+/// A named symbol of a section as [`ElfObject::symbol_at`] sees it.
+#[derive(Debug, Clone, Copy)]
+struct SymbolSpan {
+    value: u64,
+    end: u64,
+    /// The largest end of this and the spans before it, so containment
+    /// queries can stop scanning backwards early.
+    max_end: u64,
+    id: SymbolId,
+    /// Its rank at an offset it covers: FUNC/OBJECT/TLS over other kinds
+    /// over prefixes (`__pfx_`, `__cfi_`).
+    covering_rank: u8,
+    sized: bool,
+}
+
+impl SymbolSpan {
+    fn of(sym: &Symbol) -> Self {
+        let covering_rank = match (sym.kind, sym.is_prefix()) {
+            (SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls, false) => 4,
+            (_, false) => 3,
+            (_, true) => 2,
+        };
+        SymbolSpan { value: sym.value, end: sym.end(), max_end: 0, id: sym.id, covering_rank, sized: sym.size > 0 }
+    }
 }
 
 #[cfg(test)]

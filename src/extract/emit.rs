@@ -35,8 +35,7 @@ impl<'d> Builder<'_, 'd> {
         let sym = self.p.symbol(id);
         let sec = self.p.section(sym.section()?);
         sec.symbols()
-            .iter()
-            .map(|&s| self.p.symbol(s))
+            .map(|s| self.p.symbol(s))
             .find(|s| is_objtool_prefix(s) && s.end() == sym.value && s.value < sym.value)
     }
 
