@@ -677,11 +677,17 @@ pub fn object_checksum(obj: &ElfObject, id: SymbolId) -> Checksum {
 }
 
 fn entry_digest(refs: Refs, entry: &SpecialEntry) -> EntryDigest {
+    entry_digest_in(refs, entry, &mut Vec::with_capacity(128))
+}
+
+/// [`entry_digest`] with a scratch buffer: a vmlinux.o has about two
+/// million entries, and the quick keys digest them all.
+fn entry_digest_in(refs: Refs, entry: &SpecialEntry, buf: &mut Vec<u8>) -> EntryDigest {
     let obj = refs.obj;
     let sec = obj.section(entry.section);
     let (start, end) = (entry.offset, entry.offset + entry.size);
     let relocs = sec.relocs_in(start, end);
-    let mut buf = Vec::with_capacity(128);
+    buf.clear();
     buf.extend_from_slice(sec.name.as_bytes());
     buf.push(0);
     let data_start = buf.len();
@@ -695,16 +701,16 @@ fn entry_digest(refs: Refs, entry: &SpecialEntry) -> EntryDigest {
         let target = obj.symbol(r.symbol);
         let target_sec = obj.symbol_section(target);
         if let Some(repl) = target_sec.filter(|s| s.name == ".altinstr_replacement") {
-            feed_alt_replacement(refs, repl, (target.value as i64).wrapping_add(r.addend), entry, &mut buf);
+            feed_alt_replacement(refs, repl, (target.value as i64).wrapping_add(r.addend), entry, buf);
         } else {
-            refs.target(r, r.addend).feed(&mut buf);
+            refs.target(r, r.addend).feed(buf);
         }
     }
-    let digest = xxh3_64(&buf);
+    let digest = xxh3_64(buf);
     let without_line = match bug_line_field(sec.name, entry.size, relocs, start) {
         Some(at) => {
             blank(&mut buf[data_start..], at, 2);
-            xxh3_64(&buf)
+            xxh3_64(buf)
         }
         None => digest,
     };

@@ -25,9 +25,9 @@
 //! symbol boundary) gives the function no key: it is decoded.
 
 use rayon::prelude::*;
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
-use super::{ColdChildren, Refs, Target, entry_digest, strip_numeric_suffix};
+use super::{ColdChildren, Refs, Target, entry_digest_in, strip_numeric_suffix};
 use crate::elf::{ElfObject, Reloc, Section, SymbolId, SymbolKind, reloc};
 use crate::kernel::special::SpecialIndex;
 
@@ -86,30 +86,32 @@ pub fn function_key(
     envs: &SectionEnvs,
     id: SymbolId,
 ) -> Option<u64> {
-    let mut h = Xxh3::new();
-    feed_function(refs, specials, cold, envs, id, &mut h)?;
-    Some(h.digest())
+    let mut scratch = Vec::with_capacity(128);
+    part_key(refs, specials, cold, envs, id, &mut scratch)
 }
 
-fn feed_function(
+/// The key of one part (the function, or one of its `.cold` parts, which
+/// have none of their own), from one buffer hashed at once: most functions
+/// are a few hundred bytes, where a streaming hasher's copying costs more
+/// than the hash.
+fn part_key(
     refs: Refs<'_, '_>,
     specials: &SpecialIndex,
     cold: &ColdChildren,
     envs: &SectionEnvs,
     id: SymbolId,
-    h: &mut Xxh3,
-) -> Option<()> {
+    scratch: &mut Vec<u8>,
+) -> Option<u64> {
     let refs = Refs { this: refs.this.or(Some(id)), ..refs };
     let obj = refs.obj;
     let sym = obj.symbol(id);
     let sec = obj.symbol_section(sym)?;
     let start = sym.value.min(sec.data.len() as u64);
     let end = sym.end().min(sec.data.len() as u64);
-    // The bytes go to the hash as they are; the rest is gathered first.
     let code = &sec.data[start as usize..end as usize];
-    h.update(&(code.len() as u64).to_le_bytes());
-    h.update(code);
     let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(&(code.len() as u64).to_le_bytes());
+    buf.extend_from_slice(&xxh3_64(code).to_le_bytes());
     feed_env(refs, envs.0[sec.id.index()].as_ref()?, start, &mut buf);
     let relocs = sec.relocs_in(start, end);
     buf.extend_from_slice(&(relocs.len() as u64).to_le_bytes());
@@ -118,18 +120,18 @@ fn feed_function(
         buf.extend_from_slice(&r.r_type.to_le_bytes());
         feed_meaning(refs, r, &mut buf)?;
     }
-    h.update(&buf);
     let entries = specials.entries_of(id);
-    h.update(&(entries.len() as u64).to_le_bytes());
+    buf.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     for e in entries {
-        h.update(&entry_digest(refs, e).digest.to_le_bytes());
+        buf.extend_from_slice(&entry_digest_in(refs, e, scratch).digest.to_le_bytes());
     }
     let children = cold.get(&id).map_or(&[][..], Vec::as_slice);
-    h.update(&(children.len() as u64).to_le_bytes());
+    buf.extend_from_slice(&(children.len() as u64).to_le_bytes());
     for &c in children {
-        feed_function(refs, specials, &ColdChildren::default(), envs, c, h)?;
+        let key = part_key(refs, specials, &ColdChildren::default(), envs, c, scratch)?;
+        buf.extend_from_slice(&key.to_le_bytes());
     }
-    Some(())
+    Some(xxh3_64(&buf))
 }
 
 fn feed_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
