@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::elf::{ElfObject, Referent, Reloc, SectionId, SymbolId, SymbolKind};
@@ -73,14 +74,19 @@ pub struct SpecialEntry {
 /// Entries of all special sections, grouped by the function they belong to.
 #[derive(Debug, Default)]
 pub struct SpecialIndex {
-    pub by_function: HashMap<SymbolId, Vec<SpecialEntry>>,
+    /// The entries of function `id` are `entries[starts[id]..starts[id + 1]]`,
+    /// ordered by section name and offset: one array for all functions
+    /// rather than a vector each (a vmlinux.o has two million entries).
+    starts: Vec<u32>,
+    entries: Vec<SpecialEntry>,
     /// Entry size chosen for each special section present.
     pub entry_sizes: BTreeMap<String, u64>,
 }
 
 impl SpecialIndex {
     pub fn build(obj: &ElfObject, sizes: &EntrySizes) -> Result<Self> {
-        let mut index = SpecialIndex::default();
+        let mut entry_sizes = BTreeMap::new();
+        let mut specials = Vec::new();
         for sec in &obj.sections {
             if !is_special_section(sec.name) || sec.size == 0 {
                 continue;
@@ -91,25 +97,49 @@ impl SpecialIndex {
                 return Err(e.in_section(sec.name).in_file(&obj.path));
             }
             let size = entry_size(obj, sec.id, sizes).in_section(sec.name).in_file(&obj.path)?;
-            index.entry_sizes.insert(sec.name.to_owned(), size);
-            for (offset, end) in entry_ranges(sec.size, size) {
-                if let Some(owner) = entry_owner(obj, sec.relocs_in(offset, end)) {
-                    index.by_function.entry(owner).or_default().push(SpecialEntry {
-                        section: sec.id,
-                        offset,
-                        size: end - offset,
-                    });
-                }
-            }
+            entry_sizes.insert(sec.name.to_owned(), size);
+            specials.push((sec, size));
         }
-        for entries in index.by_function.values_mut() {
-            entries.sort_by_key(|e| (obj.section(e.section).name, e.offset));
+        specials.sort_by_key(|(sec, _)| (sec.name, sec.id));
+        // Who owns each entry: sections and their entries on every core.
+        let owned: Vec<Vec<(SymbolId, SpecialEntry)>> = specials
+            .par_iter()
+            .map(|&(sec, size)| {
+                (0..entry_count(sec.size, size))
+                    .into_par_iter()
+                    .filter_map(|i| {
+                        let (offset, end) = entry_range(sec.size, size, i);
+                        let owner = entry_owner(obj, sec.relocs_in(offset, end))?;
+                        Some((owner, SpecialEntry { section: sec.id, offset, size: end - offset }))
+                    })
+                    .collect()
+            })
+            .collect();
+        // Group by owner, keeping the order above (a counting sort).
+        let mut starts = vec![0u32; obj.symbols.len() + 1];
+        for &(owner, _) in owned.iter().flatten() {
+            starts[owner.index() + 1] += 1;
         }
-        Ok(index)
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut cursor = starts.clone();
+        let placeholder = SpecialEntry { section: SectionId(0), offset: 0, size: 0 };
+        let mut entries = vec![placeholder; starts.last().map_or(0, |&n| n as usize)];
+        for &(owner, entry) in owned.iter().flatten() {
+            let at = &mut cursor[owner.index()];
+            entries[*at as usize] = entry;
+            *at += 1;
+        }
+        Ok(SpecialIndex { starts, entries, entry_sizes })
     }
 
     pub fn entries_of(&self, func: SymbolId) -> &[SpecialEntry] {
-        self.by_function.get(&func).map_or(&[], Vec::as_slice)
+        let range = |i: usize| Some(*self.starts.get(i)? as usize);
+        match (range(func.index()), range(func.index() + 1)) {
+            (Some(start), Some(end)) => &self.entries[start..end],
+            _ => &[],
+        }
     }
 }
 
@@ -117,8 +147,17 @@ impl SpecialIndex {
 /// entries. The last may be short: some layouts end without the padding of
 /// the last entry (see `layout_fits`).
 pub fn entry_ranges(section_size: u64, size: u64) -> impl Iterator<Item = (u64, u64)> {
+    (0..entry_count(section_size, size)).map(move |i| entry_range(section_size, size, i))
+}
+
+fn entry_count(section_size: u64, size: u64) -> u64 {
+    section_size.div_ceil(size.max(1))
+}
+
+/// The `[start, end)` of entry `i` (see [`entry_ranges`]).
+fn entry_range(section_size: u64, size: u64, i: u64) -> (u64, u64) {
     let size = size.max(1);
-    (0..section_size.div_ceil(size)).map(move |i| (i * size, ((i + 1) * size).min(section_size)))
+    (i * size, ((i + 1) * size).min(section_size))
 }
 
 /// The function an entry describes: the first relocation target that is a
