@@ -393,6 +393,59 @@ mod tests {
     }
 
     #[test]
+    fn a_pushed_line_after_a_pushed_integer_is_a_change() {
+        // The line is the eighth argument; the seventh is another immediate,
+        // not a name: the location in %r9 is two arguments away.
+        let f = |line| {
+            function(vec![
+                load_location(reg(Register::R9)),
+                load_line(Slot::Stack, line),
+                InsnDigest { line_immediate: Some((8, Slot::Stack)), pushes: true, ..other(53) },
+                call("report"),
+            ])
+        };
+        assert_eq!(evidence(f), None);
+    }
+
+    #[test]
+    fn extra_entries_or_cold_parts_are_a_change() {
+        let entry = |digest| EntryDigest {
+            entry: SpecialEntry { section: SectionId(3), offset: 0, size: 12 },
+            digest,
+            without_line: 77,
+        };
+        let a = reporting(reg(Register::RSI), reg(Register::RDX), 10);
+        let mut b = reporting(reg(Register::RSI), reg(Register::RDX), 11);
+        b.entries.push(entry(1));
+        assert_eq!(line_only_evidence(&a, &b), None, "a new special-section entry");
+        let mut b = reporting(reg(Register::RSI), reg(Register::RDX), 11);
+        b.cold.push(function(vec![other(9)]));
+        assert_eq!(line_only_evidence(&a, &b), None, "a new .cold part");
+        assert_eq!(first_non_line_difference(&a, &b).map(|(i, _, _)| i), None, "not the same shape");
+        let mut b = reporting(reg(Register::RSI), reg(Register::RDX), 11);
+        b.insns.pop();
+        assert_eq!(first_non_line_difference(&a, &b).map(|(i, _, _)| i), None, "not the same length");
+        assert_eq!(first_non_line_difference(&b, &a).map(|(i, _, _)| i), None, "not the same length");
+    }
+
+    #[test]
+    fn the_evidence_says_which_rule_and_argument() {
+        let call_site = LineEvidence::Argument { index: 2, argument: 3, callee: "__ext4_error".into() };
+        let text = call_site.to_string();
+        assert!(
+            text.contains("call-site rule") && text.contains("argument 3") && text.contains("__ext4_error"),
+            "{text}"
+        );
+        let helper = LineEvidence::Helper { index: 0, argument: 10, callee: "__ext4_new_inode".into() };
+        let text = helper.to_string();
+        assert!(
+            text.contains("helper rule") && text.contains("argument 10") && text.contains("__ext4_new_inode"),
+            "{text}"
+        );
+        assert!(LineEvidence::BugTable.to_string().contains("__bug_table"));
+    }
+
+    #[test]
     fn the_call_is_found_through_jumps_to_a_shared_tail() {
         // Error paths merged by gcc: each sets its line and jumps to the
         // one place that loads `__func__` and calls the helper.
