@@ -31,6 +31,10 @@ struct Expected {
     new: BTreeSet<String>,
     removed: Option<BTreeSet<String>>,
     line_only: Option<BTreeSet<String>>,
+    /// `new-data`, `ignored-section`, `ignored-function`: checked when given.
+    new_data: Option<BTreeSet<String>>,
+    ignored_sections: Option<BTreeSet<String>>,
+    ignored_functions: Option<BTreeSet<String>>,
     exit: i32,
     refused: Vec<String>,
     /// Checks of OUT.o: `defines`, `undefined`, `klp-sym`, `entries`, `section`, `section-size`.
@@ -47,6 +51,9 @@ fn parse_expected(text: &str) -> Expected {
             "new" => drop(e.new.insert(value)),
             "removed" => drop(e.removed.get_or_insert_default().insert(value)),
             "line-only" => drop(e.line_only.get_or_insert_default().insert(value)),
+            "new-data" => drop(e.new_data.get_or_insert_default().insert(value)),
+            "ignored-section" => drop(e.ignored_sections.get_or_insert_default().insert(value)),
+            "ignored-function" => drop(e.ignored_functions.get_or_insert_default().insert(value)),
             "exit" => e.exit = value.parse().expect("exit status"),
             "refused" => e.refused.push(value),
             "defines" | "undefined" | "klp-sym" | "entries" | "section" | "section-size" => {
@@ -123,6 +130,20 @@ fn check_case(dir: &Path) -> Result<(), String> {
     }
     if let Some(want) = &expected.line_only {
         compare("line-only", set(reported(&o.stdout, "line-only change")), want, &mut problems);
+    }
+    let optional = [
+        ("new data", &expected.new_data),
+        ("ignoring section", &expected.ignored_sections),
+        ("ignoring function", &expected.ignored_functions),
+    ];
+    for (what, want) in optional {
+        if let Some(want) = want {
+            let got = reported(&o.stdout, what);
+            if set(got.clone()).len() != got.len() {
+                problems.push(format!("{what}: reported more than once: {got:?}"));
+            }
+            compare(what, set(got), want, &mut problems);
+        }
     }
     let (changed, new) = (reported(&o.stdout, "changed function"), reported(&o.stdout, "new function"));
     if expected.exit == 0 && (!changed.is_empty() || !new.is_empty()) {
