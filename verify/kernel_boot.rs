@@ -58,6 +58,9 @@ const TOOLS: &[&str] = &[
     "tar",
 ];
 
+/// What kbuild runs besides [`TOOLS`] for a clang (`LLVM=1`) kernel.
+const CLANG_TOOLS: &[&str] = &["clang", "ld.lld", "llvm-ar", "llvm-nm", "llvm-objcopy", "llvm-readelf"];
+
 /// What every boot test uses of a kernel's assets.
 const KERNEL_FILES: &[&str] = &["bzImage", "vmlinux.zst", "kdev.tar.zst", "Module.symvers"];
 /// The demo patch's object pairs, per translation unit and as vmlinux.o.
@@ -74,7 +77,11 @@ fn kernel(name: &'static str, cpus: u32, files: &[&str]) -> Option<Kernel> {
         None => (shared_dir().join("kernel"), "../shared/kernel"),
     };
     let assets: Vec<String> = KERNEL_FILES.iter().chain(files).map(|f| format!("{name}/{f}")).collect();
-    require_from(&root, label, &strs(&assets), TOOLS)?;
+    let mut tools = TOOLS.to_vec();
+    if name.ends_with("-lto") {
+        tools.extend(CLANG_TOOLS);
+    }
+    require_from(&root, label, &strs(&assets), &tools)?;
     let dir = root.join(name);
     let kdev = unpack_kdev(&dir);
     let vmlinux = unzstd_cached(&dir.join("vmlinux.zst"));
@@ -148,8 +155,14 @@ impl Kernel {
             vec!["module", "--name", name, "--kdir", self.kdev.to_str().unwrap(), "-o", ko.to_str().unwrap()];
         args.extend_from_slice(extra);
         args.extend(outputs.iter().map(|p| p.to_str().unwrap()));
-        let o = klp(&args);
+        // Without LLVM in the environment: klp module finds the kernel's
+        // compiler in its .config (LLVM=1 for the clang kernel).
+        let o = Command::new(env!("CARGO_BIN_EXE_klp")).args(&args).env_remove("LLVM").output().expect("run klp");
         assert!(o.status.success(), "klp module {name}: {}", String::from_utf8_lossy(&o.stderr));
+        eprintln!(
+            "{}",
+            String::from_utf8_lossy(&o.stderr).lines().find(|l| l.contains("kernel built with")).unwrap_or("")
+        );
         if !extra.contains(&"--skip-post-link") {
             // Symbol positions too, against the kernel the module is for.
             let o = klp(&["check", ko.to_str().unwrap(), "--parent", self.vmlinux.to_str().unwrap()]);
@@ -447,6 +460,15 @@ fn slim_scenario_new_function_static_local_and_sympos() {
         eprintln!("    {l}");
     }
     eprintln!("slim-scenario: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// The clang ThinLTO kernel: its translation units are bitcode, so the demo
+/// comes from the LTO-linked vmlinux.o only, and `klp module` must find out
+/// from the tree's .config that the module is built with LLVM=1.
+#[test]
+fn lto_demo_from_vmlinux_o_loads_and_takes_effect() {
+    let Some(k) = kernel("6.12-lto", 1, DEMO_VMLINUX_O) else { return };
+    demo_from_vmlinux_o(&k, "lto-demo-vmlinux");
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::process::Command;
 use crate::error::{Error, Result};
 use crate::kernel::abi::Format;
 use crate::kernel::modinfo;
+use crate::module::toolchain::{KernelToolchain, ModuleToolchain, installed_version};
 
 /// The skeleton's source, shipped inside the binary.
 pub const SKELETON_C: &str = include_str!("skeleton/livepatch_skeleton.c");
@@ -50,13 +51,22 @@ pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf
     for obj in &opts.objects {
         check_diff_output(obj)?;
     }
+    let llvm_env = std::env::var("LLVM").ok();
+    let config = opts.kdir.join(".config");
+    let toolchain = KernelToolchain::of_tree(&opts.kdir)?
+        .module_toolchain(llvm_env.as_deref(), &installed_version)
+        .map_err(|e| e.in_file(&config))?;
+    step(&toolchain.summary);
+    if let Some(warning) = &toolchain.warning {
+        step(&format!("warning: {warning}"));
+    }
     let name = modinfo::sanitised_module_name(&opts.name);
     let dir = work_dir(&opts.output)?;
     step(&format!("preparing {} in {}", name, dir.display()));
     write_sources(&dir, &name, opts)?;
     let log = dir.join("build.log");
     step(&format!("building with kbuild in {} (log: {})", opts.kdir.display(), log.display()));
-    run_kbuild(&dir, opts, &log)?;
+    run_kbuild(&dir, opts, &toolchain, &log)?;
     let ko = dir.join(format!("{name}.ko"));
     drop_btf(&ko)?;
     if !opts.skip_post_link {
@@ -115,10 +125,11 @@ fn write_sources(dir: &Path, name: &str, opts: &ModuleOptions) -> Result<()> {
     Ok(())
 }
 
-fn run_kbuild(dir: &Path, opts: &ModuleOptions, log: &Path) -> Result<()> {
+fn run_kbuild(dir: &Path, opts: &ModuleOptions, toolchain: &ModuleToolchain, log: &Path) -> Result<()> {
     let log_file = std::fs::File::create(log).map_err(|e| Error::io(log, "cannot create", &e))?;
     let mut cmd = Command::new("make");
     cmd.arg("-C").arg(&opts.kdir).arg(format!("M={}", dir.display()));
+    cmd.args(&toolchain.make_args);
     cmd.arg("KCFLAGS=-ffunction-sections -fdata-sections");
     // The KLP placeholders are undefined until post-link marks them; modpost
     // must only warn, and `unresolved_symbols` then checks that nothing else is.
@@ -143,7 +154,7 @@ fn run_kbuild(dir: &Path, opts: &ModuleOptions, log: &Path) -> Result<()> {
     }
     let tail: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
     Err(Error::tool(format!(
-        "kbuild failed ({status}); last lines of {}:\n{}\nCheck that {} is the build tree of the target kernel (same config and compiler) and that make, gcc, bc, flex, bison and libelf-dev are installed.",
+        "kbuild failed ({status}); last lines of {}:\n{}\nCheck that {} is the build tree of the target kernel (same config and compiler) and that make, the kernel's compiler, bc, flex, bison and libelf-dev are installed.",
         log.display(),
         tail.join("\n"),
         opts.kdir.display()

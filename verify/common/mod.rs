@@ -62,6 +62,12 @@ const PACKAGES: &[(&str, &str)] = &[
     ("/usr/include/libelf.h", "libelf-dev"),
     ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
     (STATIC_BUSYBOX, "busybox-static"),
+    ("clang", "clang"),
+    ("ld.lld", "lld"),
+    ("llvm-ar", "llvm"),
+    ("llvm-nm", "llvm"),
+    ("llvm-objcopy", "llvm"),
+    ("llvm-readelf", "llvm"),
 ];
 
 /// The tool name for "a statically linked /bin/busybox".

@@ -10,6 +10,9 @@
 #   verify/kernel/line-shift-pair.sh [OUT]       (default kernel-assets/6.12-def-lineshift)
 #   klp diff OUT/vmlinux.o.orig OUT/vmlinux.o.shifted /tmp/out.o --objname vmlinux --explain
 #
+# KLP_CONFIG=verify/kernel/6.12-lto.config KLP_MAKE_FLAGS=LLVM=1 makes the
+# pair of the clang ThinLTO kernel instead.
+#
 # KLP_TREE=DIR reuses a configured tree (e.g. the one rebuild-assets.sh
 # leaves in OUT/tree); otherwise the tree is unpacked into OUT/tree. The
 # added lines are taken out again at the end, so the tree is left as found.
@@ -27,7 +30,7 @@ export KLP_CONFIG=${KLP_CONFIG:-$here/6.12-def.config}
 
 build() { # NAME: build vmlinux, keep its vmlinux.o as OUT/vmlinux.o.NAME
     local t0=$SECONDS
-    make -j"$(nproc)" KCFLAGS="$kcflags" vmlinux > "$out/build-$1.log" 2>&1
+    make -j"$(nproc)" ${KLP_MAKE_FLAGS:-} KCFLAGS="$kcflags" vmlinux > "$out/build-$1.log" 2>&1
     cp vmlinux.o "$out/vmlinux.o.$1"
     echo "built vmlinux.o.$1 in $((SECONDS - t0)) s"
 }

@@ -3,6 +3,8 @@
 # Sourced by the scripts that build Linux 6.12 test kernels: the steps every
 # one of them starts with. Needs $tree (where the source goes) and $here
 # (this directory); KLP_CONFIG picks the configuration (default: slim).
+# KLP_MAKE_FLAGS is given to every make (LLVM=1 for a clang kernel: without
+# it olddefconfig would turn the clang-only options, LTO among them, off).
 
 step() { echo "### $*"; }
 
@@ -31,5 +33,16 @@ cd "$tree"
 # needs); KLP_CONFIG picks another, e.g. verify/kernel/6.12-def.config.
 rm -f .config
 cat "${KLP_CONFIG:-$here/6.12-slim.config}" > .config
-make -s olddefconfig
+make -s ${KLP_MAKE_FLAGS:-} olddefconfig
+# The configuration must survive olddefconfig: a config for another
+# compiler would silently become a different kernel.
+# (pahole's version is whatever dwarves is installed; no BTF is built.)
+config_of() { grep -v -e '^#' -e '^CONFIG_PAHOLE_VERSION=' "$1"; }
+if ! diff <(config_of "${KLP_CONFIG:-$here/6.12-slim.config}") <(config_of .config) > /tmp/klp-config-diff.$$; then
+    echo "olddefconfig changed the configuration (another compiler? KLP_MAKE_FLAGS=LLVM=1 for clang):" >&2
+    head -20 /tmp/klp-config-diff.$$ >&2
+    rm -f /tmp/klp-config-diff.$$
+    exit 1
+fi
+rm -f /tmp/klp-config-diff.$$
 grep -q '^CONFIG_LIVEPATCH=y' .config
