@@ -1,5 +1,7 @@
 //! Our own C corpus (corpus/cases/*): each case is compiled at test time with
 //! gcc and kernel-like flags, diffed, and checked against its `expected` file.
+//! A case whose `expected` says `compilers gcc clang` is compiled and checked
+//! with clang too (clang-built kernels: other code shapes, same answers).
 
 mod common;
 
@@ -37,6 +39,8 @@ struct Expected {
     ignored_functions: Option<BTreeSet<String>>,
     exit: i32,
     refused: Vec<String>,
+    /// `compilers gcc clang`: which compilers the case is checked with (gcc alone by default).
+    compilers: Vec<String>,
     /// Checks of OUT.o: `defines`, `undefined`, `klp-sym`, `entries`, `section`, `section-size`.
     output: Vec<(String, String)>,
 }
@@ -56,11 +60,18 @@ fn parse_expected(text: &str) -> Expected {
             "ignored-function" => drop(e.ignored_functions.get_or_insert_default().insert(value)),
             "exit" => e.exit = value.parse().expect("exit status"),
             "refused" => e.refused.push(value),
+            "compilers" => e.compilers = value.split_whitespace().map(str::to_owned).collect(),
             "defines" | "undefined" | "klp-sym" | "entries" | "section" | "section-size" => {
                 e.output.push((kind.to_owned(), line.split_once(char::is_whitespace).unwrap().1.trim().to_owned()))
             }
             other => panic!("unknown expectation '{other}'"),
         }
+    }
+    if e.compilers.is_empty() {
+        e.compilers.push("gcc".into());
+    }
+    for c in &e.compilers {
+        assert!(c == "gcc" || c == "clang", "unknown compiler '{c}' (gcc or clang)");
     }
     e
 }
@@ -69,12 +80,16 @@ fn parse_expected(text: &str) -> Expected {
 /// file name: kbuild runs gcc in the tree with a relative path, which ends up
 /// in the FILE symbol and in every `__FILE__`.
 pub fn compile_as(src: &Path, unit: &str, out: &Path) {
+    compile_with("gcc", src, unit, out)
+}
+
+fn compile_with(compiler: &str, src: &Path, unit: &str, out: &Path) {
     let dir = out.with_extension("src");
     std::fs::create_dir_all(&dir).unwrap();
     let file = format!("{unit}.c");
     std::fs::copy(src, dir.join(&file)).unwrap();
     let out = std::path::absolute(out).unwrap();
-    let status = Command::new("gcc")
+    let status = Command::new(compiler)
         .current_dir(&dir)
         .arg("-c")
         .args(KERNEL_CFLAGS)
@@ -82,22 +97,27 @@ pub fn compile_as(src: &Path, unit: &str, out: &Path) {
         .arg(out)
         .arg(&file)
         .status()
-        .expect("run gcc");
-    assert!(status.success(), "gcc failed on {}", src.display());
+        .unwrap_or_else(|e| panic!("run {compiler}: {e}"));
+    assert!(status.success(), "{compiler} failed on {}", src.display());
 }
 
 fn set(names: Vec<String>) -> BTreeSet<String> {
     names.iter().map(|n| strip_numbers(n)).collect()
 }
 
-fn check_case(dir: &Path) -> Result<(), String> {
+fn expected_of(dir: &Path) -> Expected {
+    parse_expected(&std::fs::read_to_string(dir.join("expected")).unwrap())
+}
+
+fn check_case(dir: &Path, compiler: &str) -> Result<(), String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-    let expected = parse_expected(&std::fs::read_to_string(dir.join("expected")).unwrap());
-    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus").join(&name);
+    let expected = expected_of(dir);
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus").join(compiler).join(&name);
     std::fs::create_dir_all(&work).unwrap();
     let (orig, patched) = (work.join("orig.o"), work.join("patched.o"));
-    compile_as(&dir.join("orig.c"), &name, &orig);
-    compile_as(&dir.join("patched.c"), &name, &patched);
+    compile_with(compiler, &dir.join("orig.c"), &name, &orig);
+    compile_with(compiler, &dir.join("patched.c"), &name, &patched);
+    let name = format!("{name} ({compiler})");
     let out = work.join("out.o");
     let _ = std::fs::remove_file(&out);
     let o = klp(&[
@@ -216,8 +236,24 @@ fn case_dirs() -> Vec<PathBuf> {
 fn every_corpus_case_gives_its_expected_outcome() {
     let dirs = case_dirs();
     assert!(dirs.len() >= 12, "corpus/cases should hold at least 12 cases");
-    let failures: Vec<String> = dirs.iter().filter_map(|d| check_case(d).err()).collect();
+    let failures: Vec<String> = dirs.iter().filter_map(|d| check_case(d, "gcc").err()).collect();
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+}
+
+/// The cases marked `compilers gcc clang`, compiled with clang: its
+/// `__func__` is a plain string and its stack arguments are stores into
+/// space reserved beforehand, and the answers must not change.
+#[test]
+fn clang_corpus_cases_give_the_same_outcome() {
+    if require(&[], &["clang"]).is_none() {
+        return;
+    }
+    let dirs: Vec<PathBuf> =
+        case_dirs().into_iter().filter(|d| expected_of(d).compilers.iter().any(|c| c == "clang")).collect();
+    assert!(dirs.len() >= 3, "at least three corpus cases should be checked with clang, found {}", dirs.len());
+    let failures: Vec<String> = dirs.iter().filter_map(|d| check_case(d, "clang").err()).collect();
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+    eprintln!("clang: {} corpus cases", dirs.len());
 }
 
 #[test]

@@ -271,6 +271,9 @@ pub struct InsnDigest<'d> {
     pub register_copy: Option<(Register, Register)>,
     /// The instruction pushes something on the stack.
     pub pushes: bool,
+    /// The instruction moves %rsp (a push or pop, or a write to %rsp): a
+    /// store to the stack before it is not where the next call looks.
+    pub moves_stack: bool,
     /// For a `jmp` to elsewhere in the same function (part): where it lands,
     /// as a section offset.
     pub jumps_to: Option<u64>,
@@ -434,6 +437,8 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
             && insn.op1_kind() == OpKind::Register)
             .then(|| (insn.op0_register(), insn.op1_register()));
         let pushes = insn.mnemonic() == Mnemonic::Push;
+        let moves_stack = insn.stack_pointer_increment() != 0
+            || (insn.op0_kind() == OpKind::Register && insn.op0_register().full_register() == Register::RSP);
         each(InsnDigest {
             offset,
             digest: xxh3_64(&buf),
@@ -441,22 +446,37 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
             location_argument,
             register_copy,
             pushes,
+            moves_stack,
             jumps_to,
             callee,
         });
     }
 }
 
-/// `mov $imm32, %reg32` into an argument register, or `push $imm`: how
-/// x86-64 passes a small constant, a line number among them, to a call.
+/// `mov $imm32, %reg32` into an argument register, `push $imm`, or (as
+/// clang passes stack arguments, into space reserved beforehand) `mov
+/// $imm, N(%rsp)`: how x86-64 passes a small constant, a line number among
+/// them, to a call.
 fn immediate_argument(insn: &Instruction) -> Option<Slot> {
     match insn.code() {
         Code::Mov_r32_imm32 if line_rule::is_argument_register(insn.op0_register()) => {
             Some(Slot::Register(insn.op0_register().full_register()))
         }
         Code::Pushq_imm32 | Code::Pushq_imm8 => Some(Slot::Stack),
+        Code::Mov_rm32_imm32 | Code::Mov_rm64_imm32 => stack_store_slot(insn),
         _ => None,
     }
+}
+
+/// For a store to `N(%rsp)`, N a multiple of 8: the stack argument slot it
+/// writes while %rsp stays where the call finds it.
+fn stack_store_slot(insn: &Instruction) -> Option<Slot> {
+    if insn.op0_kind() != OpKind::Memory || insn.memory_base() != Register::RSP || insn.memory_index() != Register::None
+    {
+        return None;
+    }
+    let displacement = insn.memory_displacement64();
+    (displacement % 8 == 0 && displacement / 8 < 16).then(|| Slot::StackAt(displacement as u8 / 8))
 }
 
 /// The callee of a call, or of a jump to another function (a tail call).
@@ -467,22 +487,25 @@ fn callee_of<'d>(insn: &Instruction, target: Target<'d>) -> Option<&'d str> {
     }
 }
 
-/// Where `mov $addr, %reg`, `lea addr(%rip), %reg` or `push $addr` puts
-/// the address it holds.
+/// Where `mov $addr, %reg`, `lea addr(%rip), %reg`, `push $addr` or `mov
+/// $addr, N(%rsp)` puts the address it holds.
 fn address_argument(insn: &Instruction) -> Option<Slot> {
     match insn.mnemonic() {
         Mnemonic::Mov | Mnemonic::Lea if insn.op0_kind() == OpKind::Register => {
             Some(Slot::Register(insn.op0_register().full_register()))
         }
+        Mnemonic::Mov => stack_store_slot(insn),
         Mnemonic::Push if insn.op0_kind() != OpKind::Register => Some(Slot::Stack),
         _ => None,
     }
 }
 
 /// A reference to a string that names a source location: a file path
-/// (`__FILE__`, ending in `.c` or `.h`) or a function name, which gcc keeps
-/// in an object named `__func__.N` (also `__FUNCTION__.N`,
-/// `__PRETTY_FUNCTION__.N`).
+/// (`__FILE__`, ending in `.c` or `.h`) or a function name. gcc keeps
+/// `__func__` in an object named `__func__.N` (also `__FUNCTION__.N`,
+/// `__PRETTY_FUNCTION__.N`); clang makes it an ordinary string literal,
+/// which counts when it is the name of a function of the object (the one
+/// that passes it, or one inlined into it that kept an out-of-line copy).
 fn names_location(obj: &ElfObject, target: Target, named: Option<SymbolId>) -> bool {
     const FUNCTION_NAMES: [&str; 3] = ["__func__", "__FUNCTION__", "__PRETTY_FUNCTION__"];
     let function_name = named.map(|id| obj.symbol(id)).is_some_and(|s| {
@@ -491,7 +514,12 @@ fn names_location(obj: &ElfObject, target: Target, named: Option<SymbolId>) -> b
                 .iter()
                 .any(|f| s.name.strip_prefix(f).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
     });
-    function_name || matches!(target, Target::String(s) if s.ends_with(b".c") || s.ends_with(b".h"))
+    let Target::String(text) = target else { return function_name };
+    let names_function = || {
+        std::str::from_utf8(text)
+            .is_ok_and(|name| obj.symbols_named(name).iter().any(|&id| obj.symbol(id).kind == SymbolKind::Func))
+    };
+    function_name || text.ends_with(b".c") || text.ends_with(b".h") || names_function()
 }
 
 /// The addend as an offset from the referenced symbol: PC-relative fields in

@@ -16,7 +16,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use rayon::prelude::*;
 
 use crate::diff::checksum::{self, Refs, Side};
-use crate::elf::{ElfObject, Named, Placement, Referent, Symbol, SymbolId, SymbolKind};
+use crate::elf::{ElfObject, Named, Placement, Referent, Symbol, SymbolId, SymbolKind, promoted_unit};
 use crate::kernel::special::{is_auxiliary_section, is_special_section};
 use crate::x86::Boundaries;
 
@@ -34,6 +34,8 @@ pub enum PairReason {
     Position,
     /// An IPA clone renamed (`foo.isra.0` -> `foo.constprop.0.isra.0`) with identical code.
     CloneRename,
+    /// ThinLTO-promoted statics told apart by their units' hashes.
+    UnitHash,
 }
 
 /// A symbol of the original object: ids of the two sides of a diff are
@@ -196,10 +198,12 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
             break;
         }
     }
+    let units = UnitHashes::learn(orig, patched, &twins);
     for mut l in leftovers {
         l.orig.retain(|x| twins.of_orig(OrigSym(x.0)).is_none());
         l.patched.retain(|x| twins.of_patched(PatchedSym(x.0)).is_none());
         ctx.pair_plain_names(&mut l, &mut twins);
+        ctx.pair_by_unit_hash(&mut l, &units, &mut twins);
         let mut pairs = Vec::new();
         pair_by_funnel(&mut l.orig, &mut l.patched, &mut pairs);
         pair_by_position(&mut l.orig, &mut l.patched, &mut pairs);
@@ -365,6 +369,8 @@ struct Traits {
     unpaired_file: bool,
     size: u64,
     checksum: Option<u64>,
+    /// A ThinLTO-promoted static (`name.llvm.<hash>`): never paired by position.
+    promoted: bool,
 }
 
 impl Ctx<'_, '_> {
@@ -379,6 +385,7 @@ impl Ctx<'_, '_> {
             unpaired_file: false,
             size: s.size,
             checksum: with_checksum.then(|| self.orig_side.exact(id)).flatten().map(|c| c.0),
+            promoted: promoted_unit(s.name).is_some(),
         }
     }
 
@@ -391,6 +398,7 @@ impl Ctx<'_, '_> {
             unpaired_file: s.file.is_some() && file.is_none(),
             size: s.size,
             checksum: with_checksum.then(|| self.patched_side.exact(id)).flatten().map(|c| c.0),
+            promoted: promoted_unit(s.name).is_some(),
         }
     }
 
@@ -556,6 +564,62 @@ impl Ctx<'_, '_> {
     }
 }
 
+/// Which ThinLTO unit hash of the patched build is which of the original.
+///
+/// A unit's promoted statics all carry its hash, and a unit that changed
+/// gets a new one: `foo.llvm.1` and `bar.llvm.1` may become `foo.llvm.7` and
+/// `bar.llvm.7`. Twins already paired by name tell which hash became which;
+/// a hash is trusted only when all those twins agree, both ways. Two units
+/// each with a static `foo` are then told apart as FILE symbols tell locals.
+pub struct UnitHashes<'d> {
+    patched_of: HashMap<&'d str, &'d str>,
+}
+
+impl<'d> UnitHashes<'d> {
+    fn learn(orig: &ElfObject<'d>, patched: &ElfObject<'d>, twins: &Twins) -> Self {
+        let mut forward: HashMap<&'d str, Option<&'d str>> = HashMap::default();
+        let mut backward: HashMap<&'d str, Option<&'d str>> = HashMap::default();
+        for t in &twins.pairs {
+            let (Some(o), Some(p)) =
+                (promoted_unit(orig.symbol(t.orig.0).name), promoted_unit(patched.symbol(t.patched.0).name))
+            else {
+                continue;
+            };
+            // `None` marks a hash whose twins disagree.
+            let f = forward.entry(o).or_insert(Some(p));
+            if *f != Some(p) {
+                *f = None;
+            }
+            let b = backward.entry(p).or_insert(Some(o));
+            if *b != Some(o) {
+                *b = None;
+            }
+        }
+        let patched_of = forward
+            .into_iter()
+            .filter_map(|(o, p)| p.filter(|p| backward.get(p) == Some(&Some(o))).map(|p| (o, p)))
+            .collect();
+        UnitHashes { patched_of }
+    }
+
+    /// Whether `orig` and `patched` name statics of the same unit.
+    fn same_unit(&self, orig: &str, patched: &str) -> bool {
+        match (promoted_unit(orig), promoted_unit(patched)) {
+            (Some(o), Some(p)) => self.patched_of.get(o) == Some(&p),
+            _ => false,
+        }
+    }
+}
+
+impl Ctx<'_, '_> {
+    fn pair_by_unit_hash(&self, l: &mut Leftover, units: &UnitHashes, twins: &mut Twins) {
+        let same_unit =
+            |o: SymbolId, p: SymbolId| units.same_unit(self.orig.symbol(o).name, self.patched.symbol(p).name);
+        let found = unique_matches(l, PairReason::UnitHash, same_unit);
+        take_pairs(l, twins, found);
+    }
+}
+
 /// `name.N`, as gcc numbers function-local statics and clones.
 fn has_numeric_suffix(name: &str) -> bool {
     name.rsplit_once('.').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -712,7 +776,8 @@ fn pair_by_position(o: &mut Vec<(SymbolId, Traits)>, p: &mut Vec<(SymbolId, Trai
     let mut keys: Vec<(bool, Option<SymbolId>)> = o.iter().map(|(_, t)| (t.local, t.file)).collect();
     keys.dedup();
     for key in keys {
-        let matches = |t: &Traits| (t.local, t.file) == key && !t.unpaired_file;
+        // The order of promoted statics says nothing about which is which.
+        let matches = |t: &Traits| (t.local, t.file) == key && !t.unpaired_file && !t.promoted;
         let oi: Vec<usize> = (0..o.len()).filter(|&i| matches(&o[i].1)).collect();
         let pi: Vec<usize> = (0..p.len()).filter(|&i| matches(&p[i].1)).collect();
         if oi.len() != pi.len() || oi.len() < 2 {
@@ -778,7 +843,7 @@ mod tests {
     }
 
     fn traits(local: bool, file: Option<u32>) -> Traits {
-        Traits { local, file: file.map(SymbolId), unpaired_file: false, size: 8, checksum: Some(1) }
+        Traits { local, file: file.map(SymbolId), unpaired_file: false, size: 8, checksum: Some(1), promoted: false }
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum Slot {
     Register(Register),
     /// A `push`: a stack argument, which one depends on the pushes after it.
     Stack,
+    /// A store to stack slot N (`mov ..., 8*N(%rsp)`), as clang passes
+    /// stack arguments: argument 7 + N, if %rsp does not move before the call.
+    StackAt(u8),
 }
 
 /// Helpers that take `__LINE__` with no file or function name before it,
@@ -213,6 +216,7 @@ fn argument_number(window: &[&InsnDigest], at: usize) -> Option<usize> {
     match window[at].line_immediate.map(|(_, slot)| slot).or(window[at].location_argument)? {
         Slot::Register(r) => ARGUMENT_REGISTERS.iter().position(|&a| a == r).map(|i| i + 1),
         Slot::Stack => Some(7 + window[at + 1..].iter().filter(|i| i.pushes).count()),
+        Slot::StackAt(n) => (!window[at + 1..].iter().any(|i| i.moves_stack)).then_some(7 + usize::from(n)),
     }
 }
 
@@ -221,8 +225,10 @@ fn argument_number(window: &[&InsnDigest], at: usize) -> Option<usize> {
 /// copies), or pushed into its stack slot.
 fn names_location(window: &[&InsnDigest], argument: usize) -> bool {
     if argument > ARGUMENT_REGISTERS.len() {
-        return (0..window.len())
-            .any(|k| window[k].location_argument == Some(Slot::Stack) && argument_number(window, k) == Some(argument));
+        return (0..window.len()).any(|k| {
+            matches!(window[k].location_argument, Some(Slot::Stack | Slot::StackAt(_)))
+                && argument_number(window, k) == Some(argument)
+        });
     }
     // Which registers hold a location string at each point of the window.
     let mut holding: Vec<Register> = Vec::new();
@@ -256,6 +262,7 @@ mod tests {
             location_argument: None,
             register_copy: None,
             pushes: false,
+            moves_stack: false,
             jumps_to: None,
             callee: None,
         }
@@ -267,16 +274,27 @@ mod tests {
 
     /// `mov $line, %reg` (the digest stands for the whole instruction).
     fn load_line(slot: Slot, line: u64) -> InsnDigest<'static> {
-        InsnDigest { line_immediate: Some((7, slot)), digest: 1000 + line, pushes: slot == Slot::Stack, ..other(0) }
+        InsnDigest {
+            line_immediate: Some((7, slot)),
+            digest: 1000 + line,
+            pushes: slot == Slot::Stack,
+            moves_stack: slot == Slot::Stack,
+            ..other(0)
+        }
     }
 
     /// `mov $__func__.N, %reg` or `push $__func__.N`.
     fn load_location(slot: Slot) -> InsnDigest<'static> {
-        InsnDigest { location_argument: Some(slot), pushes: slot == Slot::Stack, ..other(50) }
+        InsnDigest {
+            location_argument: Some(slot),
+            pushes: slot == Slot::Stack,
+            moves_stack: slot == Slot::Stack,
+            ..other(50)
+        }
     }
 
     fn push_other() -> InsnDigest<'static> {
-        InsnDigest { pushes: true, ..other(51) }
+        InsnDigest { pushes: true, moves_stack: true, ..other(51) }
     }
 
     fn copy(dst: Register, src: Register) -> InsnDigest<'static> {
@@ -393,6 +411,33 @@ mod tests {
     }
 
     #[test]
+    fn clang_stores_stack_arguments_into_reserved_slots() {
+        // clang: `mov %r9 <- __func__`, `movl $line, (%rsp)`, call: argument 7.
+        let f =
+            |line| function(vec![load_location(reg(Register::R9)), load_line(Slot::StackAt(0), line), call("check")]);
+        assert_eq!(evidence(f), Some(LineEvidence::Argument { index: 1, argument: 7, callee: "check".into() }));
+        // The name stored at 8(%rsp), the line at 16(%rsp): arguments 8 and 9.
+        let g = |line| {
+            function(vec![load_line(Slot::StackAt(2), line), load_location(Slot::StackAt(1)), other(3), call("check")])
+        };
+        assert_eq!(evidence(g), Some(LineEvidence::Argument { index: 0, argument: 9, callee: "check".into() }));
+        // A line at 8(%rsp) is argument 8; the name in %r9 is argument 6: a change.
+        let h =
+            |line| function(vec![load_location(reg(Register::R9)), load_line(Slot::StackAt(1), line), call("check")]);
+        assert_eq!(evidence(h), None);
+        // %rsp moves between the store and the call: the slot is not argument 7 any more.
+        let moved = |line| {
+            function(vec![
+                load_location(reg(Register::R9)),
+                load_line(Slot::StackAt(0), line),
+                push_other(),
+                call("check"),
+            ])
+        };
+        assert_eq!(evidence(moved), None);
+    }
+
+    #[test]
     fn a_pushed_line_after_a_pushed_integer_is_a_change() {
         // The line is the eighth argument; the seventh is another immediate,
         // not a name: the location in %r9 is two arguments away.
@@ -400,7 +445,7 @@ mod tests {
             function(vec![
                 load_location(reg(Register::R9)),
                 load_line(Slot::Stack, line),
-                InsnDigest { line_immediate: Some((8, Slot::Stack)), pushes: true, ..other(53) },
+                InsnDigest { line_immediate: Some((8, Slot::Stack)), pushes: true, moves_stack: true, ..other(53) },
                 call("report"),
             ])
         };

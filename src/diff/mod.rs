@@ -130,7 +130,9 @@ pub fn analyze_bytes<'d>(orig: Input<'d>, patched: Input<'d>, opts: &DiffOptions
     let (o, p) = rayon::join(|| read_side(orig, opts), || read_side(patched, opts));
     let ((orig, ro, co), (patched, rp, cp)) = (o?, p?);
     let times = StageTimes { read_ms: ms(ro.max(rp)), checksum_ms: ms(co.max(cp)), ..Default::default() };
-    Ok(compare(orig, patched, times))
+    let analysis = compare(orig, patched, times);
+    refuse_promoted_ambiguity(&analysis).map_err(|e| e.in_file(orig_path(&analysis)))?;
+    Ok(analysis)
 }
 
 /// Diff two parsed objects.
@@ -138,7 +140,39 @@ pub fn analyze<'d>(orig: ElfObject<'d>, patched: ElfObject<'d>, opts: &DiffOptio
     let t = Instant::now();
     let (o, p) = rayon::join(|| index_side(orig, opts), || index_side(patched, opts));
     let times = StageTimes { checksum_ms: ms(t.elapsed()), ..Default::default() };
-    Ok(compare(o?, p?, times))
+    let analysis = compare(o?, p?, times);
+    refuse_promoted_ambiguity(&analysis).map_err(|e| e.in_file(orig_path(&analysis)))?;
+    Ok(analysis)
+}
+
+fn orig_path<'a>(a: &'a Analysis) -> &'a Path {
+    &a.orig.obj.path
+}
+
+/// ThinLTO-promoted statics that correlation could not tell apart: an
+/// error naming them, never a guess. Other names left unpaired are treated
+/// as removed and new (and reported); a promoted static treated so would
+/// give the module a second copy of a function or variable of the kernel,
+/// and its KLP relocations a name that may be the other unit's.
+fn refuse_promoted_ambiguity(a: &Analysis) -> Result<()> {
+    let names = |obj: &ElfObject, ids: &mut dyn Iterator<Item = SymbolId>| -> Vec<String> {
+        ids.map(|id| crate::error::escaped(obj.symbol(id).name)).collect()
+    };
+    let (o, p) = (&a.orig.obj, &a.patched.obj);
+    for amb in &a.twins.ambiguities {
+        let promoted = amb.orig.iter().any(|s| crate::elf::promoted_unit(o.symbol(s.0).name).is_some())
+            || amb.patched.iter().any(|s| crate::elf::promoted_unit(p.symbol(s.0).name).is_some());
+        if promoted {
+            return Err(Error::unsupported(format!(
+                "cannot tell apart the ThinLTO-promoted symbols named '{}': original {}; patched {} \
+                 (no unit hash pairs them one to one)",
+                crate::error::escaped(&amb.name),
+                names(o, &mut amb.orig.iter().map(|s| s.0)).join(", "),
+                names(p, &mut amb.patched.iter().map(|s| s.0)).join(", "),
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn compare<'d>(orig: Analyzed<'d>, patched: Analyzed<'d>, mut times: StageTimes) -> Analysis<'d> {

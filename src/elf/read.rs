@@ -516,6 +516,14 @@ impl<'data> ElfObject<'data> {
     }
 }
 
+/// The ThinLTO unit hash of a promoted static, `name.llvm.<hash>`: every
+/// static a unit exports to others gets its unit's hash, which changes
+/// whenever the unit's code does.
+pub fn promoted_unit(name: &str) -> Option<&str> {
+    let (_, hash) = name.rsplit_once(".llvm.")?;
+    (!hash.is_empty() && hash.bytes().all(|b| b.is_ascii_digit())).then_some(hash)
+}
+
 /// Strip what compilers append to make names unique, so the same entity has
 /// the same name in both builds: `.llvm.<hash>` (ThinLTO promotion) and,
 /// for names with a dot or `__UNIQUE_ID_` names, a trailing run of digits,
@@ -946,6 +954,11 @@ mod tests {
         assert_eq!(demangle("foo.cold"), "foo.cold");
         assert_eq!(demangle("__UNIQUE_ID_quirk_x_661"), "__UNIQUE_ID_quirk_x");
         assert_eq!(demangle("c_start.llvm.1525"), "c_start");
+        assert_eq!(promoted_unit("c_start.llvm.1525"), Some("1525"));
+        assert_eq!(promoted_unit("amd_northbridges.1.llvm.139"), Some("139"));
+        assert_eq!(promoted_unit("c_start"), None);
+        assert_eq!(promoted_unit("x.llvm."), None);
+        assert_eq!(promoted_unit("x.llvm.12a"), None);
         assert_eq!(demangle("plain_name_2"), "plain_name_2");
         assert_eq!(demangle("..."), "...");
     }

@@ -1,7 +1,9 @@
 //! Helpers shared by the cross-stage suites.
 #![allow(dead_code)]
 
+pub mod boot;
 pub mod layouts;
+pub mod lto_pairs;
 pub mod module;
 pub mod out_check;
 

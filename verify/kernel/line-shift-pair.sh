@@ -13,6 +13,9 @@
 # KLP_CONFIG=verify/kernel/6.12-lto.config KLP_MAKE_FLAGS=LLVM=1 makes the
 # pair of the clang ThinLTO kernel instead.
 #
+# KLP_PATCHES="NAME=FILE ..." also builds vmlinux.o.NAME with each patch
+# applied alone (-p1) on top of the original, and reverts it.
+#
 # KLP_TREE=DIR reuses a configured tree (e.g. the one rebuild-assets.sh
 # leaves in OUT/tree); otherwise the tree is unpacked into OUT/tree. The
 # added lines are taken out again at the end, so the tree is left as found.
@@ -46,6 +49,17 @@ unshift() { # take the marker line out wherever it is the first line
 step build-orig
 unshift
 build orig
+
+for named in ${KLP_PATCHES:-}; do
+    name=${named%%=*} patch_file=${named#*=}
+    step "build-$name"
+    patch -p1 --dry-run -s < "$patch_file"
+    trap 'patch -p1 -R -s < "$patch_file"' EXIT
+    patch -p1 -s < "$patch_file"
+    build "$name"
+    patch -p1 -R -s < "$patch_file"
+    trap - EXIT
+done
 
 step shift
 trap unshift EXIT
