@@ -329,3 +329,40 @@ fn oracle_with_a_function_past_its_section() {
     let args = ["check", ko.to_str().unwrap(), "--patched", bad.to_str().unwrap(), "--orig", patched.to_str().unwrap()];
     expect_one_line_error(&args, &bad, "symbol pkt_receive");
 }
+
+/// `klp module` for a tree whose `.config` names a compiler this machine
+/// does not have, or no compiler at all: one line naming the `.config`,
+/// exit 1, before kbuild runs.
+#[test]
+fn module_for_a_tree_of_another_compiler() {
+    let dir = work_dir();
+    let kdir = dir.join("kdir");
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::write(kdir.join("Makefile"), "").unwrap();
+    let obj = dir.join("diff-output.o");
+    std::fs::write(&obj, valid_object()).unwrap();
+    let config = kdir.join(".config");
+    let clang_99 =
+        "CONFIG_CC_VERSION_TEXT=\"clang version 99.0.0\"\nCONFIG_CC_IS_CLANG=y\nCONFIG_CLANG_VERSION=990000\n";
+    let cases = [
+        (clang_99, "clang version 99.0.0"),
+        ("CONFIG_CC_IS_GCC=y\nCONFIG_GCC_VERSION=120200\n", "CONFIG_CC_VERSION_TEXT"),
+    ];
+    for (text, phrase) in cases {
+        std::fs::write(&config, text).unwrap();
+        let ko = dir.join("m.ko");
+        let args = [
+            "module",
+            "--name",
+            "m",
+            "--kdir",
+            kdir.to_str().unwrap(),
+            "-o",
+            ko.to_str().unwrap(),
+            obj.to_str().unwrap(),
+        ];
+        let e = expect_one_line_error(&args, &config, ".config");
+        assert!(e.contains(phrase), "{e}");
+        assert!(!ko.exists(), "a module was written");
+    }
+}

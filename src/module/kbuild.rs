@@ -48,9 +48,6 @@ pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf
         )
         .in_file(&opts.kdir));
     }
-    for obj in &opts.objects {
-        check_diff_output(obj)?;
-    }
     let llvm_env = std::env::var("LLVM").ok();
     let config = opts.kdir.join(".config");
     let toolchain = KernelToolchain::of_tree(&opts.kdir)?
@@ -59,6 +56,9 @@ pub fn build(opts: &ModuleOptions, step: &mut dyn FnMut(&str)) -> Result<PathBuf
     step(&toolchain.summary);
     if let Some(warning) = &toolchain.warning {
         step(&format!("warning: {warning}"));
+    }
+    for obj in &opts.objects {
+        check_diff_output(obj)?;
     }
     let name = modinfo::sanitised_module_name(&opts.name);
     let dir = work_dir(&opts.output)?;

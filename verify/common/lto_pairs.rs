@@ -54,7 +54,8 @@ fn build_or_reuse() -> Option<LtoPairs> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/klp")))
         .expect("KLP_CACHE or HOME must be set for the LTO pair cache");
-    let out = cache.join(format!("6.12-lto-pairs-{:016x}", inputs_key(root)));
+    let name = format!("6.12-lto-pairs-{:016x}", inputs_key(root));
+    let out = cache.join(&name);
     let pairs = LtoPairs {
         orig: out.join("vmlinux.o.orig"),
         scenario: out.join("vmlinux.o.scenario"),
@@ -66,10 +67,10 @@ fn build_or_reuse() -> Option<LtoPairs> {
     }
     // Built into a scratch directory and renamed when complete, so that an
     // interrupted build is never taken for a cached one.
-    let partial = out.with_extension("partial");
+    let partial = cache.join(format!("{name}.partial"));
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial).unwrap();
-    let log = partial.with_extension("log");
+    let log = cache.join(format!("{name}.log"));
     let log_file = std::fs::File::create(&log).unwrap();
     let started = Instant::now();
     eprintln!("lto pairs: building the clang ThinLTO kernel three times (log: {})", log.display());
