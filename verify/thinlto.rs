@@ -73,19 +73,18 @@ fn same_unit_as(obj: &Path, stem: &str, anchor: &str) -> String {
     name
 }
 
+/// `klp diff ORIG PATCHED OUT --objname vmlinux EXTRA...`.
+fn diff(orig: &Path, patched: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["diff", orig.to_str().unwrap(), patched.to_str().unwrap(), out.to_str().unwrap()];
+    args.extend(["--objname", "vmlinux"]);
+    args.extend(extra);
+    klp(&args)
+}
+
 /// The original function `--explain` shows for patched function `name`.
 fn explained_original(orig: &Path, patched: &Path, name: &str) -> String {
     let out = patched.with_extension("explain.o");
-    let o = klp(&[
-        "diff",
-        orig.to_str().unwrap(),
-        patched.to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--objname",
-        "vmlinux",
-        "--explain",
-        name,
-    ]);
+    let o = diff(orig, patched, &out, &["--explain", name]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     let line = text.lines().find_map(|l| l.trim_start().strip_prefix("orig:")).unwrap_or_else(|| panic!("{text}"));
@@ -105,14 +104,7 @@ fn promoted_statics_pair_by_their_units() {
     let orig = build("promoted-twins", "orig", &["a", "b", "c"]);
     let patched = build("promoted-twins", "patched", &["b", "a", "c"]);
     let out = patched.with_extension("out.o");
-    let o = klp(&[
-        "diff",
-        orig.to_str().unwrap(),
-        patched.to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--objname",
-        "vmlinux",
-    ]);
+    let o = diff(&orig, &patched, &out, &[]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut changed = reported(&o.stdout, "changed function");
@@ -147,14 +139,7 @@ fn ambiguous_promoted_statics_are_an_error_naming_them() {
     let orig = build("promoted-ambiguous", "orig", &["a", "b", "c"]);
     let patched = build("promoted-ambiguous", "patched", &["a", "b", "c"]);
     let out = patched.with_extension("out.o");
-    let o = klp(&[
-        "diff",
-        orig.to_str().unwrap(),
-        patched.to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--objname",
-        "vmlinux",
-    ]);
+    let o = diff(&orig, &patched, &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
