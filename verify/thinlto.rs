@@ -154,3 +154,25 @@ fn ambiguous_promoted_statics_are_an_error_naming_them() {
     assert_eq!(named, 4, "{stderr}");
     assert!(!out.exists(), "an output was written");
 }
+
+/// A translation unit of an LTO build is LLVM bitcode: klp says so and
+/// where the machine code is, in one line naming the file, exit 1.
+#[test]
+fn bitcode_is_refused_pointing_at_the_lto_linked_object() {
+    if require(&[], &["clang", "ld.lld", "readelf"]).is_none() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("thinlto/bitcode");
+    std::fs::create_dir_all(&dir).unwrap();
+    let unit = dir.join("a.o");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/thinlto/promoted-ambiguous/orig/a.c");
+    let st = Command::new("clang").arg("-c").args(CFLAGS).arg(&src).arg("-o").arg(&unit).status().expect("run clang");
+    assert!(st.success(), "clang {}", src.display());
+    assert_eq!(std::fs::read(&unit).unwrap().get(..4), Some(&b"BC\xc0\xde"[..]), "clang -flto=thin made no bitcode");
+    let o = diff(&unit, &unit, &unit.with_extension("out.o"), &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(unit.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("LLVM bitcode") && stderr.contains("vmlinux.o"), "{stderr}");
+}
