@@ -20,8 +20,9 @@ use common::*;
 /// A line added at the top of 2,118 files rebuilds about 300 units and
 /// renames their promoted statics; nothing changed, so nothing is reported
 /// but line-only functions. Diffed against the original of the same build,
-/// and against ../shared's original, where every promoted static's unit
-/// hash differs (another build directory).
+/// and against ../shared's original, built in another directory, where
+/// many more promoted statics have another unit hash (486 of the shifted
+/// object's 1,046 against 311 in the same build, when this was written).
 #[test]
 fn lto_line_shift_reports_no_changed_function() {
     let Some(k) = kernel("6.12-lto", 1, &["vmlinux.o.orig.zst"]) else { return };

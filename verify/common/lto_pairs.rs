@@ -3,8 +3,9 @@
 //! verify/kernel/line-shift-pair.sh and cached between runs:
 //!
 //! - `vmlinux.o.orig`: the kernel as ../shared/kernel/6.12-lto has it (same
-//!   source, config and compiler; built in another directory, so every
-//!   promoted static's `.llvm.<hash>` differs from the shared object's);
+//!   source, config and compiler; built in another directory, which gives
+//!   many promoted statics another `.llvm.<hash>` than the shared object's,
+//!   panic.c's among them);
 //! - `vmlinux.o.scenario`: with corpus/kernel/lto-scenario/scenario.patch;
 //! - `vmlinux.o.shifted`: with a line added at the top of every `.c` in fs/
 //!   kernel/ mm/ init/ (no function's code changes).
