@@ -41,6 +41,8 @@ struct Expected {
     refused: Vec<String>,
     /// `compilers gcc clang`: which compilers the case is checked with (gcc alone by default).
     compilers: Vec<String>,
+    /// `reports nothing`: not a single line on stdout (no new data either).
+    reports_nothing: bool,
     /// Checks of OUT.o: `defines`, `undefined`, `klp-sym`, `entries`, `section`, `section-size`.
     output: Vec<(String, String)>,
 }
@@ -61,6 +63,10 @@ fn parse_expected(text: &str) -> Expected {
             "exit" => e.exit = value.parse().expect("exit status"),
             "refused" => e.refused.push(value),
             "compilers" => e.compilers = value.split_whitespace().map(str::to_owned).collect(),
+            "reports" => {
+                assert_eq!(value, "nothing", "`reports nothing` is the only form");
+                e.reports_nothing = true;
+            }
             "defines" | "undefined" | "klp-sym" | "entries" | "section" | "section-size" => {
                 e.output.push((kind.to_owned(), line.split_once(char::is_whitespace).unwrap().1.trim().to_owned()))
             }
@@ -164,6 +170,9 @@ fn check_case(dir: &Path, compiler: &str) -> Result<(), String> {
             }
             compare(what, set(got), want, &mut problems);
         }
+    }
+    if expected.reports_nothing && !o.stdout.is_empty() {
+        problems.push(format!("expected no report, got: {}", String::from_utf8_lossy(&o.stdout).trim_end()));
     }
     let (changed, new) = (reported(&o.stdout, "changed function"), reported(&o.stdout, "new function"));
     if expected.exit == 0 && (!changed.is_empty() || !new.is_empty()) {
