@@ -139,6 +139,10 @@ fn check_case(dir: &Path, compiler: &str) -> Result<(), String> {
     if o.status.code() != Some(expected.exit) {
         problems.push(format!("exit {:?}, expected {}; stderr: {stderr}", o.status.code(), expected.exit));
     }
+    // Every case's symbols can be paired: a warning that some could not is a bug.
+    if let Some(w) = stderr.lines().find(|l| l.contains("cannot pair")) {
+        problems.push(format!("unexpected warning: {w}"));
+    }
     for sym in &expected.refused {
         if !stderr.lines().any(|l| l.contains("error: ") && l.contains(&format!(": {sym} ("))) {
             problems.push(format!("refusal does not name {sym}: {stderr}"));
