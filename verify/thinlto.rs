@@ -139,6 +139,8 @@ fn ambiguous_promoted_statics_are_an_error_naming_them() {
     let orig = build("promoted-ambiguous", "orig", &["a", "b", "c"]);
     let patched = build("promoted-ambiguous", "patched", &["a", "b", "c"]);
     let out = patched.with_extension("out.o");
+    // Left by an earlier run, it would hide or fake the check below.
+    let _ = std::fs::remove_file(&out);
     let o = diff(&orig, &patched, &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
