@@ -210,6 +210,10 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
         for t in pairs {
             twins.add(t);
         }
+        // Statics of a unit the patch removed or added have no twin to
+        // miss: they are removed or new, not ambiguous.
+        l.orig.retain(|(_, t)| !t.local || t.file.is_none_or(|f| twins.of_orig(OrigSym(f)).is_some()));
+        l.patched.retain(|(_, t)| !t.unpaired_file);
         if !l.orig.is_empty() && !l.patched.is_empty() {
             twins.ambiguities.push(Ambiguity {
                 name: l.name.to_owned(),

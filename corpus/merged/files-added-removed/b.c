@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Unit b of a merged object: a static helper() like every other unit's. */
+static __attribute__((noinline)) int helper(int v)
+{
+	asm volatile("");
+	return v * 8 + 1;
+}
+
+int b_use(int v)
+{
+	return helper(v);
+}

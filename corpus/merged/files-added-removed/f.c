@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* Unit f of a merged object: a static helper() like every other unit's. */
+static __attribute__((noinline)) int helper(int v)
+{
+	asm volatile("");
+	return v * 12 + 1;
+}
+
+int f_use(int v)
+{
+	return helper(v);
+}

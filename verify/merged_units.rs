@@ -1,0 +1,85 @@
+//! Translation units compiled by gcc and merged with `ld -r`, as vmlinux.o
+//! is: FILE symbols must be aligned across units added and removed by the
+//! patch, so that same-named statics pair with their own unit's
+//! (corpus/merged/*).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const CFLAGS: &[&str] = &[
+    "-O2",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-mcmodel=kernel",
+    "-fno-pic",
+    "-mno-red-zone",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-stack-protector",
+    "-w",
+];
+
+/// Compile each `(source, unit)` of `case` as `unit.c` (the name kbuild
+/// would give it) and merge them in order with `ld -r`.
+fn merged(case: &str, side: &str, units: &[(&str, &str)]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/merged").join(case);
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("merged").join(case).join(side);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let mut objects = Vec::new();
+    for (source, unit) in units {
+        std::fs::copy(src.join(source), work.join(format!("{unit}.c"))).unwrap();
+        let obj = format!("{unit}.o");
+        let o = Command::new("gcc")
+            .current_dir(&work)
+            .arg("-c")
+            .args(CFLAGS)
+            .arg(format!("{unit}.c"))
+            .arg("-o")
+            .arg(&obj)
+            .output()
+            .expect("run gcc");
+        assert!(o.status.success(), "gcc {case}/{source}: {}", String::from_utf8_lossy(&o.stderr));
+        objects.push(work.join(obj));
+    }
+    let out = work.with_extension("o");
+    let o = Command::new("ld").arg("-r").arg("-o").arg(&out).args(&objects).output().expect("run ld");
+    assert!(o.status.success(), "ld -r {case}/{side}: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Original a c d e; patched a b c e f, c's helper changed.
+#[test]
+fn units_added_and_removed_keep_the_others_paired() {
+    if require(&[], &["gcc", "ld"]).is_none() {
+        return;
+    }
+    let case = "files-added-removed";
+    let orig = merged(case, "orig", &[("a.c", "a"), ("c.c", "c"), ("d.c", "d"), ("e.c", "e")]);
+    let patched =
+        merged(case, "patched", &[("a.c", "a"), ("b.c", "b"), ("c.patched.c", "c"), ("e.c", "e"), ("f.c", "f")]);
+    let out = patched.with_extension("out.o");
+    let o = klp(&[
+        "diff",
+        orig.to_str().unwrap(),
+        patched.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--objname",
+        "vmlinux",
+    ]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{stderr}");
+    let report = |kind| sorted(reported(&o.stdout, kind));
+    assert_eq!(report("changed function"), ["helper"], "{stdout}");
+    assert_eq!(report("new function"), ["b_use", "f_use", "helper", "helper"], "{stdout}");
+    assert_eq!(report("removed function"), ["d_use", "helper"], "{stdout}");
+    assert!(!stderr.contains("cannot pair"), "{stderr}");
+}
