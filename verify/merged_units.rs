@@ -30,11 +30,14 @@ fn merged(case: &str, side: &str, units: &[(&str, &str)]) -> PathBuf {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
     let mut objects = Vec::new();
-    for (source, unit) in units {
-        std::fs::copy(src.join(source), work.join(format!("{unit}.c"))).unwrap();
+    for (k, (source, unit)) in units.iter().enumerate() {
+        // A directory per unit: vmlinux.o has many units of one name (core.c).
+        let dir = work.join(k.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(src.join(source), dir.join(format!("{unit}.c"))).unwrap();
         let obj = format!("{unit}.o");
         let o = Command::new("gcc")
-            .current_dir(&work)
+            .current_dir(&dir)
             .arg("-c")
             .args(CFLAGS)
             .arg(format!("{unit}.c"))
@@ -43,7 +46,7 @@ fn merged(case: &str, side: &str, units: &[(&str, &str)]) -> PathBuf {
             .output()
             .expect("run gcc");
         assert!(o.status.success(), "gcc {case}/{source}: {}", String::from_utf8_lossy(&o.stderr));
-        objects.push(work.join(obj));
+        objects.push(dir.join(obj));
     }
     let out = work.with_extension("o");
     let o = Command::new("ld").arg("-r").arg("-o").arg(&out).args(&objects).output().expect("run ld");
@@ -56,16 +59,22 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// Original a c d e; patched a b c e f, c's helper changed.
+/// Original a c d e, patched a b c e f, c's helper changed. a, c and e are
+/// all `core.c` (a FILE name that repeats, so names alone do not pair
+/// them), d is `util.c`, b and f are both `init.c`: the sequences must be
+/// aligned around the unit removed and the units added, in order.
 #[test]
 fn units_added_and_removed_keep_the_others_paired() {
     if require(&[], &["gcc", "ld"]).is_none() {
         return;
     }
     let case = "files-added-removed";
-    let orig = merged(case, "orig", &[("a.c", "a"), ("c.c", "c"), ("d.c", "d"), ("e.c", "e")]);
-    let patched =
-        merged(case, "patched", &[("a.c", "a"), ("b.c", "b"), ("c.patched.c", "c"), ("e.c", "e"), ("f.c", "f")]);
+    let orig = merged(case, "orig", &[("a.c", "core"), ("c.c", "core"), ("d.c", "util"), ("e.c", "core")]);
+    let patched = merged(
+        case,
+        "patched",
+        &[("a.c", "core"), ("b.c", "init"), ("c.patched.c", "core"), ("e.c", "core"), ("f.c", "init")],
+    );
     let out = patched.with_extension("out.o");
     let o = klp(&[
         "diff",
