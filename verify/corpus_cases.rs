@@ -7,25 +7,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use common::{layouts, out_check};
-
-/// The flags the kernel builds with that matter for the differ.
-const KERNEL_CFLAGS: &[&str] = &[
-    "-O2",
-    "-ffunction-sections",
-    "-fdata-sections",
-    "-mcmodel=kernel",
-    "-fno-pic",
-    "-mno-red-zone",
-    "-pg",
-    "-mfentry",
-    "-fno-asynchronous-unwind-tables",
-    "-fno-stack-protector",
-    "-w",
-];
 
 #[derive(Debug, Default)]
 struct Expected {
@@ -90,21 +74,7 @@ pub fn compile_as(src: &Path, unit: &str, out: &Path) {
 }
 
 fn compile_with(compiler: &str, src: &Path, unit: &str, out: &Path) {
-    let dir = out.with_extension("src");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = format!("{unit}.c");
-    std::fs::copy(src, dir.join(&file)).unwrap();
-    let out = std::path::absolute(out).unwrap();
-    let status = Command::new(compiler)
-        .current_dir(&dir)
-        .arg("-c")
-        .args(KERNEL_CFLAGS)
-        .arg("-o")
-        .arg(out)
-        .arg(&file)
-        .status()
-        .unwrap_or_else(|e| panic!("run {compiler}: {e}"));
-    assert!(status.success(), "{compiler} failed on {}", src.display());
+    compile_unit(compiler, src, &out.with_extension("src"), &format!("{unit}.c"), &[], out);
 }
 
 fn set(names: Vec<String>) -> BTreeSet<String> {

@@ -10,18 +10,6 @@ use std::process::Command;
 
 use common::*;
 
-const CFLAGS: &[&str] = &[
-    "-O2",
-    "-ffunction-sections",
-    "-fdata-sections",
-    "-mcmodel=kernel",
-    "-fno-pic",
-    "-mno-red-zone",
-    "-fno-asynchronous-unwind-tables",
-    "-fno-stack-protector",
-    "-w",
-];
-
 /// Compile each `(source, unit)` of `case` as `unit.c` (the name kbuild
 /// would give it) and merge them in order with `ld -r`.
 fn merged(case: &str, side: &str, units: &[(&str, &str)]) -> PathBuf {
@@ -33,20 +21,9 @@ fn merged(case: &str, side: &str, units: &[(&str, &str)]) -> PathBuf {
     for (k, (source, unit)) in units.iter().enumerate() {
         // A directory per unit: vmlinux.o has many units of one name (core.c).
         let dir = work.join(k.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(src.join(source), dir.join(format!("{unit}.c"))).unwrap();
-        let obj = format!("{unit}.o");
-        let o = Command::new("gcc")
-            .current_dir(&dir)
-            .arg("-c")
-            .args(CFLAGS)
-            .arg(format!("{unit}.c"))
-            .arg("-o")
-            .arg(&obj)
-            .output()
-            .expect("run gcc");
-        assert!(o.status.success(), "gcc {case}/{source}: {}", String::from_utf8_lossy(&o.stderr));
-        objects.push(dir.join(obj));
+        let obj = dir.join(format!("{unit}.o"));
+        compile_unit("gcc", &src.join(source), &dir, &format!("{unit}.c"), &[], &obj);
+        objects.push(obj);
     }
     let out = work.with_extension("o");
     let o = Command::new("ld").arg("-r").arg("-o").arg(&out).args(&objects).output().expect("run ld");

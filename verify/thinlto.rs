@@ -11,21 +11,6 @@ use std::process::Command;
 
 use common::*;
 
-const CFLAGS: &[&str] = &[
-    "-O2",
-    "-flto=thin",
-    "-ffunction-sections",
-    "-fdata-sections",
-    "-mcmodel=kernel",
-    "-fno-pic",
-    "-mno-red-zone",
-    "-pg",
-    "-mfentry",
-    "-fno-asynchronous-unwind-tables",
-    "-fno-stack-protector",
-    "-w",
-];
-
 /// Compile `case/side/*.c` to bitcode and link them, in `units` order,
 /// with `ld.lld -r` (which runs ThinLTO) into one object.
 fn build(case: &str, side: &str, units: &[&str]) -> PathBuf {
@@ -35,16 +20,8 @@ fn build(case: &str, side: &str, units: &[&str]) -> PathBuf {
     let mut objects = Vec::new();
     for unit in units {
         let obj = work.join(format!("{unit}.o"));
-        let o = Command::new("clang")
-            .current_dir(&src)
-            .arg("-c")
-            .args(CFLAGS)
-            .arg(format!("{unit}.c"))
-            .arg("-o")
-            .arg(&obj)
-            .output()
-            .expect("run clang");
-        assert!(o.status.success(), "clang {case}/{side}/{unit}.c: {}", String::from_utf8_lossy(&o.stderr));
+        let file = format!("{unit}.c");
+        compile_unit("clang", &src.join(&file), &work.join("src"), &file, &["-flto=thin"], &obj);
         objects.push(obj);
     }
     let out = work.with_extension("o");
@@ -168,8 +145,7 @@ fn bitcode_is_refused_pointing_at_the_lto_linked_object() {
     std::fs::create_dir_all(&dir).unwrap();
     let unit = dir.join("a.o");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/thinlto/promoted-ambiguous/orig/a.c");
-    let st = Command::new("clang").arg("-c").args(CFLAGS).arg(&src).arg("-o").arg(&unit).status().expect("run clang");
-    assert!(st.success(), "clang {}", src.display());
+    compile_unit("clang", &src, &dir, "a.c", &["-flto=thin"], &unit);
     assert_eq!(std::fs::read(&unit).unwrap().get(..4), Some(&b"BC\xc0\xde"[..]), "clang -flto=thin made no bitcode");
     let o = diff(&unit, &unit, &unit.with_extension("out.o"), &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);

@@ -251,3 +251,39 @@ pub fn unzstd_cached(src: &Path) -> PathBuf {
     }
     out
 }
+
+/// The flags the kernel builds with that matter for the differ.
+pub const KERNEL_CFLAGS: &[&str] = &[
+    "-O2",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-mcmodel=kernel",
+    "-fno-pic",
+    "-mno-red-zone",
+    "-pg",
+    "-mfentry",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-stack-protector",
+    "-w",
+];
+
+/// Copy `src` into `dir` as `file` and compile it there with `compiler`,
+/// [`KERNEL_CFLAGS`] and `extra`, into `out`: the way kbuild runs the
+/// compiler in the tree with a relative name, which ends up in the FILE
+/// symbol and in every `__FILE__`.
+pub fn compile_unit(compiler: &str, src: &Path, dir: &Path, file: &str, extra: &[&str], out: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(src, dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let out = std::path::absolute(out).unwrap();
+    let o = Command::new(compiler)
+        .current_dir(dir)
+        .arg("-c")
+        .args(KERNEL_CFLAGS)
+        .args(extra)
+        .arg("-o")
+        .arg(&out)
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("run {compiler}: {e}"));
+    assert!(o.status.success(), "{compiler} failed on {}: {}", src.display(), String::from_utf8_lossy(&o.stderr));
+}
