@@ -398,6 +398,8 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
         let mut callee = None;
         let mut line_immediate = None;
         let mut location = false;
+        // Only an instruction that passes an address can pass a location.
+        let argument_slot = address_argument(&insn);
         let mut jumps_to = None;
         if relocs.is_empty() && crate::x86::is_near_branch(&insn) && immediate.has_immediate() {
             // Position-independent branch: opcode, then where it lands.
@@ -426,12 +428,12 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
                 buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
                 let adjusted = adjusted_addend(r, offset + len);
                 let (target, named) = refs.target_and_symbol(r, adjusted);
-                location |= names_location(obj, target, named);
+                location |= argument_slot.is_some() && names_location(obj, target, named);
                 callee = callee.or(callee_of(&insn, target));
                 target.feed(&mut buf);
             }
         }
-        let location_argument = location.then(|| address_argument(&insn)).flatten();
+        let location_argument = argument_slot.filter(|_| location);
         let register_copy = (matches!(insn.code(), Code::Mov_rm64_r64 | Code::Mov_r64_rm64)
             && insn.op0_kind() == OpKind::Register
             && insn.op1_kind() == OpKind::Register)

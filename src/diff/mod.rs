@@ -130,9 +130,7 @@ pub fn analyze_bytes<'d>(orig: Input<'d>, patched: Input<'d>, opts: &DiffOptions
     let (o, p) = rayon::join(|| read_side(orig, opts), || read_side(patched, opts));
     let ((orig, ro, co), (patched, rp, cp)) = (o?, p?);
     let times = StageTimes { read_ms: ms(ro.max(rp)), checksum_ms: ms(co.max(cp)), ..Default::default() };
-    let analysis = compare(orig, patched, times);
-    refuse_promoted_ambiguity(&analysis).map_err(|e| e.in_file(orig_path(&analysis)))?;
-    Ok(analysis)
+    compare(orig, patched, times)
 }
 
 /// Diff two parsed objects.
@@ -140,13 +138,7 @@ pub fn analyze<'d>(orig: ElfObject<'d>, patched: ElfObject<'d>, opts: &DiffOptio
     let t = Instant::now();
     let (o, p) = rayon::join(|| index_side(orig, opts), || index_side(patched, opts));
     let times = StageTimes { checksum_ms: ms(t.elapsed()), ..Default::default() };
-    let analysis = compare(o?, p?, times);
-    refuse_promoted_ambiguity(&analysis).map_err(|e| e.in_file(orig_path(&analysis)))?;
-    Ok(analysis)
-}
-
-fn orig_path<'a>(a: &'a Analysis) -> &'a Path {
-    &a.orig.obj.path
+    compare(o?, p?, times)
 }
 
 /// ThinLTO-promoted statics that correlation could not tell apart: an
@@ -169,20 +161,23 @@ fn refuse_promoted_ambiguity(a: &Analysis) -> Result<()> {
                 crate::error::escaped(&amb.name),
                 names(o, &mut amb.orig.iter().map(|s| s.0)).join(", "),
                 names(p, &mut amb.patched.iter().map(|s| s.0)).join(", "),
-            )));
+            ))
+            .in_file(&o.path));
         }
     }
     Ok(())
 }
 
-fn compare<'d>(orig: Analyzed<'d>, patched: Analyzed<'d>, mut times: StageTimes) -> Analysis<'d> {
+fn compare<'d>(orig: Analyzed<'d>, patched: Analyzed<'d>, mut times: StageTimes) -> Result<Analysis<'d>> {
     let t = Instant::now();
     let twins = correlate::correlate(&orig.side(), &patched.side());
     times.correlate_ms = ms(t.elapsed());
     let t = Instant::now();
     let changes = classify::classify(&orig.side(), &patched.side(), &twins);
     times.classify_ms = ms(t.elapsed());
-    Analysis { orig, patched, twins, changes, times }
+    let analysis = Analysis { orig, patched, twins, changes, times };
+    refuse_promoted_ambiguity(&analysis)?;
+    Ok(analysis)
 }
 
 /// The machine-readable report of `klp diff`.
