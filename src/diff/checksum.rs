@@ -478,7 +478,7 @@ fn stack_store_slot(insn: &Instruction) -> Option<Slot> {
         return None;
     }
     let displacement = insn.memory_displacement64();
-    (displacement % 8 == 0 && displacement / 8 < 16).then(|| Slot::StackAt(displacement as u8 / 8))
+    (displacement.is_multiple_of(8) && displacement / 8 < 16).then_some(Slot::StackAt(displacement as u8 / 8))
 }
 
 /// The callee of a call, or of a jump to another function (a tail call).

@@ -66,7 +66,88 @@ pub fn program(e: &mut Entropy, functions: usize) -> Program {
             }
         }
     }
+    header_helpers(e, &mut p);
     p
+}
+
+/// `static inline` helpers of a header that gcc emitted out of line: the
+/// same name and the same code in every unit that includes the header.
+const HEADER_HELPERS: &[&str] = &["kref_read_helper", "list_empty_careful", "irqs_disabled_flags", "get_order_of"];
+
+/// Copies of header helpers in two or more units, each used only inside its
+/// unit: called by a function of the unit, or stored in the unit's own
+/// `<helper>_ops` table (`static const struct ops x_ops = { .fn = x }`,
+/// itself the same in every unit). Nothing but FILE symbols tells such
+/// copies apart when no user's call does (kernel headers are full of them).
+fn header_helpers(e: &mut Entropy, p: &mut Program) {
+    if p.units.len() < 2 {
+        return;
+    }
+    for name in &HEADER_HELPERS[..e.below(HEADER_HELPERS.len() as u64 + 1) as usize] {
+        let body: Vec<Op> = (0..e.range(1, 3)).map(|_| helper_op(e)).collect();
+        let ending = match e.percent(30) {
+            true => Ending::TailCall(Callee::Extern((*e.pick(EXTERNS)).into())),
+            false => Ending::Return,
+        };
+        let copies = e.range(2, p.units.len().min(6) as u64) as usize;
+        let first = e.below(p.units.len() as u64) as usize;
+        let by_table = e.percent(40);
+        for k in 0..copies {
+            let u = (first + k) % p.units.len();
+            let id = FuncId(p.fresh_id());
+            let helper = Function {
+                id,
+                name: (*name).into(),
+                global: false,
+                text: TextKind::Text,
+                body: body.clone(),
+                ending: ending.clone(),
+                cold: None,
+                pad: 0,
+            };
+            p.units[u].functions.push(helper);
+            use_helper(e, p, u, id, name, by_table);
+        }
+    }
+}
+
+/// Whether `name` is one of [`HEADER_HELPERS`] (copies in several units).
+pub fn is_header_helper(name: &str) -> bool {
+    HEADER_HELPERS.contains(&name)
+}
+
+/// What a helper does: nothing that names its unit.
+fn helper_op(e: &mut Entropy) -> Op {
+    match e.below(4) {
+        0 => Op::SetImm { reg: Reg::Eax, value: e.u32() },
+        1 => Op::Scale { dst: Reg::Eax, src: Reg::Edi, factor: e.range(2, 100) as i8 },
+        2 => Op::ExitIfZero,
+        _ => Op::Call { callee: Callee::Extern((*e.pick(EXTERNS)).into()) },
+    }
+}
+
+/// A user for helper `id` in unit `u`: a call from one of the unit's other
+/// `.text` functions, or (`by_table`, or when there is none) its ops table.
+fn use_helper(e: &mut Entropy, p: &mut Program, u: usize, id: FuncId, name: &str, by_table: bool) {
+    let callers: Vec<usize> = (0..p.units[u].functions.len())
+        .filter(|&i| p.units[u].functions[i].id != id && p.units[u].functions[i].text == TextKind::Text)
+        .filter(|&i| !is_header_helper(&p.units[u].functions[i].name))
+        .collect();
+    if by_table || callers.is_empty() {
+        let table = Variable {
+            id: VarId(p.fresh_id()),
+            name: format!("{name}_ops"),
+            global: false,
+            kind: VarKind::ReadOnly,
+            bytes: vec![0; 16],
+            pointers: vec![(8, id)],
+        };
+        p.units[u].variables.push(table);
+        return;
+    }
+    let body = &mut p.units[u].functions[*e.pick(&callers)].body;
+    let at = e.below(body.len() as u64 + 1) as usize;
+    body.insert(at, Op::Call { callee: Callee::Func(id) });
 }
 
 /// Functions with a special site (jump label, fixup, alternative...).
@@ -343,6 +424,29 @@ mod tests {
             }
         }
         assert!(a.functions().count() >= 200);
+    }
+
+    #[test]
+    fn header_helpers_are_identical_copies_each_used_in_its_unit() {
+        let mut seen = 0;
+        for seed in 0..20 {
+            let p = program(&mut Entropy::from_seed(seed), 120);
+            for name in HEADER_HELPERS {
+                let copies: Vec<(usize, &Function)> = p.functions().filter(|(_, f)| f.name == *name).collect();
+                if copies.is_empty() {
+                    continue;
+                }
+                seen += 1;
+                assert!(copies.len() >= 2, "seed {seed}: one copy of {name}");
+                for &(u, f) in &copies {
+                    assert_eq!((&f.body, &f.ending), (&copies[0].1.body, &copies[0].1.ending), "seed {seed}");
+                    let called = p.units[u].functions.iter().any(|g| g.calls(f.id));
+                    let tabled = p.units[u].variables.iter().any(|v| v.pointers.iter().any(|x| x.1 == f.id));
+                    assert!(called || tabled, "seed {seed}: the copy of {name} in unit {u} has no user");
+                }
+            }
+        }
+        assert!(seen >= 10, "only {seen} helpers in 20 programs");
     }
 
     #[test]

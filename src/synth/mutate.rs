@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::entropy::Entropy;
+use super::generate::is_header_helper;
 use super::model::{
     Callee, ConstId, Constant, Ending, FuncId, Function, Key, Op, Program, Reg, StrId, TextKind, VarId, VarKind,
     Variable,
@@ -54,6 +55,12 @@ pub enum Mutation {
     NewFixup,
     /// A new jump label site (`__jump_table` entry) in f: f changed.
     NewJumpLabel,
+    /// A header's `static inline` helper changed: every out-of-line copy
+    /// of it changed (one line of `klp diff` each).
+    HeaderHelper,
+    /// A unit stops calling a header helper: its copy is removed, the
+    /// caller changed, the other units' copies untouched.
+    DropHelperCopy,
     /// g gets a `static_cpu_has()` whose `.altinstr_aux` snippet lands
     /// before the other functions' snippets of its file: g changed, the
     /// functions whose snippets moved not.
@@ -81,6 +88,8 @@ pub const ALL: &[Mutation] = &[
     Mutation::NewFixup,
     Mutation::NewJumpLabel,
     Mutation::SnippetBefore,
+    Mutation::HeaderHelper,
+    Mutation::DropHelperCopy,
 ];
 
 /// The patched model under construction.
@@ -106,7 +115,9 @@ impl<'a, 'e> Mutator<'a, 'e> {
             Mutation::ColdOnly => self.cold_only(),
             Mutation::NewFunction => self.new_function(),
             Mutation::NewVariable => self.new_variable(),
-            Mutation::Remove => self.remove(),
+            Mutation::Remove => self.remove(|_| true),
+            Mutation::HeaderHelper => self.header_helper(),
+            Mutation::DropHelperCopy => self.remove(|f| is_header_helper(&f.name)),
             Mutation::Line => self.line(),
             Mutation::Data => self.data(),
             Mutation::InitCode => self.init_code(),
@@ -280,12 +291,14 @@ impl<'a, 'e> Mutator<'a, 'e> {
         Some(())
     }
 
-    fn remove(&mut self) -> Option<()> {
+    /// Remove a function `want` accepts that nobody but untouched functions calls.
+    fn remove(&mut self, want: impl Fn(&Function) -> bool) -> Option<()> {
         let users = Users::of(&self.p);
         let candidates: Vec<FuncId> = self
             .p
             .functions()
-            .filter(|(_, h)| h.text == TextKind::Text && !self.touched.contains(&h.id) && self.removable(h.id, &users))
+            .filter(|(_, h)| h.text == TextKind::Text && !self.touched.contains(&h.id) && want(h))
+            .filter(|(_, h)| self.removable(h.id, &users))
             .map(|(_, h)| h.id)
             .collect();
         if candidates.is_empty() {
@@ -331,6 +344,30 @@ impl<'a, 'e> Mutator<'a, 'e> {
         self.p.functions().any(|(_, f)| f.variables().any(|x| x == v))
     }
 
+    /// Every copy of one header helper gets the same new code.
+    fn header_helper(&mut self) -> Option<()> {
+        let copies = |name: &str| -> Vec<FuncId> {
+            self.p.functions().filter(|(_, f)| f.name == name).map(|(_, f)| f.id).collect()
+        };
+        let names: Vec<String> = (self.p.functions())
+            .filter(|(_, f)| is_header_helper(&f.name))
+            .map(|(_, f)| f.name.clone())
+            .filter(|name| copies(name).iter().all(|id| !self.touched.contains(id)))
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        let ids = copies(&self.e.pick(&names).clone());
+        self.bump_immediate(ids[0]);
+        let body = self.f(ids[0]).body.clone();
+        for &id in &ids {
+            self.f(id).body = body.clone();
+            self.touched.insert(id);
+            self.effects.push(Effect::Changed(id));
+        }
+        Some(())
+    }
+
     fn line(&mut self) -> Option<()> {
         let f = self.subject(|f| f.body.iter().any(|o| matches!(o, Op::MightSleep { .. } | Op::Warn { .. })))?;
         let delta = self.e.range(1, 40) as u32;
@@ -347,7 +384,9 @@ impl<'a, 'e> Mutator<'a, 'e> {
 
     fn data(&mut self) -> Option<()> {
         let ids: Vec<VarId> = (self.p.units.iter().flat_map(|u| &u.variables))
-            .filter(|v| v.kind != VarKind::Bss && !v.bytes.is_empty() && !self.touched_vars.contains(&v.id))
+            .filter(|v| {
+                v.kind != VarKind::Bss && v.bytes.len() > 8 * v.pointers.len() && !self.touched_vars.contains(&v.id)
+            })
             .map(|v| v.id)
             .collect();
         if ids.is_empty() {
@@ -355,7 +394,12 @@ impl<'a, 'e> Mutator<'a, 'e> {
         }
         let id = *self.e.pick(&ids);
         self.touched_vars.insert(id);
-        let at = self.e.below(self.p.variable(id)?.bytes.len() as u64) as usize;
+        // Not a byte under a pointer: RELA keeps the value in the relocation.
+        let v = self.p.variable(id)?;
+        let free: Vec<usize> = (0..v.bytes.len())
+            .filter(|&b| !v.pointers.iter().any(|&(at, _)| (at as usize..at as usize + 8).contains(&b)))
+            .collect();
+        let at = *self.e.pick(&free);
         let v = self.p.variable_mut(id)?;
         v.bytes[at] ^= 0x5a;
         self.effects.push(Effect::RefusedData(id));
@@ -567,4 +611,53 @@ pub fn mutate(m: &mut Mutator, count: usize, allowed: &[Mutation]) -> Vec<Mutati
         }
     }
     applied
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::generate;
+
+    /// A program with copies of a header helper, and the mutator after one `m`.
+    fn mutated(m: Mutation) -> (Program, Mutator<'static, 'static>) {
+        for seed in 0..50 {
+            let e = Box::leak(Box::new(Entropy::from_seed(seed)));
+            let orig = generate::program(e, 80);
+            let mut mutator = Mutator::new(e, orig.clone());
+            if mutator.apply(m) {
+                return (orig, mutator);
+            }
+        }
+        panic!("{m:?} applied to none of 50 programs");
+    }
+
+    #[test]
+    fn a_header_helper_changes_in_every_copy_alike() {
+        let (orig, m) = mutated(Mutation::HeaderHelper);
+        let changed: Vec<FuncId> =
+            m.effects.iter().map(|e| if let Effect::Changed(f) = e { *f } else { panic!("{e:?}") }).collect();
+        assert!(changed.len() >= 2, "{changed:?}");
+        let name = &orig.function(changed[0]).unwrap().name;
+        let copies = orig.functions().filter(|(_, f)| f.name == *name).count();
+        assert_eq!(copies, changed.len(), "every copy of {name}");
+        for &id in &changed {
+            let (before, after) = (orig.function(id).unwrap(), m.p.function(id).unwrap());
+            assert_ne!(before.body, after.body);
+            assert_eq!(after.body, m.p.function(changed[0]).unwrap().body);
+        }
+    }
+
+    #[test]
+    fn dropping_a_helper_copy_removes_it_alone_and_changes_its_caller() {
+        let (orig, m) = mutated(Mutation::DropHelperCopy);
+        let removed: Vec<FuncId> =
+            m.effects.iter().filter_map(|e| if let Effect::Removed(f) = e { Some(*f) } else { None }).collect();
+        let [gone] = removed[..] else { panic!("{:?}", m.effects) };
+        let name = &orig.function(gone).unwrap().name;
+        assert!(generate::is_header_helper(name));
+        assert!(m.p.function(gone).is_none());
+        let left = m.p.functions().filter(|(_, f)| f.name == *name).count();
+        assert_eq!(left + 1, orig.functions().filter(|(_, f)| f.name == *name).count());
+        assert!(m.effects.iter().any(|e| matches!(e, Effect::Changed(c) if orig.function(*c).unwrap().calls(gone))));
+    }
 }
