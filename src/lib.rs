@@ -7,6 +7,7 @@
 //! `.modinfo`) and [`module`] what happens to a linked livepatch module
 //! (post-link, check, the loader oracle, the kbuild step).
 
+pub mod build;
 pub mod diff;
 pub mod elf;
 pub mod error;

@@ -54,6 +54,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("zstd", "zstd"),
     ("tar", "tar"),
     ("timeout", "coreutils"),
+    ("patch", "patch"),
+    ("diff", "diffutils"),
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("cpio", "cpio"),
     ("gzip", "gzip"),

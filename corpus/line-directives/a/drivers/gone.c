@@ -1,0 +1,4 @@
+int gone(int v)
+{
+	return v;
+}

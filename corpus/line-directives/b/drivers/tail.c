@@ -1,0 +1,17 @@
+#include "demo.h"
+
+int tail_first(int v)
+{
+	WARN_ON(v == 1);
+	return v;
+}
+
+int tail_last(int v)
+{
+	return v + 200;
+}
+
+int tail_added(int v)
+{
+	return v;
+}
