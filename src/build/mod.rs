@@ -1,7 +1,9 @@
 //! `klp build`: from a source patch to a livepatch module. Each step of the
-//! flow is a module with its own inputs and outputs; so far the patch
-//! handling: [`patch`] reads and writes unified diffs, [`line_directives`]
-//! keeps `__LINE__` of code below a change as it was.
+//! flow is a module with its own inputs and outputs; so far the checks
+//! before any build ([`preflight`]) and the patch handling: [`patch`] reads
+//! and writes unified diffs, [`line_directives`] keeps `__LINE__` of code
+//! below a change as it was.
 
 pub mod line_directives;
 pub mod patch;
+pub mod preflight;

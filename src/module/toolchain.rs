@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::error::{Error, Result};
+use crate::kernel::config::KernelConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompilerFamily {
@@ -49,16 +50,15 @@ impl KernelToolchain {
     /// Read `KDIR/.config`.
     pub fn of_tree(kdir: &Path) -> Result<Self> {
         let path = kdir.join(".config");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::io(&path, "cannot read the kernel configuration (is this a configured build tree?)", &e)
-        })?;
-        Self::parse(&text).map_err(|e| e.in_file(&path))
+        Self::of_config(&KernelConfig::read(&path)?).map_err(|e| e.in_file(&path))
     }
 
     pub fn parse(config: &str) -> Result<Self> {
-        let value =
-            |key: &str| config.lines().find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')));
-        let enabled = |key: &str| value(key) == Some("y");
+        Self::of_config(&KernelConfig::parse(config)?)
+    }
+
+    pub fn of_config(config: &KernelConfig) -> Result<Self> {
+        let enabled = |key: &str| config.enabled(key);
         let family = match (enabled("CONFIG_CC_IS_GCC"), enabled("CONFIG_CC_IS_CLANG")) {
             (true, false) => CompilerFamily::Gcc,
             (false, true) => CompilerFamily::Clang,
@@ -70,12 +70,13 @@ impl KernelToolchain {
             CompilerFamily::Gcc => "CONFIG_GCC_VERSION",
             CompilerFamily::Clang => "CONFIG_CLANG_VERSION",
         };
-        let version = value(version_key)
+        let version = config
+            .value(version_key)
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|&v| v > 0)
             .ok_or_else(|| Error::malformed(format!("{version_key} is missing or not a version number")))?;
-        let version_text = value("CONFIG_CC_VERSION_TEXT")
-            .and_then(|v| v.strip_prefix('"')?.strip_suffix('"'))
+        let version_text = config
+            .string("CONFIG_CC_VERSION_TEXT")
             .ok_or_else(|| Error::malformed("CONFIG_CC_VERSION_TEXT is missing or not a quoted string"))?
             .to_owned();
         Ok(KernelToolchain {
