@@ -2,8 +2,10 @@
 //! flow is a module with its own inputs and outputs; so far the checks
 //! before any build ([`preflight`]) and the patch handling: [`patch`] reads
 //! and writes unified diffs, [`line_directives`] keeps `__LINE__` of code
-//! below a change as it was.
+//! below a change as it was; and [`stash`], which puts back every file
+//! the flow changes in the tree, also after a run that was killed.
 
 pub mod line_directives;
 pub mod patch;
 pub mod preflight;
+pub mod stash;
