@@ -179,7 +179,7 @@ mod tests {
         std::mem::forget(stash); // killed: nothing ran
 
         let (stash, leftover) = Stash::open(&dir.join("stash")).unwrap();
-        assert_eq!(leftover, [file.clone()]);
+        assert_eq!(leftover, std::slice::from_ref(&file));
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "before\n");
         assert!(stash.restore().unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
