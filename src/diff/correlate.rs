@@ -846,6 +846,64 @@ mod tests {
         assert_eq!(align_by_name(&orig, &patched), vec![(0, 2), (1, 3), (2, 0), (3, 1), (4, 4)]);
     }
 
+    #[test]
+    fn alignment_skips_the_side_that_agrees_again_sooner() {
+        // `core` was removed before `init`, `main`; `util` and another
+        // `core` were added after them: skip one original, not three patched.
+        let (orig, patched) = (["core", "init", "main"], ["init", "main", "util", "core"]);
+        assert_eq!(align_in_order(&orig, &patched), vec![(1, 0), (2, 1)]);
+        // And the other way round: a unit added in front.
+        let (orig, patched) = (["init", "main", "util", "core"], ["core", "init", "main"]);
+        assert_eq!(align_in_order(&orig, &patched), vec![(0, 1), (1, 2)]);
+    }
+
+    #[test]
+    fn numeric_suffixes_are_digits_after_the_last_dot() {
+        for (name, numbered) in [("limit.0", true), ("count.12", true), ("limit", false), ("show.isra", false)] {
+            assert_eq!(has_numeric_suffix(name), numbered, "{name}");
+        }
+        assert!(!has_numeric_suffix("x.") && !has_numeric_suffix("x.1a"));
+    }
+
+    #[test]
+    fn locals_without_files_may_pair_unless_their_file_is_unpaired() {
+        let none = traits(true, None);
+        assert!(maybe_same_file(&none, &none));
+        let unpaired = Traits { unpaired_file: true, ..none };
+        assert!(!maybe_same_file(&none, &unpaired));
+        assert!(!maybe_same_file(&none, &traits(true, Some(1))));
+        assert!(maybe_same_file(&traits(false, None), &traits(true, Some(1))), "a global may become static");
+    }
+
+    #[test]
+    fn the_checksum_level_pairs_within_a_file_only_by_size_and_contents() {
+        let t = |file: u32, checksum: Option<u64>| Traits { checksum, ..traits(true, Some(file)) };
+        // Two statics of one file that only their contents tell apart, and
+        // another file's copy with the same contents as the first.
+        let o = [(SymbolId(10), t(1, Some(1))), (SymbolId(11), t(1, Some(2)))];
+        let p = [(SymbolId(20), t(1, Some(2))), (SymbolId(21), t(1, Some(1))), (SymbolId(22), t(2, Some(1)))];
+        assert_eq!(funnel(&o[0].1, &o, &p), Some((1, PairReason::Checksum)));
+        assert_eq!(funnel(&o[1].1, &o, &p), Some((0, PairReason::Checksum)));
+        // Equal contents but another size, or no checksum: no pair.
+        let other_size = [(SymbolId(20), Traits { size: 16, ..t(1, Some(1)) }), (SymbolId(21), t(1, Some(2)))];
+        assert_eq!(funnel(&o[0].1, &o, &other_size), None);
+        let unknown = [(SymbolId(10), t(1, None)), (SymbolId(11), t(1, None))];
+        assert_eq!(funnel(&unknown[0].1, &unknown, &unknown), None);
+    }
+
+    #[test]
+    fn position_pairs_only_equal_counts_of_two_or_more() {
+        let one = |id: u32| (SymbolId(id), traits(true, Some(1)));
+        let run = |o: &[(SymbolId, Traits)], p: &[(SymbolId, Traits)]| {
+            let (mut o, mut p, mut pairs) = (o.to_vec(), p.to_vec(), Vec::new());
+            pair_by_position(&mut o, &mut p, &mut pairs);
+            pairs.len()
+        };
+        assert_eq!(run(&[one(10), one(11), one(12)], &[one(20), one(21)]), 0, "a static went: which one?");
+        assert_eq!(run(&[one(10)], &[one(20)]), 0, "one of each is the funnel's to pair");
+        assert_eq!(run(&[one(10), one(11)], &[one(20), one(21)]), 2);
+    }
+
     fn traits(local: bool, file: Option<u32>) -> Traits {
         Traits { local, file: file.map(SymbolId), unpaired_file: false, size: 8, checksum: Some(1), promoted: false }
     }
