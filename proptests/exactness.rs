@@ -151,6 +151,32 @@ fn renumbered_statics_pair_through_their_users_real_pc_bias() {
     assert!(matches!(got.verdict, Verdict::Unchanged));
 }
 
+/// Two identical statics, each the only one of its user, numbered the
+/// other way round by the patched build: the name says nothing (the
+/// patched `count.2` is the original `count.1`); only whole user sets do.
+/// Checksums name statics without their numbers, so a wrong pairing shows
+/// only where the changed user's KLP relocation names the original: a rule
+/// that took "as many users" for "the same users" named `count.2`.
+#[test]
+fn swapped_numbers_of_identical_statics_keep_their_users_own() {
+    use hand::*;
+    let functions = vec![function(11, "show1", loads(&[1])), function(12, "show2", loads(&[2]))];
+    let variables = vec![static_var(1, "count.1", VarKind::Bss, 4), static_var(2, "count.2", VarKind::Bss, 4)];
+    let orig = program(vec![unit("dev0.c", functions, variables)]);
+    let mut patched = orig.clone();
+    patched.units[0].variables[0].name = "count.2".into();
+    patched.units[0].variables[1].name = "count.1".into();
+    patched.units[0].functions[0].body.push(Op::SetImm { reg: Reg::Eax, value: 7 });
+    let got = diff(&orig, &patched);
+    let r = &got.report;
+    assert!(r.changed == ["show1"] && r.new_data.is_empty() && r.removed.is_empty(), "{r:?}");
+    let Verdict::Livepatch(out) = &got.verdict else { panic!("{:?}", got.verdict) };
+    let obj = klp::elf::ElfObject::parse(std::path::Path::new("out.o"), out).unwrap();
+    let klp_syms: Vec<&str> = obj.symbols.iter().map(|s| s.name).filter(|n| n.starts_with(".klp.sym.")).collect();
+    assert!(klp_syms.iter().any(|n| n.starts_with(".klp.sym.vmlinux.count.1,")), "{klp_syms:?}");
+    assert!(!klp_syms.iter().any(|n| n.contains("count.2")), "{klp_syms:?}");
+}
+
 /// Statics of one name that the funnel cannot tell apart (`flags.2` and
 /// `flags.4`, both 16 zero bytes) used by functions that also use the
 /// file's `flags`: each shares a user with `flags`, so "the twin of a user
