@@ -923,6 +923,65 @@ mod tests {
     }
 
     #[test]
+    fn bytes_under_relocations_count_nowhere() {
+        // The same rule for data and for special-section entries: a unit
+        // with two exception-table entries (the second starts inside its
+        // section) and a table of pointers after another object of its
+        // section (in the merged form), every relocated field garbled.
+        use crate::synth::model::{VarId, VarKind, Variable};
+        let f = Function {
+            id: FuncId(1),
+            name: "f".into(),
+            global: true,
+            text: TextKind::Text,
+            body: vec![
+                Op::UserLoad { fixup_type: 3 },
+                Op::UserLoad { fixup_type: 1 },
+                Op::Load { var: VarId(3), offset: 0 },
+            ],
+            ending: Ending::Return,
+            cold: None,
+            pad: 0,
+        };
+        let var = |id: u32, name: &str, pointers: Vec<(u32, FuncId)>| Variable {
+            id: VarId(id),
+            name: name.into(),
+            global: true,
+            kind: VarKind::Data,
+            bytes: vec![7; 16],
+            pointers,
+        };
+        let unit = Unit {
+            file: "a.c".into(),
+            source_path: "a.c".into(),
+            functions: vec![f],
+            variables: vec![var(2, "before", Vec::new()), var(3, "ops", vec![(8, FuncId(1))])],
+            strings: Vec::new(),
+            constants: Vec::new(),
+        };
+        let p = Program { units: vec![unit], padding: CallPadding::None, next_id: 4, objtool_sites: false };
+        for merged in [false, true] {
+            let bytes =
+                crate::synth::write::write(&p, crate::synth::Layout { merged, sections_over_64k: false }).unwrap();
+            let obj = ElfObject::parse(std::path::Path::new("x.o"), &bytes).unwrap();
+            let mut garbled = bytes.clone();
+            let mut fields = 0;
+            for sec in &obj.sections {
+                let base = sec.data.as_ptr() as usize - bytes.as_ptr() as usize;
+                for r in sec.relocs.iter() {
+                    let at = base + r.offset as usize;
+                    garbled[at..at + reloc::width(r.r_type)].fill(0xa5);
+                    fields += 1;
+                }
+            }
+            assert!(fields >= 6, "{fields} relocated fields");
+            for name in ["f", "ops"] {
+                assert_eq!(checksum_of(&garbled, name), checksum_of(&bytes, name), "{name}, merged: {merged}");
+            }
+        }
+    }
+
+    #[test]
     fn a_snippet_that_jumps_back_does_not_name_its_function() {
         // Found by the synthesizer's `.altinstr_aux` snippets (seeds 61,
         // 115, 199 of the exactness suite): the `static_cpu_has()` snippet
