@@ -3,12 +3,18 @@
 #![allow(dead_code)]
 
 pub mod link;
+pub mod regressions;
 
 use std::path::Path;
 
 use klp::diff::{DiffReport, Input};
 use klp::pipeline::{DiffRequest, Verdict};
 use klp::synth::{Layout, Pair, Request};
+
+/// True under CI (`CI` set and not empty).
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
 
 /// Cases per suite: `PROPTEST_CASES`, else `default`.
 pub fn case_count(default: usize) -> usize {
@@ -125,24 +131,45 @@ pub fn run_cases_in_both_forms(default: usize, check: impl Fn(&Request) -> Resul
 
 fn run_requests(default: usize, request: fn(usize) -> Request, check: impl Fn(&Request) -> Result<(), String>) {
     let started = std::time::Instant::now();
+    let kept = regressions::kept();
     let count = case_count(default);
     let mut failures = Vec::new();
     let mut ran = 0;
-    for i in 0..count {
-        let req = request(i);
+    for req in kept.iter().copied().chain((0..count).map(request)) {
         ran += 1;
         if let Err(why) = check(&req) {
-            failures.push(format!("seed {}: {why}\n  rebuild: {}", req.seed, req.command()));
+            failures.push(failure(&req, why, &check));
         }
     }
-    assert!(ran > 0 && ran == count, "no case ran");
-    eprintln!("{ran} cases in {:.1} s, {} failed", started.elapsed().as_secs_f64(), failures.len());
+    assert!(ran > 0 && ran == count + kept.len(), "no case ran");
+    eprintln!(
+        "{ran} cases ({} kept regressions) in {:.1} s, {} failed",
+        kept.len(),
+        started.elapsed().as_secs_f64(),
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {ran} cases failed:\n{}",
         failures.len(),
         failures[..failures.len().min(80)].join("\n")
     );
+}
+
+/// A failure's report: why, how to rebuild it, and its shrunk form, whose
+/// pair is written under `target/` and kept as a regression. Only the
+/// first few failures of a run are shrunk (each shrink runs the check
+/// tens of times).
+fn failure(req: &Request, why: String, check: &impl Fn(&Request) -> Result<(), String>) -> String {
+    static SHRUNK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut text = format!("seed {}: {why}\n  rebuild: {}", req.seed, req.command());
+    if SHRUNK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
+        let (small, small_why) = regressions::shrink(req, check);
+        let dir = regressions::write_pair(&small, &small_why);
+        let kept = regressions::keep(&small);
+        text += &format!("\n  shrunk: {} ({small_why}); pair in {}; {kept}", small.command(), dir.display());
+    }
+    text
 }
 
 /// Direct calls and jumps of OUT.o's functions that land outside their
