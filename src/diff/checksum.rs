@@ -924,11 +924,11 @@ mod tests {
 
     #[test]
     fn bytes_under_relocations_count_nowhere() {
-        // The same rule for data and for special-section entries: a unit
-        // with two exception-table entries (the second starts inside its
-        // section) and a table of pointers after another object of its
-        // section (in the merged form), every relocated field garbled.
-        use crate::synth::model::{VarId, VarKind, Variable};
+        // The same rule for data, special-section entries and alternative
+        // replacements: a unit with two exception-table entries and two
+        // replacements that call (the second of each starts inside its
+        // section) and a table of pointers, every relocated field garbled.
+        use crate::synth::model::{Replacement, VarId, VarKind, Variable};
         let f = Function {
             id: FuncId(1),
             name: "f".into(),
@@ -938,6 +938,8 @@ mod tests {
                 Op::UserLoad { fixup_type: 3 },
                 Op::UserLoad { fixup_type: 1 },
                 Op::Load { var: VarId(3), offset: 0 },
+                Op::Alternative { feature: 3, replacement: Replacement::CallExtern("entry_ibpb") },
+                Op::Alternative { feature: 4, replacement: Replacement::CallExtern("clear_bhb_loop") },
             ],
             ending: Ending::Return,
             cold: None,

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use super::entropy::Entropy;
 use super::generate::is_header_helper;
 use super::model::{
-    Callee, ConstId, Constant, Ending, FuncId, Function, Key, Op, Program, Reg, StrId, TextKind, VarId, VarKind,
-    Variable,
+    Callee, ConstId, Constant, Ending, FuncId, Function, Key, Op, Program, Reg, Replacement, StrId, TextKind, VarId,
+    VarKind, Variable,
 };
 use super::truth::Effect;
 
@@ -61,6 +61,11 @@ pub enum Mutation {
     /// A unit stops calling a header helper: its copy is removed, the
     /// caller changed, the other units' copies untouched.
     DropHelperCopy,
+    /// g gets an alternative whose replacement calls the kernel, written
+    /// before the other functions' replacements with calls in its unit's
+    /// `.altinstr_replacement`: g changed, the functions whose replacement
+    /// code moved not.
+    ReplacementBefore,
     /// g gets a `static_cpu_has()` whose `.altinstr_aux` snippet lands
     /// before the other functions' snippets of its file: g changed, the
     /// functions whose snippets moved not.
@@ -90,6 +95,7 @@ pub const ALL: &[Mutation] = &[
     Mutation::SnippetBefore,
     Mutation::HeaderHelper,
     Mutation::DropHelperCopy,
+    Mutation::ReplacementBefore,
 ];
 
 /// The patched model under construction.
@@ -118,6 +124,7 @@ impl<'a, 'e> Mutator<'a, 'e> {
             Mutation::Remove => self.remove(|_| true),
             Mutation::HeaderHelper => self.header_helper(),
             Mutation::DropHelperCopy => self.remove(|f| is_header_helper(&f.name)),
+            Mutation::ReplacementBefore => self.replacement_before(),
             Mutation::Line => self.line(),
             Mutation::Data => self.data(),
             Mutation::InitCode => self.init_code(),
@@ -531,16 +538,31 @@ impl Mutator<'_, '_> {
 
     fn snippet_before(&mut self) -> Option<()> {
         let has_snippet = |f: &Function| f.body.iter().any(|o| matches!(o, Op::CpuHas { .. }));
+        self.first_in_unit_with(Op::CpuHas { bit: 77 }, has_snippet)
+    }
+
+    fn replacement_before(&mut self) -> Option<()> {
+        let call = Replacement::CallExtern("entry_ibpb");
+        let has_call = |f: &Function| {
+            f.body.iter().any(|o| matches!(o, Op::Alternative { replacement: Replacement::CallExtern(_), .. }))
+        };
+        self.first_in_unit_with(Op::Alternative { feature: 300, replacement: call }, has_call)
+    }
+
+    /// In a unit where some function `has` what `op` adds to a shared
+    /// section, give `op` to another function g and put g first, so that
+    /// its part of the section comes before the others': g changed, the
+    /// functions whose parts moved not.
+    fn first_in_unit_with(&mut self, op: Op, has: impl Fn(&Function) -> bool) -> Option<()> {
         let units: Vec<usize> =
-            (0..self.p.units.len()).filter(|&u| self.p.units[u].functions.iter().any(has_snippet)).collect();
+            (0..self.p.units.len()).filter(|&u| self.p.units[u].functions.iter().any(&has)).collect();
         if units.is_empty() {
             return None;
         }
         let u = *self.e.pick(&units);
         let ids: Vec<FuncId> = self.p.units[u].functions.iter().map(|f| f.id).collect();
-        let g = self.subject(|f| f.text == TextKind::Text && !has_snippet(f) && ids.contains(&f.id))?;
-        self.f(g).body.insert(0, Op::CpuHas { bit: 77 });
-        // First in its unit: its snippet is written before the others.
+        let g = self.subject(|f| f.text == TextKind::Text && !has(f) && ids.contains(&f.id))?;
+        self.f(g).body.insert(0, op);
         let functions = &mut self.p.units[u].functions;
         let i = functions.iter().position(|f| f.id == g)?;
         let moved = functions.remove(i);
@@ -645,6 +667,18 @@ mod tests {
             assert_ne!(before.body, after.body);
             assert_eq!(after.body, m.p.function(changed[0]).unwrap().body);
         }
+    }
+
+    #[test]
+    fn a_replacement_put_before_the_others_changes_only_its_function() {
+        let (_, m) = mutated(Mutation::ReplacementBefore);
+        let [Effect::Changed(g)] = m.effects[..] else { panic!("{:?}", m.effects) };
+        let unit = m.p.units.iter().find(|u| u.functions.iter().any(|f| f.id == g)).unwrap();
+        assert_eq!(unit.functions[0].id, g, "first in its unit");
+        let calls = |f: &Function| {
+            f.body.iter().any(|o| matches!(o, Op::Alternative { replacement: Replacement::CallExtern(_), .. }))
+        };
+        assert!(calls(&unit.functions[0]) && unit.functions[1..].iter().any(calls));
     }
 
     #[test]
