@@ -166,7 +166,7 @@ fn failure(req: &Request, why: String, check: &impl Fn(&Request) -> Result<(), S
     if SHRUNK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
         let (small, small_why) = regressions::shrink(req, check);
         let dir = regressions::write_pair(&small, &small_why);
-        let kept = regressions::keep(&small);
+        let kept = regressions::keep(&small, &dir);
         text += &format!("\n  shrunk: {} ({small_why}); pair in {}; {kept}", small.command(), dir.display());
     }
     text

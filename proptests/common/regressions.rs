@@ -1,10 +1,10 @@
 //! What happens to a failing case: it is shrunk to the smallest request of
 //! the same seed that still fails (fewer functions, fewer mutations), its
-//! pair and truth are written under `target/`, and the shrunk request is
-//! kept in `proptests/regressions/<suite>.txt`, which every run replays
-//! before its own cases (our counterpart of proptest's regression files,
-//! for a runner whose cases are seeds). Under CI the file is not written;
-//! the line to add is printed.
+//! pair and truth are written under `target/`, and the line that keeps it
+//! is printed, to be committed with the fix in
+//! `proptests/regressions/<suite>.txt`, which every run replays before its
+//! own cases (our counterpart of proptest's regression files, for a runner
+//! whose cases are seeds).
 
 use std::path::{Path, PathBuf};
 
@@ -90,20 +90,13 @@ pub fn write_pair(req: &Request, why: &str) -> PathBuf {
     dir
 }
 
-/// Keep `req` in the suite's file (not under CI: there, say what to add).
-pub fn keep(req: &Request) -> String {
+/// How to keep `req`: the line for the suite's file, also written next to
+/// the pair. The tree is never written: a fault planted by hand to try a
+/// property fails cases too, and those must not become regressions.
+pub fn keep(req: &Request, dir: &Path) -> String {
     let entry = line(req);
-    if super::under_ci() {
-        return format!("add `{entry}` to {}", file().display());
-    }
-    let path = file();
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    if old.lines().any(|l| l.trim() == entry) {
-        return format!("kept in {}", path.display());
-    }
-    let _ = std::fs::create_dir_all(path.parent().unwrap());
-    let _ = std::fs::write(&path, format!("{old}{entry}\n"));
-    format!("added to {}", path.display())
+    let _ = std::fs::write(dir.join("regression.txt"), format!("{entry}\n"));
+    format!("to keep it, add `{entry}` to {}", file().display())
 }
 
 #[test]
