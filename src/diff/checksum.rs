@@ -984,6 +984,40 @@ mod tests {
     }
 
     #[test]
+    fn only_unconditional_jumps_are_followed() {
+        // The line rule walks from an argument to its call through `jmp`s
+        // (gcc's merged tails); a conditional branch may not be taken, so
+        // following it could pair an immediate with the wrong call.
+        let bytes = clone_with("foo", &[Op::SetImm { reg: crate::synth::model::Reg::Edi, value: 5 }, Op::ExitIfZero]);
+        let obj = ElfObject::parse(std::path::Path::new("x.o"), &bytes).unwrap();
+        let refs = Refs::plain(&obj);
+        let insns = decode_function(refs, obj.symbols_named("foo")[0]);
+        let sym = obj.symbol(obj.symbols_named("foo")[0]);
+        let sec = obj.symbol_section(sym).unwrap();
+        let mut decoder =
+            iced_x86::Decoder::with_ip(64, &sec.data[sym.value as usize..sym.end() as usize], sym.value, 0);
+        let conditional: Vec<u64> =
+            decoder.iter().filter(|i| i.flow_control() == FlowControl::ConditionalBranch).map(|i| i.ip()).collect();
+        assert!(!conditional.is_empty(), "the function has a conditional branch");
+        for i in insns.iter().filter(|i| conditional.contains(&i.offset)) {
+            assert_eq!(i.jumps_to, None, "the branch at {:#x}", i.offset);
+        }
+    }
+
+    #[test]
+    fn address_arguments_by_destination() {
+        use iced_x86::{Code, Instruction, MemoryOperand, Register};
+        let insn = |r: Result<Instruction, iced_x86::IcedError>| r.unwrap();
+        let to_rdi = insn(Instruction::with2(Code::Mov_r64_imm64, Register::RDI, 0x1000u64));
+        assert_eq!(address_argument(&to_rdi), Some(Slot::Register(Register::RDI)));
+        let on_stack =
+            insn(Instruction::with2(Code::Mov_rm64_imm32, MemoryOperand::with_base_displ(Register::RSP, 8), 0x1000));
+        assert_eq!(address_argument(&on_stack), Some(Slot::StackAt(1)), "clang's 8th argument");
+        assert_eq!(address_argument(&insn(Instruction::with1(Code::Pushq_imm32, 0x1000))), Some(Slot::Stack));
+        assert_eq!(address_argument(&insn(Instruction::with1(Code::Push_r64, Register::RAX))), None, "a register");
+    }
+
+    #[test]
     fn a_snippet_that_jumps_back_does_not_name_its_function() {
         // Found by the synthesizer's `.altinstr_aux` snippets (seeds 61,
         // 115, 199 of the exactness suite): the `static_cpu_has()` snippet
