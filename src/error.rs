@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Tool,
     /// The arguments do not fit together.
     Usage,
+    /// SIGINT or SIGTERM stopped the work (`klp build` exits 130).
+    Interrupted,
 }
 
 /// Where an error is: file, section, symbol and offset, as far as known.
@@ -59,6 +61,9 @@ impl Error {
     }
     pub fn tool(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Tool, message)
+    }
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Interrupted, message)
     }
     pub fn io(path: &Path, what: &str, e: &std::io::Error) -> Self {
         Self::new(ErrorKind::Io, format!("{what}: {e}")).in_file(path)

@@ -56,6 +56,48 @@ enum Command {
         /// Output names for this kernel generation: current, or v6.19.
         #[arg(long, default_value = "current")]
         format: klp::kernel::abi::Format,
+        /// Count line-number arguments as changes (no line-only rule).
+        #[arg(long, hide = true)]
+        no_line_rule: bool,
+    },
+    /// Build a livepatch module from source patches in a configured kernel tree.
+    Build {
+        /// Unified diffs to apply with -p1, in order.
+        #[arg(required = true, value_name = "PATCH")]
+        patches: Vec<PathBuf>,
+        /// The kernel source tree.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        srctree: PathBuf,
+        /// The build directory (make O=DIR); default: the source tree.
+        #[arg(long, value_name = "DIR")]
+        build_dir: Option<PathBuf>,
+        /// The module to write (default: livepatch-<patch name>.ko).
+        #[arg(short, long, value_name = "NAME.ko")]
+        output: Option<PathBuf>,
+        /// Parallel build jobs (default: every core).
+        #[arg(short, long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Where the original build and this run's files go (default: klp-tmp in the build directory).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+        /// Keep this run's files (patched objects, diff outputs, logs).
+        #[arg(long)]
+        keep_tmp: bool,
+        /// Do not replace earlier live patches.
+        #[arg(long)]
+        no_replace: bool,
+        /// Show where each changed function first differs.
+        #[arg(long)]
+        explain: bool,
+        /// Show kbuild's own output.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Count line-number arguments as changes (no line-only rule).
+        #[arg(long, hide = true)]
+        no_line_rule: bool,
+        /// Apply the patches as they are, without #line directives.
+        #[arg(long, hide = true)]
+        no_line_directives: bool,
     },
     /// Build a loadable livepatch module from diff outputs with the kernel's kbuild.
     Module {
@@ -143,9 +185,54 @@ const EXIT_UNPATCHABLE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Diff { orig, patched, out, json, explain, entsize, stats, symvers, objname, parent, format } => {
+        Command::Diff {
+            orig,
+            patched,
+            out,
+            json,
+            explain,
+            entsize,
+            stats,
+            symvers,
+            objname,
+            parent,
+            format,
+            no_line_rule,
+        } => {
             let extract = ExtractArgs { symvers, objname, parent, format };
-            run_diff(&DiffArgs { orig, patched, out, json, explain, entsize, stats }, &extract)
+            let line_rule = line_rule(no_line_rule);
+            run_diff(&DiffArgs { orig, patched, out, json, explain, entsize, stats, line_rule }, &extract)
+        }
+        Command::Build {
+            patches,
+            srctree,
+            build_dir,
+            output,
+            jobs,
+            work_dir,
+            keep_tmp,
+            no_replace,
+            explain,
+            verbose,
+            no_line_rule,
+            no_line_directives,
+        } => {
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let opts = klp::build::flow::BuildOptions {
+                patches,
+                srctree,
+                build_dir,
+                output,
+                jobs,
+                work_dir,
+                keep_tmp,
+                no_replace,
+                explain,
+                verbose,
+                line_rule: line_rule(no_line_rule),
+                line_directives: !no_line_directives,
+            };
+            return run_build(&opts);
         }
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
         Command::Synth { seed, functions, mutations, merged, sections_over_64k, truth, orig, patched } => {
@@ -197,6 +284,62 @@ struct DiffArgs {
     explain: Vec<String>,
     entsize: Vec<String>,
     stats: bool,
+    line_rule: klp::diff::LineRule,
+}
+
+fn line_rule(off: bool) -> klp::diff::LineRule {
+    if off { klp::diff::LineRule::Off } else { klp::diff::LineRule::On }
+}
+
+/// `klp build`: exit 0 with a module or no changes, 2 for a change that
+/// cannot be live patched, 130 after a signal, 1 for other errors.
+fn run_build(opts: &klp::build::flow::BuildOptions) -> ExitCode {
+    use klp::build::flow::{BuildOutcome, Failure};
+    let stop = match klp::build::make::Interrupt::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("klp build: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match klp::build::flow::build(opts, &stop) {
+        Ok(BuildOutcome::Module { path, patched }) => {
+            for o in &patched {
+                let mut names: Vec<String> = o.changed.iter().map(|n| escaped(n)).collect();
+                names.extend(o.new_functions.iter().map(|n| format!("{} (new)", escaped(n))));
+                println!("{}: patches {}: {}", path.display(), escaped(&o.objname), names.join(", "));
+            }
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(BuildOutcome::NoChanges(why)) => {
+            println!("klp build: no changes detected: {why}; nothing written");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            let Failure { step, error, log } = *failure;
+            let at = step.map_or(String::new(), |(n, title)| format!("step {n} ({title}) failed: "));
+            eprintln!("klp build: error: {at}{}", escaped(&error.to_string()));
+            if let Some(log) = log {
+                print_log_tail(&log);
+            }
+            if error.kind == klp::error::ErrorKind::Interrupted {
+                eprintln!("klp build: the source tree is restored");
+            }
+            ExitCode::from(klp::build::flow::exit_status(&error))
+        }
+    }
+}
+
+/// The last lines of a failed step's log, and where the whole log is.
+fn print_log_tail(log: &std::path::Path) {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    for l in &lines[lines.len().saturating_sub(20)..] {
+        eprintln!("    {}", escaped(l));
+    }
+    eprintln!("klp build: full log: {}", log.display());
 }
 
 fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> {
@@ -208,7 +351,7 @@ fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> 
     let request = DiffRequest {
         orig: Input::from(&fo),
         patched: Input::from(&fp),
-        diff: DiffOptions { entry_sizes: entry_sizes(&args.entsize)? },
+        diff: DiffOptions { entry_sizes: entry_sizes(&args.entsize)?, line_rule: args.line_rule },
         extract: ExtractOptions {
             objname: extract.objname.clone(),
             exports: exports.as_ref(),
@@ -442,7 +585,7 @@ fn run_checksum(object: &std::path::Path, json: bool, entsize: &[String]) -> any
     let sizes = entry_sizes(entsize)?;
     let file = MappedFile::open(object)?;
     let obj = file.parse()?;
-    let rows = klp::diff::checksum_table(&obj, &DiffOptions { entry_sizes: sizes })?;
+    let rows = klp::diff::checksum_table(&obj, &DiffOptions { entry_sizes: sizes, ..Default::default() })?;
     let mut stdout = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut stdout, &rows)?;

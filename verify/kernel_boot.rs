@@ -24,34 +24,6 @@ use common::*;
 const DEMO_UNITS: &[&str] = &["cmdline.orig.o", "cmdline.patched.o", "version.orig.o", "version.patched.o"];
 const DEMO_VMLINUX_O: &[&str] = &["vmlinux.o.orig.zst", "vmlinux.o.patched.zst"];
 
-const CMDLINE_MARK: &str = "kbuild_test_patched=1";
-const VERSION_MARK: &str = "(patched: kbuild-test source patch)";
-
-/// The demo patch took effect exactly while the module was enabled.
-fn assert_demo_effect(log: &BootLog, module: &str) {
-    log.expect(&format!("insmod ok {module}.ko"));
-    log.expect(&format!("LIVEPATCH {} enabled=1 transition=0", module.replace('-', "_")));
-    for phase in ["before", "disabled"] {
-        assert!(
-            !log.value(&format!("{phase} cmdline")).contains(CMDLINE_MARK),
-            "{phase}: {}",
-            log.value(&format!("{phase} cmdline"))
-        );
-        assert!(
-            !log.value(&format!("{phase} version")).contains(VERSION_MARK),
-            "{phase}: {}",
-            log.value(&format!("{phase} version"))
-        );
-    }
-    assert!(log.value("patched cmdline").ends_with(CMDLINE_MARK), "patched: {}", log.value("patched cmdline"));
-    assert!(log.value("patched version").contains(VERSION_MARK), "patched: {}", log.value("patched version"));
-    log.expect(&format!("rmmod ok {}", module.replace('-', "_")));
-    log.assert_kernel_log_clean();
-    for l in log.livepatch_lines() {
-        eprintln!("    {l}");
-    }
-}
-
 /// The demo, diffed per translation unit (fs/proc/cmdline.o, fs/proc/version.o).
 fn demo_from_units(k: &Kernel, test: &str) {
     let t = Instant::now();
@@ -147,19 +119,7 @@ fn slim_scenario_new_function_static_local_and_sympos() {
     assert_eq!(sorted_stripped(reported(reports.as_bytes(), "new function")), ["mounts_klp_note.isra"], "{reports}");
     let ko = k.module(&dir, "livepatch-scenario", &outs, &[]);
     let log = k.boot(&dir, &[ko], Some(&corpus.join("scenario.sh")));
-    log.expect("insmod ok livepatch-scenario.ko");
-    log.expect("LIVEPATCH livepatch_scenario enabled=1 transition=0");
-    // m_show of fs/namespace.c, not of kernel/module/procfs.c, calls the new function.
-    assert_eq!(log.value("before mounts-marker"), "0");
-    assert_ne!(log.value("patched mounts-marker"), "0", "the patched m_show did not run");
-    assert_eq!(log.value("disabled mounts-marker"), "0");
-    // The patched handler sees the running kernel's stfu (4, set before the patch).
-    assert_eq!(log.value("before drop_caches-lines"), "0");
-    assert_eq!(log.value("patched drop_caches-lines"), "1");
-    assert_eq!(log.value("patched drop_caches-last"), "klp-scenario: drop_caches 1 stfu=4");
-    assert_eq!(log.value("disabled drop_caches-lines"), "1", "the patched handler still ran after disabling");
-    log.expect("rmmod ok livepatch_scenario");
-    log.assert_kernel_log_clean();
+    assert_slim_scenario_effect(&log, "livepatch-scenario");
     for l in log.livepatch_lines() {
         eprintln!("    {l}");
     }

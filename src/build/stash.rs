@@ -9,8 +9,10 @@ use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 
-/// The manifest's name in the stash directory: one `<index>\t<path>` line
-/// per saved file (`-` for a file that did not exist and must be removed).
+/// The manifest's name in the stash directory: one `<copy>\t<when>\t<path>`
+/// line per saved file: `<copy>` is `-` for a file that did not exist and
+/// must be removed; `<when>` is the modification time to put back in
+/// nanoseconds, or `now` for a source the patched build compiled.
 const MANIFEST: &str = "MANIFEST";
 
 /// Saved originals of the files about to change.
@@ -24,7 +26,18 @@ pub struct Stash {
 struct Entry {
     path: PathBuf,
     /// `None`: the file did not exist (a patch adds it).
-    saved: Option<(PathBuf, SystemTime)>,
+    saved: Option<(PathBuf, Stamp)>,
+}
+
+/// The modification time a restored file gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    /// Its own: nothing was built from the changed file.
+    Kept(SystemTime),
+    /// The time of the restore: make must see that the objects built from
+    /// the changed file are out of date, or the next build (and the next
+    /// `klp build`) would keep the patched objects for the original source.
+    Now,
 }
 
 impl Stash {
@@ -42,6 +55,24 @@ impl Stash {
     /// Save `path` (its bytes and modification time) before it changes;
     /// a path saved already keeps its first copy.
     pub fn save(&mut self, path: &Path) -> Result<()> {
+        self.save_as(path, false)
+    }
+
+    /// Save a source file the build will compile changed: restored with
+    /// its bytes but a new modification time, so that make rebuilds what
+    /// was built from the changed version.
+    pub fn save_source(&mut self, path: &Path) -> Result<()> {
+        self.save_as(path, true)
+    }
+
+    /// The saved copy of `path`: `Some(None)` if it did not exist, `None`
+    /// if it was not saved.
+    pub fn original(&self, path: &Path) -> Option<Option<&Path>> {
+        let e = self.entries.iter().find(|e| e.path == path)?;
+        Some(e.saved.as_ref().map(|(copy, _)| copy.as_path()))
+    }
+
+    fn save_as(&mut self, path: &Path, touch: bool) -> Result<()> {
         if self.entries.iter().any(|e| e.path == path) {
             return Ok(());
         }
@@ -50,7 +81,7 @@ impl Stash {
                 let copy = self.dir.join(self.entries.len().to_string());
                 std::fs::copy(path, &copy).map_err(|e| Error::io(path, "cannot save a copy before changing it", &e))?;
                 let mtime = meta.modified().map_err(|e| Error::io(path, "cannot read the modification time", &e))?;
-                Some((copy, mtime))
+                Some((copy, if touch { Stamp::Now } else { Stamp::Kept(mtime) }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io(path, "cannot read", &e)),
@@ -63,9 +94,14 @@ impl Stash {
         let mut text = String::new();
         for e in &self.entries {
             let saved = match &e.saved {
-                Some((copy, mtime)) => {
-                    let nanos = mtime.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-                    format!("{}\t{nanos}", copy.file_name().unwrap_or_default().to_string_lossy())
+                Some((copy, stamp)) => {
+                    let when = match stamp {
+                        Stamp::Kept(t) => {
+                            t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos()).to_string()
+                        }
+                        Stamp::Now => "now".to_owned(),
+                    };
+                    format!("{}\t{when}", copy.file_name().unwrap_or_default().to_string_lossy())
                 }
                 None => "-\t0".to_owned(),
             };
@@ -88,9 +124,17 @@ impl Stash {
             let (Some(copy), Some(nanos), Some(file)) = (fields.next(), fields.next(), fields.next()) else {
                 return Err(bad());
             };
-            let nanos: u64 = nanos.parse().map_err(|_| bad())?;
-            let saved = (copy != "-")
-                .then(|| (dir.join(copy), SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos)));
+            let stamp = match nanos {
+                "now" => Stamp::Now,
+                n => {
+                    Stamp::Kept(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(n.parse().map_err(|_| bad())?))
+                }
+            };
+            // A copy is a file of the stash itself: a bare number.
+            if copy != "-" && !copy.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let saved = (copy != "-").then(|| (dir.join(copy), stamp));
             entries.push(Entry { path: PathBuf::from(file), saved });
         }
         Ok(Stash { dir: dir.to_owned(), entries })
@@ -103,7 +147,7 @@ impl Stash {
         let mut restored = Vec::new();
         for e in self.entries.iter().rev() {
             match &e.saved {
-                Some((copy, mtime)) => {
+                Some((copy, stamp)) => {
                     // Copy to a temporary file beside the target and rename: a
                     // signal in the middle leaves the old or the new file whole.
                     let tmp = e.path.with_file_name(format!(
@@ -115,7 +159,10 @@ impl Stash {
                         .write(true)
                         .open(&tmp)
                         .map_err(|err| Error::io(&tmp, "cannot restore", &err))?;
-                    file.set_modified(*mtime).map_err(|err| Error::io(&tmp, "cannot restore its time", &err))?;
+                    // A copy's time is the time of the copy: now.
+                    if let Stamp::Kept(mtime) = stamp {
+                        file.set_modified(*mtime).map_err(|err| Error::io(&tmp, "cannot restore its time", &err))?;
+                    }
                     std::fs::rename(&tmp, &e.path).map_err(|err| Error::io(&e.path, "cannot restore", &err))?;
                 }
                 None => match std::fs::remove_file(&e.path) {
@@ -182,6 +229,28 @@ mod tests {
         assert_eq!(leftover, std::slice::from_ref(&file));
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "before\n");
         assert!(stash.restore().unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A source the patched build compiled comes back with its bytes and a
+    /// new time, also from a killed run's manifest: make must rebuild it.
+    #[test]
+    fn a_compiled_source_comes_back_newer_than_its_objects() {
+        let dir = scratch("touch");
+        let src = dir.join("tree/x.c");
+        std::fs::write(&src, "int a;\n").unwrap();
+        let old = SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&src).unwrap().set_modified(old).unwrap();
+        let (mut stash, _) = Stash::open(&dir.join("stash")).unwrap();
+        stash.save_source(&src).unwrap();
+        assert!(stash.original(&src).unwrap().is_some());
+        std::fs::write(&src, "int b;\n").unwrap();
+        let object_written = SystemTime::now();
+        std::mem::forget(stash); // killed
+        let (_, leftover) = Stash::open(&dir.join("stash")).unwrap();
+        assert_eq!(leftover, std::slice::from_ref(&src));
+        assert_eq!(std::fs::read_to_string(&src).unwrap(), "int a;\n");
+        assert!(std::fs::metadata(&src).unwrap().modified().unwrap() >= object_written);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

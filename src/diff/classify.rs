@@ -17,7 +17,7 @@ use rayon::prelude::*;
 pub use crate::diff::checksum::Side;
 use crate::diff::checksum::{self, Fingerprint, Refs};
 use crate::diff::correlate::{OrigSym, PatchedSym, Twins, is_correlatable};
-use crate::diff::line_rule;
+use crate::diff::{LineRule, line_rule};
 use crate::elf::{ElfObject, Symbol, SymbolId, SymbolKind};
 use crate::error::escaped;
 
@@ -138,8 +138,8 @@ fn is_metadata_section(name: &str) -> bool {
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-pub fn classify(orig: &Side, patched: &Side, twins: &Twins) -> Changes {
-    let ignores = Ignores::of(patched.obj);
+pub fn classify(orig: &Side, patched: &Side, twins: &Twins, line_rule: LineRule) -> Changes {
+    let policy = Policy { ignores: Ignores::of(patched.obj), line_rule };
     // Decode, on every core, the twins whose quick keys do not show them equal.
     twins.pairs.par_iter().for_each(|t| {
         orig.same(t.orig.0, patched, t.patched.0);
@@ -147,7 +147,7 @@ pub fn classify(orig: &Side, patched: &Side, twins: &Twins) -> Changes {
     let mut changes = Changes::default();
     for sym in &patched.obj.symbols {
         match twins.of_patched(PatchedSym(sym.id)) {
-            Some(o) => classify_pair(orig, patched, twins, o, sym, &ignores, &mut changes),
+            Some(o) => classify_pair(orig, patched, twins, o, sym, &policy, &mut changes),
             None => classify_new(patched.obj, sym, &mut changes),
         }
     }
@@ -160,6 +160,12 @@ pub fn classify(orig: &Side, patched: &Side, twins: &Twins) -> Changes {
         }
     }
     changes
+}
+
+/// What the patch's author asked to be left out, and how line numbers count.
+struct Policy {
+    ignores: Ignores,
+    line_rule: LineRule,
 }
 
 /// The fingerprints of twin functions `o` and `p`, the patched one with its
@@ -184,9 +190,10 @@ fn classify_pair(
     twins: &Twins,
     o: OrigSym,
     p: &Symbol,
-    ignores: &Ignores,
+    policy: &Policy,
     changes: &mut Changes,
 ) {
+    let ignores = &policy.ignores;
     if orig.same(o.0, patched, p.id) != Some(false) {
         return;
     }
@@ -204,7 +211,7 @@ fn classify_pair(
         let (fa, fb) = twin_fingerprints(orig, patched, twins, o, PatchedSym(p.id));
         if fa.checksum() == fb.checksum() {
             // The only differences were references to renamed twins.
-        } else if line_rule::line_only_evidence(&fa, &fb).is_some() {
+        } else if policy.line_rule == LineRule::On && line_rule::line_only_evidence(&fa, &fb).is_some() {
             changes.line_only.push(PatchedSym(p.id));
         } else if is_init_section(section) {
             changes.refusals.push(Refusal {

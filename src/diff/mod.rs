@@ -24,6 +24,18 @@ pub use correlate::{OrigSym, PatchedSym};
 #[derive(Debug, Clone, Default)]
 pub struct DiffOptions {
     pub entry_sizes: EntrySizes,
+    pub line_rule: LineRule,
+}
+
+/// Whether a function whose only differences are line-number arguments
+/// (`WARN`, `might_sleep`, `pr_*` below a change) is a line-only change
+/// rather than a changed one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LineRule {
+    #[default]
+    On,
+    /// Every difference counts: to show what `#line` directives alone do.
+    Off,
 }
 
 /// Wall time of each stage.
@@ -130,7 +142,7 @@ pub fn analyze_bytes<'d>(orig: Input<'d>, patched: Input<'d>, opts: &DiffOptions
     let (o, p) = rayon::join(|| read_side(orig, opts), || read_side(patched, opts));
     let ((orig, ro, co), (patched, rp, cp)) = (o?, p?);
     let times = StageTimes { read_ms: ms(ro.max(rp)), checksum_ms: ms(co.max(cp)), ..Default::default() };
-    compare(orig, patched, times)
+    compare(orig, patched, times, opts.line_rule)
 }
 
 /// Diff two parsed objects.
@@ -138,7 +150,7 @@ pub fn analyze<'d>(orig: ElfObject<'d>, patched: ElfObject<'d>, opts: &DiffOptio
     let t = Instant::now();
     let (o, p) = rayon::join(|| index_side(orig, opts), || index_side(patched, opts));
     let times = StageTimes { checksum_ms: ms(t.elapsed()), ..Default::default() };
-    compare(o?, p?, times)
+    compare(o?, p?, times, opts.line_rule)
 }
 
 /// ThinLTO-promoted statics that correlation could not tell apart: an
@@ -168,12 +180,17 @@ fn refuse_promoted_ambiguity(a: &Analysis) -> Result<()> {
     Ok(())
 }
 
-fn compare<'d>(orig: Analyzed<'d>, patched: Analyzed<'d>, mut times: StageTimes) -> Result<Analysis<'d>> {
+fn compare<'d>(
+    orig: Analyzed<'d>,
+    patched: Analyzed<'d>,
+    mut times: StageTimes,
+    line_rule: LineRule,
+) -> Result<Analysis<'d>> {
     let t = Instant::now();
     let twins = correlate::correlate(&orig.side(), &patched.side());
     times.correlate_ms = ms(t.elapsed());
     let t = Instant::now();
-    let changes = classify::classify(&orig.side(), &patched.side(), &twins);
+    let changes = classify::classify(&orig.side(), &patched.side(), &twins, line_rule);
     times.classify_ms = ms(t.elapsed());
     let analysis = Analysis { orig, patched, twins, changes, times };
     refuse_promoted_ambiguity(&analysis)?;

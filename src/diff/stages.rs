@@ -41,6 +41,6 @@ pub fn correlate(orig: &Indexed, patched: &Indexed) -> Pairs {
 
 /// Classify the pairs; returns how many functions changed or are new.
 pub fn classify(orig: &Indexed, patched: &Indexed, pairs: &Pairs) -> usize {
-    let changes = classify::classify(&orig.0.side(), &patched.0.side(), &pairs.0);
+    let changes = classify::classify(&orig.0.side(), &patched.0.side(), &pairs.0, super::LineRule::On);
     changes.changed.len() + changes.new_functions.len()
 }

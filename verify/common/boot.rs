@@ -306,3 +306,49 @@ impl BootLog {
         );
     }
 }
+
+pub const CMDLINE_MARK: &str = "kbuild_test_patched=1";
+pub const VERSION_MARK: &str = "(patched: kbuild-test source patch)";
+
+/// The demo patch took effect exactly while the module was enabled.
+pub fn assert_demo_effect(log: &BootLog, module: &str) {
+    log.expect(&format!("insmod ok {module}.ko"));
+    log.expect(&format!("LIVEPATCH {} enabled=1 transition=0", module.replace('-', "_")));
+    for phase in ["before", "disabled"] {
+        assert!(
+            !log.value(&format!("{phase} cmdline")).contains(CMDLINE_MARK),
+            "{phase}: {}",
+            log.value(&format!("{phase} cmdline"))
+        );
+        assert!(
+            !log.value(&format!("{phase} version")).contains(VERSION_MARK),
+            "{phase}: {}",
+            log.value(&format!("{phase} version"))
+        );
+    }
+    assert!(log.value("patched cmdline").ends_with(CMDLINE_MARK), "patched: {}", log.value("patched cmdline"));
+    assert!(log.value("patched version").contains(VERSION_MARK), "patched: {}", log.value("patched version"));
+    log.expect(&format!("rmmod ok {}", module.replace('-', "_")));
+    log.assert_kernel_log_clean();
+    for l in log.livepatch_lines() {
+        eprintln!("    {l}");
+    }
+}
+
+/// corpus/kernel/slim-scenario took effect exactly while `module` was
+/// enabled (its scenario.sh ran in each phase).
+pub fn assert_slim_scenario_effect(log: &BootLog, module: &str) {
+    log.expect(&format!("insmod ok {module}.ko"));
+    log.expect(&format!("LIVEPATCH {} enabled=1 transition=0", module.replace('-', "_")));
+    // m_show of fs/namespace.c, not of kernel/module/procfs.c, calls the new function.
+    assert_eq!(log.value("before mounts-marker"), "0");
+    assert_ne!(log.value("patched mounts-marker"), "0", "the patched m_show did not run");
+    assert_eq!(log.value("disabled mounts-marker"), "0");
+    // The patched handler sees the running kernel's stfu (4, set before the patch).
+    assert_eq!(log.value("before drop_caches-lines"), "0");
+    assert_eq!(log.value("patched drop_caches-lines"), "1");
+    assert_eq!(log.value("patched drop_caches-last"), "klp-scenario: drop_caches 1 stfu=4");
+    assert_eq!(log.value("disabled drop_caches-lines"), "1", "the patched handler still ran after disabling");
+    log.expect(&format!("rmmod ok {}", module.replace('-', "_")));
+    log.assert_kernel_log_clean();
+}

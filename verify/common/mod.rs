@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod boot;
+pub mod kernel_tree;
 pub mod layouts;
 pub mod lto_pairs;
 pub mod module;
