@@ -61,44 +61,7 @@ enum Command {
         no_line_rule: bool,
     },
     /// Build a livepatch module from source patches in a configured kernel tree.
-    Build {
-        /// Unified diffs to apply with -p1, in order.
-        #[arg(required = true, value_name = "PATCH")]
-        patches: Vec<PathBuf>,
-        /// The kernel source tree.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        srctree: PathBuf,
-        /// The build directory (make O=DIR); default: the source tree.
-        #[arg(long, value_name = "DIR")]
-        build_dir: Option<PathBuf>,
-        /// The module to write (default: livepatch-<patch name>.ko).
-        #[arg(short, long, value_name = "NAME.ko")]
-        output: Option<PathBuf>,
-        /// Parallel build jobs (default: every core).
-        #[arg(short, long, value_name = "N")]
-        jobs: Option<usize>,
-        /// Where the original build and this run's files go (default: klp-tmp in the build directory).
-        #[arg(long, value_name = "DIR")]
-        work_dir: Option<PathBuf>,
-        /// Keep this run's files (patched objects, diff outputs, logs).
-        #[arg(long)]
-        keep_tmp: bool,
-        /// Do not replace earlier live patches.
-        #[arg(long)]
-        no_replace: bool,
-        /// Show where each changed function first differs.
-        #[arg(long)]
-        explain: bool,
-        /// Show kbuild's own output.
-        #[arg(short, long)]
-        verbose: bool,
-        /// Count line-number arguments as changes (no line-only rule).
-        #[arg(long, hide = true)]
-        no_line_rule: bool,
-        /// Apply the patches as they are, without #line directives.
-        #[arg(long, hide = true)]
-        no_line_directives: bool,
-    },
+    Build(BuildArgs),
     /// Build a loadable livepatch module from diff outputs with the kernel's kbuild.
     Module {
         /// Module name, e.g. livepatch-fix-cmdline.
@@ -179,6 +142,66 @@ enum Command {
     },
 }
 
+/// `klp build`'s arguments.
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Unified diffs to apply with -p1, in order.
+    #[arg(required = true, value_name = "PATCH")]
+    patches: Vec<PathBuf>,
+    /// The kernel source tree.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    srctree: PathBuf,
+    /// The build directory (make O=DIR); default: the source tree.
+    #[arg(long, value_name = "DIR")]
+    build_dir: Option<PathBuf>,
+    /// The module to write (default: livepatch-<patch name>.ko).
+    #[arg(short, long, value_name = "NAME.ko")]
+    output: Option<PathBuf>,
+    /// Parallel build jobs (default: every core).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Where the original build and this run's files go (default: klp-tmp in the build directory).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Keep this run's files (patched objects, diff outputs, logs).
+    #[arg(long)]
+    keep_tmp: bool,
+    /// Do not replace earlier live patches.
+    #[arg(long)]
+    no_replace: bool,
+    /// Show where each changed function first differs.
+    #[arg(long)]
+    explain: bool,
+    /// Show kbuild's own output.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Count line-number arguments as changes (no line-only rule).
+    #[arg(long, hide = true)]
+    no_line_rule: bool,
+    /// Apply the patches as they are, without #line directives.
+    #[arg(long, hide = true)]
+    no_line_directives: bool,
+}
+
+impl BuildArgs {
+    fn into_options(self) -> klp::build::flow::BuildOptions {
+        klp::build::flow::BuildOptions {
+            jobs: self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            line_rule: line_rule(self.no_line_rule),
+            line_directives: !self.no_line_directives,
+            patches: self.patches,
+            srctree: self.srctree,
+            build_dir: self.build_dir,
+            output: self.output,
+            work_dir: self.work_dir,
+            keep_tmp: self.keep_tmp,
+            no_replace: self.no_replace,
+            explain: self.explain,
+            verbose: self.verbose,
+        }
+    }
+}
+
 /// Exit status for a change that cannot be live patched.
 const EXIT_UNPATCHABLE: u8 = 2;
 
@@ -203,37 +226,7 @@ fn main() -> ExitCode {
             let line_rule = line_rule(no_line_rule);
             run_diff(&DiffArgs { orig, patched, out, json, explain, entsize, stats, line_rule }, &extract)
         }
-        Command::Build {
-            patches,
-            srctree,
-            build_dir,
-            output,
-            jobs,
-            work_dir,
-            keep_tmp,
-            no_replace,
-            explain,
-            verbose,
-            no_line_rule,
-            no_line_directives,
-        } => {
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts = klp::build::flow::BuildOptions {
-                patches,
-                srctree,
-                build_dir,
-                output,
-                jobs,
-                work_dir,
-                keep_tmp,
-                no_replace,
-                explain,
-                verbose,
-                line_rule: line_rule(no_line_rule),
-                line_directives: !no_line_directives,
-            };
-            return run_build(&opts);
-        }
+        Command::Build(args) => return run_build(&args.into_options()),
         Command::Checksum { object, json, entsize } => run_checksum(&object, json, &entsize),
         Command::Synth { seed, functions, mutations, merged, sections_over_64k, truth, orig, patched } => {
             let layout = klp::synth::Layout { merged, sections_over_64k };

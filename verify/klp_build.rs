@@ -216,8 +216,9 @@ fn a_change_that_cannot_be_live_patched_exits_2_with_the_reason() {
     assert!(!ko.exists());
 }
 
-/// A directory that is not a kernel tree, and a tree whose configuration
-/// has no live patching: refused before anything is touched.
+/// A directory that is not a kernel tree, a build directory that is not
+/// configured, and a configuration without live patching: refused before
+/// anything is touched.
 #[test]
 fn not_a_kernel_tree_and_no_live_patching_are_refused_by_name() {
     let dir = work_dir("klp-build-not-a-tree");
@@ -231,6 +232,18 @@ fn not_a_kernel_tree_and_no_live_patching_are_refused_by_name() {
     let Some(tree) = slim_tree() else { return };
     let build = dir.join("build");
     std::fs::create_dir_all(&build).unwrap();
+    let o = klp(&[
+        "build",
+        "--srctree",
+        tree.src.to_str().unwrap(),
+        "--build-dir",
+        build.to_str().unwrap(),
+        patch.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a configured kernel tree (no .config)"), "{err}");
+
     let config = std::fs::read_to_string(tree.build.join(".config")).unwrap();
     let without: String =
         config.lines().filter(|l| !l.starts_with("CONFIG_LIVEPATCH=")).map(|l| format!("{l}\n")).collect();

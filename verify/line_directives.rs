@@ -132,3 +132,58 @@ fn directives_keep_the_bytes_of_code_below_a_change() {
     }
     assert!(orig.contains_key("gone") && !with_lines.contains_key("gone"));
 }
+
+/// A user's patch that GNU patch applies 3 lines off (its hunk header is
+/// stale) is regenerated from the files' bytes with the true line numbers,
+/// which the `#line` rewrite depends on; the stash then puts the tree back
+/// byte for byte, and a patch that does not apply names its file and hunk.
+#[test]
+fn a_patch_applied_at_an_offset_is_regenerated_with_exact_lines() {
+    use klp::build::apply::{self, Mode};
+    use klp::build::stash::Stash;
+    if require(&[], &["patch", "diff", "cp"]).is_none() {
+        return;
+    }
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/line-directives");
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("line-directives-offset");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let tree = work.join("tree");
+    copy_tree(&corpus.join("a"), &tree);
+    let before = std::fs::read(tree.join("drivers/tail.c")).unwrap();
+    // tail_last's body is at line 11; the patch says 14.
+    let stale = "--- a/drivers/tail.c\n+++ b/drivers/tail.c\n@@ -13,3 +13,3 @@\n {\n-\treturn v + 100;\n+\treturn v + 101;\n }\n";
+    let file = work.join("stale.patch");
+    std::fs::write(&file, stale).unwrap();
+    let p = patch::parse(&file, stale).unwrap();
+    let (mut stash, _) = Stash::open(&work.join("stash")).unwrap();
+    let notes = apply::apply(&tree, &file, &p, &mut stash, Mode::Check).unwrap();
+    assert!(
+        notes.iter().any(|n| n.starts_with("drivers/tail.c: hunk #1 succeeded") && n.contains("offset")),
+        "{notes:?}"
+    );
+    let clean = apply::clean_diff(&tree, &stash, &["drivers/tail.c".to_owned()]).unwrap();
+    let hunk = &clean.files[0].hunks[0];
+    let body = before.split(|&b| b == b'\n').position(|l| l == b"\treturn v + 100;").unwrap() as u32 + 1;
+    assert!(hunk.old_start <= body && body < hunk.old_start + hunk.old_count(), "{}", patch::write(&clean));
+    // The exact patch applies without fuzz or offset to the original.
+    stash.restore().unwrap();
+    assert_eq!(std::fs::read(tree.join("drivers/tail.c")).unwrap(), before);
+    let exact = work.join("exact.patch");
+    std::fs::write(&exact, patch::write(&clean)).unwrap();
+    let (mut stash, _) = Stash::open(&work.join("stash")).unwrap();
+    let notes = apply::apply(&tree, &exact, &clean, &mut stash, Mode::Build).unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    stash.restore().unwrap();
+    assert_eq!(std::fs::read(tree.join("drivers/tail.c")).unwrap(), before);
+
+    let wrong = "--- a/drivers/tail.c\n+++ b/drivers/tail.c\n@@ -1,1 +1,1 @@\n-no such line\n+x\n";
+    let file = work.join("wrong.patch");
+    std::fs::write(&file, wrong).unwrap();
+    let p = patch::parse(&file, wrong).unwrap();
+    let (mut stash, _) = Stash::open(&work.join("stash")).unwrap();
+    let e = apply::apply(&tree, &file, &p, &mut stash, Mode::Check).unwrap_err().to_string();
+    assert!(e.contains("wrong.patch") && e.contains("drivers/tail.c: hunk #1 FAILED"), "{e}");
+    stash.restore().unwrap();
+    assert_eq!(std::fs::read(tree.join("drivers/tail.c")).unwrap(), before);
+}

@@ -164,13 +164,17 @@ fn or_none(words: &[&str]) -> String {
     if words.is_empty() { "nothing".to_owned() } else { words.join(" ") }
 }
 
+/// Make's output into the log, each line with the seconds since the build
+/// started: the log shows where the time went (compiling, `vmlinux.o`,
+/// the links, modpost).
 fn copy_output(stdout: std::process::ChildStdout, mut log: std::fs::File, compiled: &AtomicUsize, verbose: bool) {
+    let started = Instant::now();
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         if line.trim_start().starts_with("CC ") {
             compiled.fetch_add(1, Ordering::Relaxed);
         }
-        let _ = writeln!(log, "{line}");
+        let _ = writeln!(log, "[{:8.2}] {line}", started.elapsed().as_secs_f64());
         if verbose {
             eprintln!("{line}");
         }
@@ -216,5 +220,21 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flags_difference_names_the_flags_on_each_side() {
+        let orig = "gcc -O2 -falign-jumps=1 -fno-allow-store-data-races -c -o init/main.o init/main.c";
+        let patched = "gcc -O2 -c -o init/main.o init/main.c -fzero";
+        assert_eq!(
+            command_difference(orig, patched),
+            "without -falign-jumps=1 -fno-allow-store-data-races; with -fzero"
+        );
+        assert_eq!(command_difference(orig, orig), "without nothing; with nothing");
     }
 }
