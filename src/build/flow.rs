@@ -325,8 +325,11 @@ impl Run<'_> {
         self.steps.note(&why);
         let log = self.logs.join("4-original.log");
         self.log = Some(log.clone());
-        let run = self.make.build(&["vmlinux", "modules"], &log, self.stop)?;
+        // The bar's total: what the largest earlier original build compiled.
+        let expected = super::original::whole_build_size(&self.work);
+        let run = self.make.build(&["vmlinux", "modules"], &log, expected, self.stop)?;
         let kept = OriginalBuild::store(&self.work, &key, &self.make, SystemTime::now())?;
+        super::original::note_build_size(&self.work, run.compiled)?;
         self.log = None;
         self.steps.done(&format!("{} objects compiled; kept in {}", run.compiled, kept.dir.display()));
         Ok(kept)
@@ -373,11 +376,11 @@ impl Run<'_> {
     /// never a diff of two differently compiled kernels.
     fn build_like(&mut self, original: &OriginalBuild, log: &Path) -> Result<super::make::BuildRun> {
         let Some(expected) = original.compile_command()? else {
-            return self.make.build(&["vmlinux", "modules"], log, self.stop);
+            return self.make.build(&["vmlinux", "modules"], log, None, self.stop);
         };
         let mut tries = 0;
         loop {
-            let run = self.make.build(&["vmlinux", "modules"], log, self.stop)?;
+            let run = self.make.build(&["vmlinux", "modules"], log, None, self.stop)?;
             let now = super::make::compile_command(&self.make.build_dir)?.unwrap_or_default();
             if now == expected {
                 return Ok(run);

@@ -91,7 +91,8 @@ impl Make {
     }
 
     /// Build `targets` with function and data sections, output to `log`.
-    pub fn build(&self, targets: &[&str], log: &Path, stop: &Interrupt) -> Result<BuildRun> {
+    /// `expected`: how many objects a whole build compiles, when known.
+    pub fn build(&self, targets: &[&str], log: &Path, expected: Option<usize>, stop: &Interrupt) -> Result<BuildRun> {
         let mut args = vec!["KCFLAGS=-ffunction-sections -fdata-sections", "KBUILD_MODPOST_WARN=1"];
         args.extend_from_slice(targets);
         let mut cmd = self.command(&args);
@@ -107,7 +108,7 @@ impl Make {
             let (compiled, verbose) = (Arc::clone(&compiled), self.verbose);
             std::thread::spawn(move || copy_output(stdout, log_file, &compiled, verbose))
         };
-        let progress = Progress::new(self.verbose);
+        let progress = Progress::new(expected, self.verbose);
         let status = loop {
             if stop.requested() {
                 // SAFETY: kill(2) on the process group make leads; no memory is involved.
@@ -181,30 +182,39 @@ fn copy_output(stdout: std::process::ChildStdout, mut log: std::fs::File, compil
     }
 }
 
-/// A spinner with the count of objects compiled on a terminal (how many a
-/// build will compile only make knows: an incremental build may compile
-/// three, a first one thousands); on other stderr a line every half
-/// minute, so that a CI log shows the build moves.
+/// On a terminal, a bar of the objects compiled against the number a whole
+/// build compiles, when an earlier build of the tree told it; otherwise a
+/// spinner with the count (an incremental build may compile three objects,
+/// a first one thousands: only make knows). On other stderr a line every
+/// half minute, so that a CI log shows the build moves.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    expected: Option<usize>,
     started: Instant,
     last_line: std::cell::Cell<Instant>,
     plain: bool,
 }
 
 impl Progress {
-    fn new(verbose: bool) -> Self {
+    fn new(expected: Option<usize>, verbose: bool) -> Self {
         let terminal = std::io::stderr().is_terminal() && !verbose;
         let bar = terminal.then(|| {
-            let bar = indicatif::ProgressBar::new_spinner().with_style(
-                indicatif::ProgressStyle::with_template("    {spinner} {pos} objects compiled, {elapsed}")
-                    .expect("valid template"),
-            );
+            let bar = match expected {
+                Some(n) => indicatif::ProgressBar::new(n as u64).with_style(
+                    indicatif::ProgressStyle::with_template("    [{bar:40}] {pos}/{len} objects compiled, {elapsed}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                ),
+                None => indicatif::ProgressBar::new_spinner().with_style(
+                    indicatif::ProgressStyle::with_template("    {spinner} {pos} objects compiled, {elapsed}")
+                        .expect("valid template"),
+                ),
+            };
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
         let now = Instant::now();
-        Progress { bar, started: now, last_line: std::cell::Cell::new(now), plain: !terminal && !verbose }
+        Progress { bar, expected, started: now, last_line: std::cell::Cell::new(now), plain: !terminal && !verbose }
     }
 
     fn show(&self, compiled: usize) {
@@ -212,7 +222,8 @@ impl Progress {
             bar.set_position(compiled as u64);
         } else if self.plain && self.last_line.get().elapsed() >= Duration::from_secs(30) {
             self.last_line.set(Instant::now());
-            eprintln!("    {compiled} objects compiled, {:.0} s", self.started.elapsed().as_secs_f64());
+            let of = self.expected.map_or(String::new(), |n| format!(" of about {n}"));
+            eprintln!("    {compiled}{of} objects compiled, {:.0} s", self.started.elapsed().as_secs_f64());
         }
     }
 

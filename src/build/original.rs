@@ -215,6 +215,25 @@ impl OriginalBuild {
     }
 }
 
+/// Where the work directory keeps how many objects a whole original build
+/// compiled: outside `orig/`, so that it outlives a stale cache.
+const BUILD_SIZE: &str = "objects-per-build";
+
+/// How many objects a whole build of this tree compiles, if an earlier
+/// original build compiled more than a few (an incremental one says nothing).
+pub fn whole_build_size(work: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(work.join(BUILD_SIZE)).ok()?;
+    text.trim().parse().ok().filter(|&n| n > 0)
+}
+
+/// Keep `compiled` as the whole build's size if it is the largest seen.
+pub fn note_build_size(work: &Path, compiled: usize) -> Result<()> {
+    if whole_build_size(work).is_some_and(|n| n >= compiled) || compiled < 100 {
+        return Ok(());
+    }
+    write(&work.join(BUILD_SIZE), &format!("{compiled}\n"))
+}
+
 /// Source files whose change makes the cached build stale.
 fn is_source_name(name: &str) -> bool {
     let source = name.ends_with(".c")

@@ -13,7 +13,9 @@
 //! Each tree's name hashes its inputs, so a changed config or fix makes a
 //! new tree. A tree is unpacked into `NAME.partial` and renamed when
 //! configured, so an interrupted unpack is never taken for a tree. Tests
-//! that use a tree hold its lock: one `klp build` per tree at a time.
+//! that use a tree hold one lock for both: one kernel build at a time (two
+//! in parallel on 2 cores made kbuild's compiler probes answer differently
+//! once; `klp build` now catches that, but need not be provoked).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,19 +64,37 @@ impl Tree {
     }
 }
 
+/// A tree while its test has the kernel-build lock.
+pub struct LockedTree {
+    _lock: MutexGuard<'static, ()>,
+    tree: &'static Tree,
+}
+
+impl std::ops::Deref for LockedTree {
+    type Target = Tree;
+    fn deref(&self) -> &Tree {
+        self.tree
+    }
+}
+
+fn lock(tree: &'static OnceLock<Option<Tree>>, make: impl FnOnce() -> Option<Tree>) -> Option<LockedTree> {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = tree.get_or_init(make).as_ref()?;
+    Some(LockedTree { _lock: guard, tree })
+}
+
 /// The slim tree (built in the tree), locked; `None` after saying what is missing.
-pub fn slim_tree() -> Option<MutexGuard<'static, Tree>> {
-    static TREE: OnceLock<Option<Mutex<Tree>>> = OnceLock::new();
-    let tree = TREE.get_or_init(|| prepare("6.12-slim-klp-build", "", false).map(Mutex::new)).as_ref()?;
-    Some(tree.lock().unwrap_or_else(|e| e.into_inner()))
+pub fn slim_tree() -> Option<LockedTree> {
+    static TREE: OnceLock<Option<Tree>> = OnceLock::new();
+    lock(&TREE, || prepare("6.12-slim-klp-build", "", false))
 }
 
 /// The slim + CONFIG_BUG tree (an `O=` build), locked.
-pub fn bug_tree() -> Option<MutexGuard<'static, Tree>> {
-    static TREE: OnceLock<Option<Mutex<Tree>>> = OnceLock::new();
+pub fn bug_tree() -> Option<LockedTree> {
+    static TREE: OnceLock<Option<Tree>> = OnceLock::new();
     let extra = "CONFIG_BUG=y\nCONFIG_DEBUG_BUGVERBOSE=y\n";
-    let tree = TREE.get_or_init(|| prepare("6.12-slim-bug-klp-build", extra, true).map(Mutex::new)).as_ref()?;
-    Some(tree.lock().unwrap_or_else(|e| e.into_inner()))
+    lock(&TREE, || prepare("6.12-slim-bug-klp-build", extra, true))
 }
 
 fn prepare(name: &str, extra_config: &str, out_of_tree: bool) -> Option<Tree> {
