@@ -71,6 +71,50 @@ fn explain_shows_a_cold_difference_in_the_cold_part() {
     }
 }
 
+/// `ld -r` of the units: a `vmlinux.o` in small.
+fn merge(dir: &Path, units: &[PathBuf], out: &str) -> PathBuf {
+    let merged = dir.join(out);
+    let o = Command::new("ld").arg("-r").arg("-o").arg(&merged).args(units).output().expect("run ld");
+    assert!(o.status.success(), "ld -r: {}", String::from_utf8_lossy(&o.stderr));
+    merged
+}
+
+#[test]
+fn explain_of_a_static_name_shows_the_one_that_changed() {
+    // Two units each have a `static int show(int)`; the patch changes the
+    // second. `--explain show` on the merged objects must explain that
+    // one, not the first of the name (which has no difference).
+    let dir = work("explain-duplicate-static");
+    let unit = |n: u32, add: &str| {
+        format!(
+            "extern int printk(const char *, ...);\n\
+             static __attribute__((noinline)) int show(int x) {{ printk(\"u{n} %d\\n\", x); return x * {n}{add}; }}\n\
+             int entry{n}(int x) {{ return show(x) + 1; }}\n"
+        )
+    };
+    let side = |name: &str, second: &str| {
+        let a = compile(&dir, "first", &unit(1, ""), &format!("first.{name}.o"));
+        let b = compile(&dir, "second", &unit(2, second), &format!("second.{name}.o"));
+        merge(&dir, &[a, b], &format!("{name}.o"))
+    };
+    let (orig, patched) = (side("orig", ""), side("patched", " + 7"));
+    let o = klp(&[
+        "diff",
+        orig.to_str().unwrap(),
+        patched.to_str().unwrap(),
+        dir.join("out.o").to_str().unwrap(),
+        "--objname",
+        "vmlinux",
+        "--explain",
+        "show",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("changed function: show"), "{out}");
+    assert!(!out.contains("no difference"), "the unchanged show was explained:\n{out}");
+    assert!(out.lines().any(|l| l.starts_with("show: first difference at instruction")), "{out}");
+}
+
 // ---- raw edits of a linked module ----
 
 use object::LittleEndian as LE;

@@ -58,17 +58,20 @@ fn slim_demo_and_scenario_modules_load_and_the_second_build_reuses_the_original(
     let dir = work_dir("klp-build-slim");
 
     let demo_ko = dir.join("livepatch-demo.ko");
-    let o = klp_build(&tree, &[k.dir.join("demo.patch").to_str().unwrap(), "-o", demo_ko.to_str().unwrap()]);
+    let o = klp_build(&tree, &[k.dir.join("demo.patch").to_str().unwrap(), "-o", demo_ko.to_str().unwrap(), "-v"]);
     assert!(o.status.success(), "klp build demo.patch:\n{}", stderr(&o));
+    // -v: kbuild's own lines.
+    assert!(stderr(&o).lines().any(|l| l.trim_start().starts_with("CC") && l.ends_with("fs/proc/cmdline.o")));
     assert!(stdout(&o).contains("patches vmlinux: cmdline_proc_show, version_proc_show"), "{}", stdout(&o));
     let log = k.boot(&dir, &[demo_ko], None);
     assert_demo_effect(&log, "livepatch-demo");
 
     let scenario_ko = dir.join("livepatch-scenario.ko");
     let patch = corpus("slim-scenario/scenario.patch");
-    let o = klp_build(&tree, &[patch.to_str().unwrap(), "-o", scenario_ko.to_str().unwrap()]);
+    let o = klp_build(&tree, &[patch.to_str().unwrap(), "-o", scenario_ko.to_str().unwrap(), "--explain"]);
     assert!(o.status.success(), "klp build scenario.patch:\n{}", stderr(&o));
     let err = stderr(&o);
+    assert!(err.contains("m_show: first difference at instruction"), "--explain: {err}");
     assert!(err.contains("[4/9] build the original kernel: reusing the original build"), "{err}");
     assert!(err.contains("vmlinux: new function: mounts_klp_note.isra.0"), "{err}");
     let log = k.boot(&dir, &[scenario_ko], Some(&corpus("slim-scenario/scenario.sh")));
@@ -189,6 +192,36 @@ fn a_patch_without_effect_writes_nothing() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("no changes detected"), "{}", stdout(&o));
     assert!(!ko.exists(), "a module was written");
+}
+
+/// A later `klp build` from another shell, host or CI job (another
+/// `KBUILD_BUILD_HOST` and timestamp) still compares like with like: the
+/// patched build gets the original's version banner. Were it rebuilt with
+/// its own, `linux_banner` would change length and move the jump tables of
+/// hundreds of functions in `vmlinux.o`'s `.rodata`.
+#[test]
+fn a_later_build_in_another_environment_keeps_the_original_banner() {
+    let Some(k) = kernel("6.12-slim", 1, &["demo.patch"]) else { return };
+    let Some(tree) = slim_tree() else { return };
+    let dir = work_dir("klp-build-banner");
+    let patch = k.dir.join("demo.patch");
+    let ko = dir.join("livepatch-demo.ko");
+    let args = [patch.to_str().unwrap(), "-o", ko.to_str().unwrap()];
+    // The original build, in the usual environment (reused if cached).
+    let o = klp_build(&tree, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = Instant::now();
+    let o = tree
+        .klp_build(&args)
+        .env("KBUILD_BUILD_HOST", "another-build-host.example")
+        .env("KBUILD_BUILD_TIMESTAMP", "Tue Feb  2 12:00:00 UTC 2027")
+        .output()
+        .expect("run klp build");
+    let err = stderr(&o);
+    eprintln!("  elsewhere: {} in {:.1} s", o.status, t.elapsed().as_secs_f64());
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("reusing the original build"), "{err}");
+    assert!(stdout(&o).contains("patches vmlinux: cmdline_proc_show, version_proc_show"), "{}", stdout(&o));
 }
 
 /// A change to `__init` code cannot be live patched: exit 2 with the

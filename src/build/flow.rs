@@ -14,6 +14,7 @@ use super::line_directives::add_line_directives;
 use super::make::{Interrupt, Make};
 use super::original::{BuildKey, OriginalBuild};
 use super::patch::{self, Patch};
+use super::release::BuildStamp;
 use super::stash::Stash;
 use super::{preflight, release};
 use crate::diff::{DiffOptions, Input, LineRule};
@@ -327,7 +328,7 @@ impl Run<'_> {
         self.log = Some(log.clone());
         // The bar's total: what the largest earlier original build compiled.
         let expected = super::original::whole_build_size(&self.work);
-        let run = self.make.build(&["vmlinux", "modules"], &log, expected, self.stop)?;
+        let run = self.make.build(&["vmlinux", "modules"], &[], &log, expected, self.stop)?;
         let kept = OriginalBuild::store(&self.work, &key, &self.make, SystemTime::now())?;
         super::original::note_build_size(&self.work, run.compiled)?;
         self.log = None;
@@ -368,24 +369,31 @@ impl Run<'_> {
         Ok(since)
     }
 
-    /// The patched build, compiled with the original build's flags. Some
+    /// The patched build, with the original build's version banner (see
+    /// [`BuildStamp`]) and compiled with its flags. Some
     /// flags come from compiler probes kbuild runs on every make; seen
     /// once here under load, two of them (`-falign-jumps=1`,
     /// `-fno-allow-store-data-races`) went missing and every object was
     /// rebuilt with other code. One more build is tried; then it is an error,
     /// never a diff of two differently compiled kernels.
     fn build_like(&mut self, original: &OriginalBuild, log: &Path) -> Result<super::make::BuildRun> {
-        let Some(expected) = original.compile_command()? else {
-            return self.make.build(&["vmlinux", "modules"], log, None, self.stop);
-        };
+        let stamp = original.stamp.make_variables();
+        let expected = original.compile_command()?;
         let mut tries = 0;
         loop {
-            let run = self.make.build(&["vmlinux", "modules"], log, None, self.stop)?;
-            let now = super::make::compile_command(&self.make.build_dir)?.unwrap_or_default();
-            if now == expected {
-                return Ok(run);
+            let run = self.make.build(&["vmlinux", "modules"], &stamp, log, None, self.stop)?;
+            let banner = BuildStamp::read(&self.make.build_dir)?;
+            if banner != original.stamp {
+                return Err(Error::tool(format!(
+                    "the patched kernel's version banner is not the original's ({banner:?}, not {:?})",
+                    original.stamp
+                )));
             }
-            let difference = super::make::command_difference(&expected, &now);
+            let now = super::make::compile_command(&self.make.build_dir)?.unwrap_or_default();
+            let Some(expected) = expected.as_deref().filter(|e| *e != now) else {
+                return Ok(run);
+            };
+            let difference = super::make::command_difference(expected, &now);
             tries += 1;
             if tries == 2 {
                 return Err(Error::tool(format!(
@@ -394,8 +402,13 @@ impl Run<'_> {
                     original.dir.display()
                 )));
             }
+            // Kept: the probes' cause is not known yet, and this log is the evidence.
+            let first = log.with_extension("first-try.log");
+            std::fs::rename(log, &first).map_err(|e| Error::io(log, "cannot rename", &e))?;
             self.steps.note(&format!(
-                "kbuild compiled with other flags than the original build ({difference}): building again"
+                "kbuild compiled with other flags than the original build ({difference}): building again \
+                 (log of the first try: {})",
+                first.display()
             ));
         }
     }

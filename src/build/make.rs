@@ -90,10 +90,19 @@ impl Make {
         Ok(text)
     }
 
-    /// Build `targets` with function and data sections, output to `log`.
-    /// `expected`: how many objects a whole build compiles, when known.
-    pub fn build(&self, targets: &[&str], log: &Path, expected: Option<usize>, stop: &Interrupt) -> Result<BuildRun> {
+    /// Build `targets` with function and data sections and make variables
+    /// `vars`, output to `log`. `expected`: how many objects a whole build
+    /// compiles, when known.
+    pub fn build(
+        &self,
+        targets: &[&str],
+        vars: &[String],
+        log: &Path,
+        expected: Option<usize>,
+        stop: &Interrupt,
+    ) -> Result<BuildRun> {
         let mut args = vec!["KCFLAGS=-ffunction-sections -fdata-sections", "KBUILD_MODPOST_WARN=1"];
+        args.extend(vars.iter().map(String::as_str));
         args.extend_from_slice(targets);
         let mut cmd = self.command(&args);
         let log_file = std::fs::File::create(log).map_err(|e| Error::io(log, "cannot create the build log", &e))?;

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::make::Make;
+use super::release::BuildStamp;
 use crate::error::{Error, Result};
 use crate::kernel::config::KernelConfig;
 
@@ -26,6 +27,8 @@ pub struct OriginalBuild {
     /// (Not when it started: the build itself writes generated sources,
     /// `vdso-image-64.c`, `elfconfig.h`, in an in-tree build.)
     finished: SystemTime,
+    /// The version banner's number, date, user and host.
+    pub stamp: BuildStamp,
 }
 
 /// What makes one original build another's equal.
@@ -36,7 +39,7 @@ impl BuildKey {
     pub fn new(make: &Make, config: &KernelConfig, config_bytes: &[u8], release: &str) -> Self {
         let compiler = config.string("CONFIG_CC_VERSION_TEXT").unwrap_or("unknown");
         BuildKey(format!(
-            "format 1\nsrctree {}\nbuild {}\nrelease {release}\ncompiler {compiler}\nconfig {:016x}\n",
+            "format 2\nsrctree {}\nbuild {}\nrelease {release}\ncompiler {compiler}\nconfig {:016x}\n",
             make.srctree.display(),
             make.build_dir.display(),
             xxh3_64(config_bytes)
@@ -49,6 +52,7 @@ const STATE: &str = "STATE";
 const OBJECTS: &str = "OBJECTS";
 const RESTORED: &str = "RESTORED";
 const COMMAND: &str = "COMMAND";
+const STAMP: &str = "STAMP";
 
 impl OriginalBuild {
     pub fn vmlinux_o(&self) -> PathBuf {
@@ -86,7 +90,7 @@ impl OriginalBuild {
             Err(e) => return Err(Error::io(&key_path, "cannot read", &e)),
         };
         if text != key.0 {
-            return Ok(Err("the tree, configuration, release or compiler changed".into()));
+            return Ok(Err("the tree, configuration, release, compiler or klp's cache format changed".into()));
         }
         // A damaged cache is built again, not an error.
         let read = || -> Result<OriginalBuild> {
@@ -95,7 +99,10 @@ impl OriginalBuild {
             for rel in &objects {
                 check_relative(rel, &dir.join(OBJECTS))?;
             }
-            let build = OriginalBuild { dir: dir.clone(), objects, finished };
+            let stamp_path = dir.join(STAMP);
+            let text = std::fs::read_to_string(&stamp_path).map_err(|e| Error::io(&stamp_path, "cannot read", &e))?;
+            let stamp = BuildStamp::from_text(&stamp_path, &text)?;
+            let build = OriginalBuild { dir: dir.clone(), objects, finished, stamp };
             build.restored()?;
             Ok(build)
         };
@@ -128,13 +135,15 @@ impl OriginalBuild {
         if let Some(command) = super::make::compile_command(build)? {
             write(&partial.join(COMMAND), &format!("{command}\n"))?;
         }
+        let stamp = BuildStamp::read(build)?;
+        write(&partial.join(STAMP), &stamp.to_text())?;
         let list: String = objects.iter().map(|o| format!("{}\n", o.display())).collect();
         write(&partial.join(OBJECTS), &list)?;
         let nanos = finished.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         write(&partial.join(STATE), &format!("finished {nanos}\n"))?;
         write(&partial.join(KEY), &key.0)?;
         std::fs::rename(&partial, &dir).map_err(|e| Error::io(&dir, "cannot keep the original build", &e))?;
-        Ok(OriginalBuild { dir, objects, finished })
+        Ok(OriginalBuild { dir, objects, finished, stamp })
     }
 
     /// A source file of `srctree` changed since the original build, if

@@ -3,6 +3,17 @@
 //! patched source makes it append `+` (or a new hash): the patched build's
 //! vermagic would no longer be the running kernel's. For the length of the
 //! run the script just prints the release the original build has.
+//!
+//! The rest of the version banner in `vmlinux.o` is frozen too
+//! ([`BuildStamp`]): its user and host (`root@vm`), and the number and
+//! date that kbuild leaves empty there (`# SMP PREEMPT_DYNAMIC `: since 6.1
+//! `init/version.o` is compiled with a temporary banner, the real one is
+//! linked only into `vmlinux`) unless `KBUILD_BUILD_VERSION` or
+//! `KBUILD_BUILD_TIMESTAMP` were set. `linux_banner` sits early in
+//! `vmlinux.o`'s `.rodata`: when its length changes (another host name,
+//! `#9` to `#10` on older kernels) every anonymous `.rodata` place after it,
+//! the jump tables of hundreds of functions, moves, and the patched build
+//! would differ from the original everywhere.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -33,9 +44,163 @@ pub fn freeze(srctree: &Path, release: &str, stash: &mut Stash) -> Result<()> {
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "cannot replace", &e))
 }
 
+/// The parts of `vmlinux.o`'s version banner kbuild makes up per build, as
+/// the original build had them; the patched build is given the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildStamp {
+    /// `KBUILD_BUILD_VERSION`: the link count after `#` (empty in a 6.1+
+    /// `vmlinux.o` unless it was set).
+    pub version: String,
+    /// `KBUILD_BUILD_TIMESTAMP` (likewise).
+    pub timestamp: String,
+    /// `KBUILD_BUILD_USER` and `KBUILD_BUILD_HOST`.
+    pub user: String,
+    pub host: String,
+}
+
+/// The banner `init/version.o` is compiled with (6.1+).
+const UTS_VERSION_TMP_H: &str = "init/utsversion-tmp.h";
+const COMPILE_H: &str = "include/generated/compile.h";
+/// The words kbuild puts between the number and the date (`init/Makefile`).
+const UTS_FLAGS: &[&str] = &["SMP", "PREEMPT", "PREEMPT_DYNAMIC", "PREEMPT_RT"];
+
+impl BuildStamp {
+    /// The stamp of the last build in `build_dir`.
+    pub fn read(build_dir: &Path) -> Result<Self> {
+        // Kernels before 6.1 compile `init/version.o` with compile.h's.
+        let uts_path =
+            Some(build_dir.join(UTS_VERSION_TMP_H)).filter(|p| p.is_file()).unwrap_or(build_dir.join(COMPILE_H));
+        let uts = define(&uts_path, "UTS_VERSION")?;
+        let rest = uts.strip_prefix('#').ok_or_else(|| bad(&uts_path, "UTS_VERSION does not start with #"))?;
+        let (version, mut timestamp) = rest.split_once(' ').unwrap_or((rest, ""));
+        while let Some((word, after)) = timestamp.split_once(' ')
+            && UTS_FLAGS.contains(&word)
+        {
+            timestamp = after;
+        }
+        let compile_path = build_dir.join(COMPILE_H);
+        let stamp = BuildStamp {
+            version: version.to_owned(),
+            timestamp: timestamp.to_owned(),
+            user: define(&compile_path, "LINUX_COMPILE_BY")?,
+            host: define(&compile_path, "LINUX_COMPILE_HOST")?,
+        };
+        // kbuild puts these in double quotes in a shell command.
+        for (what, value) in stamp.fields() {
+            if !value.bytes().all(|b| (b' '..=b'~').contains(&b) && !b"\"'$`\\".contains(&b)) {
+                return Err(bad(build_dir, &format!("{what} {value:?} has characters kbuild cannot be given back")));
+            }
+        }
+        Ok(stamp)
+    }
+
+    fn fields(&self) -> [(&'static str, &str); 4] {
+        [
+            ("KBUILD_BUILD_VERSION", &self.version),
+            ("KBUILD_BUILD_TIMESTAMP", &self.timestamp),
+            ("KBUILD_BUILD_USER", &self.user),
+            ("KBUILD_BUILD_HOST", &self.host),
+        ]
+    }
+
+    /// make's variables that give a build this stamp.
+    pub fn make_variables(&self) -> Vec<String> {
+        self.fields().iter().map(|(name, value)| format!("{name}={value}")).collect()
+    }
+
+    /// One `NAME=value` per line, as kept with the original build.
+    pub fn to_text(&self) -> String {
+        self.make_variables().iter().map(|v| format!("{v}\n")).collect()
+    }
+
+    pub fn from_text(path: &Path, text: &str) -> Result<Self> {
+        let get = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                .map(str::to_owned)
+                .ok_or_else(|| bad(path, &format!("no {name}")))
+        };
+        Ok(BuildStamp {
+            version: get("KBUILD_BUILD_VERSION")?,
+            timestamp: get("KBUILD_BUILD_TIMESTAMP")?,
+            user: get("KBUILD_BUILD_USER")?,
+            host: get("KBUILD_BUILD_HOST")?,
+        })
+    }
+}
+
+fn bad(path: &Path, what: &str) -> Error {
+    Error::malformed(what.to_owned()).in_file(path)
+}
+
+/// The string of `#define NAME "..."` in generated header `path`.
+fn define(path: &Path, name: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "cannot read", &e))?;
+    text.lines()
+        .filter_map(|l| l.strip_prefix("#define")?.trim_start().strip_prefix(name))
+        .find_map(|rest| rest.trim().strip_prefix('"')?.strip_suffix('"').map(str::to_owned))
+        .ok_or_else(|| bad(path, &format!("no {name}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stamp_is_read_back_from_what_kbuild_generated() {
+        let dir = std::env::temp_dir().join(format!("klp-stamp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("include/generated")).unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        std::fs::create_dir_all(dir.join("init")).unwrap();
+        // What a 6.12 build leaves: no number, no date.
+        write(UTS_VERSION_TMP_H, "#define UTS_VERSION \"# SMP PREEMPT_DYNAMIC \"\n");
+        write(
+            COMPILE_H,
+            "#define UTS_MACHINE\t\t\"x86_64\"\n#define LINUX_COMPILE_BY\t\"root\"\n#define LINUX_COMPILE_HOST\t\"vm\"\n",
+        );
+        let stamp = BuildStamp::read(&dir).unwrap();
+        assert_eq!(
+            stamp.make_variables(),
+            ["KBUILD_BUILD_VERSION=", "KBUILD_BUILD_TIMESTAMP=", "KBUILD_BUILD_USER=root", "KBUILD_BUILD_HOST=vm"]
+        );
+        // With both set for the original build.
+        write(UTS_VERSION_TMP_H, "#define UTS_VERSION \"#28 SMP PREEMPT_DYNAMIC Thu Dec  3 04:10:53 UTC 2026\"\n");
+        let stamp = BuildStamp::read(&dir).unwrap();
+        assert_eq!(
+            stamp.make_variables(),
+            [
+                "KBUILD_BUILD_VERSION=28",
+                "KBUILD_BUILD_TIMESTAMP=Thu Dec  3 04:10:53 UTC 2026",
+                "KBUILD_BUILD_USER=root",
+                "KBUILD_BUILD_HOST=vm"
+            ]
+        );
+        assert_eq!(BuildStamp::from_text(&dir, &stamp.to_text()).unwrap(), stamp);
+        // Without SMP or preemption words, as a UP kernel has it.
+        write(UTS_VERSION_TMP_H, "#define UTS_VERSION \"#3 Tue Jan  6 10:00:00 UTC 2026\"\n");
+        assert_eq!(BuildStamp::read(&dir).unwrap().timestamp, "Tue Jan  6 10:00:00 UTC 2026");
+        write(UTS_VERSION_TMP_H, "#define UTS_VERSION \"# \"\n");
+        assert_eq!(
+            BuildStamp::read(&dir).unwrap().make_variables()[..2],
+            ["KBUILD_BUILD_VERSION=", "KBUILD_BUILD_TIMESTAMP="]
+        );
+        // A quote would end kbuild's shell string early.
+        write(COMPILE_H, "#define LINUX_COMPILE_BY \"a\"b\"\n#define LINUX_COMPILE_HOST \"vm\"\n");
+        let err = BuildStamp::read(&dir).unwrap_err().to_string();
+        assert!(err.contains("KBUILD_BUILD_USER"), "{err}");
+        // Before 6.1: compile.h has the banner.
+        std::fs::remove_file(dir.join(UTS_VERSION_TMP_H)).unwrap();
+        write(
+            COMPILE_H,
+            "#define UTS_VERSION \"#5 SMP Mon Jan  5 10:00:00 UTC 2026\"\n#define LINUX_COMPILE_BY \"b\"\n#define LINUX_COMPILE_HOST \"h\"\n",
+        );
+        assert_eq!(BuildStamp::read(&dir).unwrap().version, "5");
+        std::fs::remove_file(dir.join(COMPILE_H)).unwrap();
+        let err = BuildStamp::read(&dir).unwrap_err().to_string();
+        assert!(err.contains("compile.h"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_script_prints_the_release_and_comes_back() {

@@ -262,29 +262,58 @@ impl Analysis<'_> {
     }
 
     /// Where function `name` (patched name, or demangled) first differs
-    /// from its original twin, disassembled in both objects.
+    /// from its original twin, disassembled in both objects. A `vmlinux.o`
+    /// has many statics of one name (`m_show`, `show`): the ones the patch
+    /// changed are explained, each under its file when there are several;
+    /// the first of the name when none changed.
     pub fn explain(&self, name: &str) -> Result<String> {
         let p = &self.patched.obj;
-        let id = p
-            .symbols_named(name)
+        let mut candidates: Vec<SymbolId> = Vec::new();
+        for &id in p.symbols_named(name).iter().chain(p.symbols_demangled(name)) {
+            if classify::is_reportable_function(p, p.symbol(id)) && !candidates.contains(&id) {
+                candidates.push(id);
+            }
+        }
+        let changed: Vec<SymbolId> = candidates
             .iter()
-            .chain(p.symbols_demangled(name))
             .copied()
-            .find(|&id| classify::is_reportable_function(p, p.symbol(id)))
-            .ok_or_else(|| Error::usage(format!("--explain {name}: no such function in the patched object")))?;
-        // Each line of the explanation is one line, whatever the names hold.
-        let name = &crate::error::escaped(name);
-        let Some(twin) = self.twins.of_patched(PatchedSym(id)) else {
-            return Ok(format!("{name}: new function (no original to compare with)"));
+            .filter(|&id| {
+                self.changes.changed.contains(&PatchedSym(id)) || self.changes.line_only.contains(&PatchedSym(id))
+            })
+            .collect();
+        let explained = match (changed.len(), candidates.first()) {
+            (0, None) => {
+                return Err(Error::usage(format!("--explain {name}: no such function in the patched object")));
+            }
+            (0, Some(&first)) => vec![first],
+            _ => changed,
         };
-        let (a, b) =
-            classify::twin_fingerprints(&self.orig.side(), &self.patched.side(), &self.twins, twin, PatchedSym(id));
-        let o = &self.orig.obj;
+        let several = explained.len() > 1;
+        let parts: Vec<String> = explained
+            .into_iter()
+            .map(|id| {
+                // Each line of the explanation is one line, whatever the names hold.
+                let mut heading = crate::error::escaped(name);
+                if let Some(file) = p.symbol(id).file.filter(|_| several) {
+                    heading = format!("{heading} ({})", crate::error::escaped(p.symbol(file).name));
+                }
+                self.explain_one(&heading, PatchedSym(id))
+            })
+            .collect();
+        Ok(parts.join("\n"))
+    }
+
+    fn explain_one(&self, name: &str, id: PatchedSym) -> String {
+        let Some(twin) = self.twins.of_patched(id) else {
+            return format!("{name}: new function (no original to compare with)");
+        };
+        let (a, b) = classify::twin_fingerprints(&self.orig.side(), &self.patched.side(), &self.twins, twin, id);
+        let (o, p) = (&self.orig.obj, &self.patched.obj);
         let difference = Self::first_difference(name, o, p, &a, &b);
-        Ok(match line_rule::line_only_evidence(&a, &b) {
+        match line_rule::line_only_evidence(&a, &b) {
             Some(evidence) => format!("{name}: {evidence}\n{difference}"),
             None => difference + &Self::first_non_line_difference(o, p, &a, &b),
-        })
+        }
     }
 
     /// For a changed function whose first difference is a line argument:
