@@ -45,8 +45,12 @@ struct SectionEnv {
     digest: u64,
     /// The named symbols, in symbol-table order.
     by_id: Vec<SymbolId>,
-    /// Those that look like `.cold` parts: they may be a function's own part.
-    cold_like: Vec<SymbolId>,
+    /// Those that look like `.cold` parts, each after the function it was
+    /// split from (its own part in that function's key), sorted by that
+    /// function: a merged `.text` holds thousands of functions and their
+    /// cold parts, and asking each function about every part of its
+    /// section was quadratic (30 s of a 100k-function diff).
+    cold_like: Vec<(Option<SymbolId>, SymbolId)>,
 }
 
 impl SectionEnvs {
@@ -68,7 +72,9 @@ fn env(obj: &ElfObject, sec: &Section) -> SectionEnv {
         buf.push(s.is_prefix() as u8);
         feed_str(&mut buf, s.demangled);
     }
-    let cold_like = by_id.iter().copied().filter(|&id| obj.symbol(id).is_cold_child()).collect();
+    let mut cold_like: Vec<(Option<SymbolId>, SymbolId)> =
+        by_id.iter().filter(|&&id| obj.symbol(id).is_cold_child()).map(|&id| (obj.cold_parent(id), id)).collect();
+    cold_like.sort_unstable();
     SectionEnv { digest: xxh3_64(&buf), by_id, cold_like }
 }
 
@@ -145,7 +151,19 @@ fn feed_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
 fn feed_env(refs: Refs, env: &SectionEnv, start: u64, buf: &mut Vec<u8>) {
     buf.extend_from_slice(&env.digest.to_le_bytes());
     buf.extend_from_slice(&start.to_le_bytes());
-    let own = refs.this.into_iter().chain(env.cold_like.iter().copied());
+    // The function, then the section's cold-like symbols that are its own
+    // parts in symbol-table order: the function itself if it looks like a
+    // `.cold` part, and those split from it.
+    let mut own: Vec<SymbolId> = Vec::new();
+    if let Some(this) = refs.this {
+        own.push(this);
+        let from = env.cold_like.partition_point(|&(parent, _)| parent < Some(this));
+        own.extend(env.cold_like[from..].iter().take_while(|&&(parent, _)| parent == Some(this)).map(|&(_, c)| c));
+        if refs.obj.symbol(this).is_cold_child() && env.by_id.binary_search(&this).is_ok() {
+            own.push(this);
+        }
+        own[1..].sort_unstable();
+    }
     for id in own {
         if let (Ok(at), Some(part)) = (env.by_id.binary_search(&id), refs.own_part(id)) {
             buf.extend_from_slice(&(at as u64).to_le_bytes());
