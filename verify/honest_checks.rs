@@ -1,7 +1,8 @@
 //! The checks say only what they compared: `klp diff --explain` shows the
-//! instruction that differs where it is (a `.cold` part), and `klp check
-//! --patched` fails on every function of the module the loader oracle could
-//! not verify, and on a symbol position that resolves to the wrong duplicate.
+//! instruction that differs where it is (a `.cold` part; of a static name,
+//! the copy that changed), and `klp check --patched` fails on every function
+//! of the module the loader oracle could not verify, and on a symbol
+//! position that resolves to the wrong duplicate.
 
 mod common;
 

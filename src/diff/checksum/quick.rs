@@ -154,20 +154,28 @@ fn feed_env(refs: Refs, env: &SectionEnv, start: u64, buf: &mut Vec<u8>) {
     // The function, then the section's cold-like symbols that are its own
     // parts in symbol-table order: the function itself if it looks like a
     // `.cold` part, and those split from it.
-    let mut own: Vec<SymbolId> = Vec::new();
     if let Some(this) = refs.this {
-        own.push(this);
-        let from = env.cold_like.partition_point(|&(parent, _)| parent < Some(this));
-        own.extend(env.cold_like[from..].iter().take_while(|&&(parent, _)| parent == Some(this)).map(|&(_, c)| c));
-        if refs.obj.symbol(this).is_cold_child() && env.by_id.binary_search(&this).is_ok() {
-            own.push(this);
-        }
-        own[1..].sort_unstable();
-    }
-    for id in own {
-        if let (Ok(at), Some(part)) = (env.by_id.binary_search(&id), refs.own_part(id)) {
-            buf.extend_from_slice(&(at as u64).to_le_bytes());
-            feed_str(buf, part);
+        let feed = |id: SymbolId, buf: &mut Vec<u8>| {
+            if let (Ok(at), Some(part)) = (env.by_id.binary_search(&id), refs.own_part(id)) {
+                buf.extend_from_slice(&(at as u64).to_le_bytes());
+                feed_str(buf, part);
+            }
+        };
+        feed(this, buf);
+        if !env.cold_like.is_empty() {
+            let from = env.cold_like.partition_point(|&(parent, _)| parent < Some(this));
+            let children = env.cold_like[from..].iter().take_while(|&&(parent, _)| parent == Some(this));
+            let mut this_pending = refs.obj.symbol(this).is_cold_child() && env.by_id.binary_search(&this).is_ok();
+            for &(_, child) in children {
+                if this_pending && this < child {
+                    feed(this, buf);
+                    this_pending = false;
+                }
+                feed(child, buf);
+            }
+            if this_pending {
+                feed(this, buf);
+            }
         }
     }
     buf.push(b'.');
