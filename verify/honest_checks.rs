@@ -41,6 +41,17 @@ fn text(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
 
+/// `klp diff ORIG PATCHED OUT --objname vmlinux --explain FUNC`, which
+/// must succeed; what it printed.
+fn explain(dir: &Path, orig: &Path, patched: &Path, func: &str) -> String {
+    let out = dir.join("out.o");
+    let args = ["diff", orig.to_str().unwrap(), patched.to_str().unwrap(), out.to_str().unwrap()];
+    let o = klp(&[&args[..], &["--objname", "vmlinux", "--explain", func]].concat());
+    let shown = text(&o);
+    assert!(o.status.success(), "{shown}");
+    shown
+}
+
 #[test]
 fn explain_shows_a_cold_difference_in_the_cold_part() {
     let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/cases/cold-split");
@@ -48,18 +59,7 @@ fn explain_shows_a_cold_difference_in_the_cold_part() {
     let read = |f: &str| std::fs::read_to_string(case.join(f)).unwrap();
     let orig = compile(&dir, "queue", &read("orig.c"), "orig.o");
     let patched = compile(&dir, "queue", &read("patched.c"), "patched.o");
-    let o = klp(&[
-        "diff",
-        orig.to_str().unwrap(),
-        patched.to_str().unwrap(),
-        dir.join("out.o").to_str().unwrap(),
-        "--objname",
-        "vmlinux",
-        "--explain",
-        "queue_push",
-    ]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
+    let out = explain(&dir, &orig, &patched, "queue_push");
     let lines: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("queue_push: first difference")).collect();
     assert!(lines.len() >= 3, "no explanation:\n{out}");
     assert!(lines[0].ends_with(" of queue_push.cold"), "the cold part is not named:\n{out}");
@@ -99,18 +99,7 @@ fn explain_of_a_static_name_shows_the_one_that_changed() {
         merge(&dir, &[a, b], &format!("{name}.o"))
     };
     let (orig, patched) = (side("orig", ""), side("patched", " + 7"));
-    let o = klp(&[
-        "diff",
-        orig.to_str().unwrap(),
-        patched.to_str().unwrap(),
-        dir.join("out.o").to_str().unwrap(),
-        "--objname",
-        "vmlinux",
-        "--explain",
-        "show",
-    ]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
+    let out = explain(&dir, &orig, &patched, "show");
     assert!(out.contains("changed function: show"), "{out}");
     assert!(!out.contains("no difference"), "the unchanged show was explained:\n{out}");
     assert!(out.lines().any(|l| l.starts_with("show: first difference at instruction")), "{out}");
