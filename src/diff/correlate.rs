@@ -176,11 +176,20 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
     }
     // Patched FILE -> original FILE, to express both sides' files in one namespace.
     let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched.0, t.orig.0)).collect();
-    let groups = group_by_name(orig, patched);
-    let ctx = Ctx { orig, patched, orig_side, patched_side, orig_file_of: &orig_file_of };
-    let results: Vec<(Vec<Twin>, Leftover)> = groups.into_par_iter().map(|g| ctx.pair_group(g)).collect();
+    let ok = Correlatable::of(orig, patched);
+    let groups = group_by_name(orig, patched, &ok);
+    let clone_candidates = rayon::join(|| clone_candidates(orig), || clone_candidates(patched));
+    let ctx = Ctx { orig, patched, orig_side, patched_side, orig_file_of: &orig_file_of, clone_candidates };
+    let results: Vec<GroupOutcome> = groups.into_par_iter().map(|g| ctx.pair_group(g, &ok)).collect();
     let mut leftovers = Vec::new();
-    for (pairs, leftover) in results {
+    for outcome in results {
+        let (pairs, leftover) = match outcome {
+            GroupOutcome::Pair(t) => {
+                twins.add(t);
+                continue;
+            }
+            GroupOutcome::Rest(pairs, leftover) => (pairs, leftover),
+        };
         for t in pairs {
             twins.add(t);
         }
@@ -190,9 +199,10 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
     }
     // Statics pair through the twins of their users, and renamed clones
     // are among those users: each rule may enable the other.
+    let mut users = None;
     loop {
         let before = twins.pairs.len();
-        ctx.pair_by_reference(&mut twins, &mut leftovers);
+        ctx.pair_by_reference(&mut twins, &mut leftovers, &mut users);
         ctx.pair_clone_renames(&mut twins);
         if twins.pairs.len() == before {
             break;
@@ -305,45 +315,90 @@ fn align_in_order(orig: &[&str], patched: &[&str]) -> Vec<(usize, usize)> {
     out
 }
 
-struct Group<'d> {
+/// The correlatable symbols of one demangled name and type that both
+/// objects have: the name's symbols in each object's name index, of which
+/// those of `kind` that are correlatable belong to the group. Kept as the
+/// index's slices: most groups are one symbol on each side, and copying
+/// them out was an allocation each (a `vmlinux.o` has 110k groups).
+struct Group<'a, 'd> {
     name: &'d str,
-    orig: Vec<SymbolId>,
-    patched: Vec<SymbolId>,
+    kind: SymbolKind,
+    /// The group's first original symbol: groups are taken in its order.
+    first: SymbolId,
+    orig: &'a [SymbolId],
+    patched: &'a [SymbolId],
+}
+
+/// Which symbols of each side may be paired at all ([`is_correlatable`]).
+struct Correlatable {
+    orig: Vec<bool>,
+    patched: Vec<bool>,
+}
+
+impl Correlatable {
+    fn of(orig: &ElfObject, patched: &ElfObject) -> Self {
+        let ok = |obj: &ElfObject| -> Vec<bool> { obj.symbols.par_iter().map(|s| is_correlatable(obj, s)).collect() };
+        let (orig, patched) = rayon::join(|| ok(orig), || ok(patched));
+        Correlatable { orig, patched }
+    }
+}
+
+/// The symbols of `ids` that are correlatable (`ok`) and of `kind`.
+fn of_kind<'a>(
+    obj: &'a ElfObject,
+    ok: &'a [bool],
+    ids: &'a [SymbolId],
+    kind: SymbolKind,
+) -> impl Iterator<Item = SymbolId> + 'a {
+    ids.iter().copied().filter(move |id| ok[id.index()] && obj.symbol(*id).kind == kind)
 }
 
 /// The groups of correlatable symbols of one demangled name and type that
 /// both objects have, ordered by their first original symbol. Built from the
 /// objects' own name indexes (each name was hashed once, when the object was
 /// read; here once more, to find it in the patched object), on every core.
-fn group_by_name<'d>(orig: &ElfObject<'d>, patched: &ElfObject<'d>) -> Vec<Group<'d>> {
-    let correlatable =
-        |obj: &ElfObject| -> Vec<bool> { obj.symbols.par_iter().map(|s| is_correlatable(obj, s)).collect() };
-    let (orig_ok, patched_ok) = rayon::join(|| correlatable(orig), || correlatable(patched));
-    let of_kind = |obj: &ElfObject<'d>, ok: &[bool], ids: &[SymbolId], kind: SymbolKind| -> Vec<SymbolId> {
-        ids.iter().copied().filter(|id| ok[id.index()] && obj.symbol(*id).kind == kind).collect()
-    };
-    let names: Vec<(&'d str, &[SymbolId])> = orig.demangled_names().collect();
-    let mut groups: Vec<Group<'d>> = names
+fn group_by_name<'a, 'd>(orig: &'a ElfObject<'d>, patched: &'a ElfObject<'d>, ok: &Correlatable) -> Vec<Group<'a, 'd>> {
+    let names: Vec<(&'d str, &'a [SymbolId])> = orig.demangled_names().collect();
+    let mut groups: Vec<Group<'a, 'd>> = names
         .par_iter()
         .flat_map_iter(|&(name, ours)| {
             let theirs = patched.symbols_demangled(name);
-            // One group per type, of the names both objects have.
-            let mut kinds: Vec<SymbolKind> = Vec::new();
-            for &id in ours.iter().filter(|id| !theirs.is_empty() && orig_ok[id.index()]) {
-                let kind = orig.symbol(id).kind;
-                if !kinds.contains(&kind) {
-                    kinds.push(kind);
+            // One group per type, of the names both objects have: the
+            // types present, as a bit set (a group's order is its first
+            // symbol's, not the order of its type here).
+            let mut kinds = 0u32;
+            if !theirs.is_empty() {
+                for &id in ours.iter().filter(|id| ok.orig[id.index()]) {
+                    kinds |= 1 << orig.symbol(id).kind as u32;
                 }
             }
-            let (orig_ok, patched_ok) = (&orig_ok, &patched_ok);
-            kinds.into_iter().filter_map(move |kind| {
-                let patched = of_kind(patched, patched_ok, theirs, kind);
-                (!patched.is_empty()).then(|| Group { name, orig: of_kind(orig, orig_ok, ours, kind), patched })
+            ALL_KINDS.iter().copied().filter(move |&k| kinds & (1 << k as u32) != 0).filter_map(move |kind| {
+                of_kind(patched, &ok.patched, theirs, kind).next()?;
+                let first = of_kind(orig, &ok.orig, ours, kind).next()?;
+                Some(Group { name, kind, first, orig: ours, patched: theirs })
             })
         })
         .collect();
-    groups.sort_unstable_by_key(|g| g.orig[0]);
+    groups.sort_unstable_by_key(|g| g.first);
     groups
+}
+
+const ALL_KINDS: [SymbolKind; 7] = [
+    SymbolKind::NoType,
+    SymbolKind::Object,
+    SymbolKind::Func,
+    SymbolKind::Section,
+    SymbolKind::File,
+    SymbolKind::Tls,
+    SymbolKind::Other,
+];
+
+/// What the funnel made of one name group.
+enum GroupOutcome<'d> {
+    /// One symbol on each side, paired: by far the most common.
+    Pair(Twin),
+    /// The pairs, and what is left.
+    Rest(Vec<Twin>, Leftover<'d>),
 }
 
 /// What the funnel could not pair in one name group.
@@ -360,6 +415,15 @@ struct Ctx<'a, 'd> {
     /// Also for checksums of patched functions with references named after twins.
     patched_side: &'a Side<'a, 'd>,
     orig_file_of: &'a HashMap<SymbolId, SymbolId>,
+    /// Each side's functions that may be renamed IPA clones (a `.` in the
+    /// name, correlatable), in symbol-table order: found once, asked about
+    /// in every round of [`Ctx::pair_clone_renames`].
+    clone_candidates: (Vec<SymbolId>, Vec<SymbolId>),
+}
+
+fn clone_candidates(obj: &ElfObject) -> Vec<SymbolId> {
+    let candidate = |s: &Symbol| s.kind == SymbolKind::Func && s.name.contains('.') && is_correlatable(obj, s);
+    obj.symbols.par_iter().filter(|s| candidate(s)).map(|s| s.id).collect()
 }
 
 /// What a symbol looks like to the funnel, with the patched side's FILE
@@ -419,13 +483,29 @@ impl Ctx<'_, '_> {
         side.exact(id).map(|c| c.0)
     }
 
-    fn pair_group<'d>(&self, g: Group<'d>) -> (Vec<Twin>, Leftover<'d>) {
-        let sums = needs_checksums(g.orig.len(), g.patched.len());
-        let mut o: Vec<(SymbolId, Traits)> = g.orig.iter().map(|&id| (id, self.traits_orig(id, sums))).collect();
-        let mut p: Vec<(SymbolId, Traits)> = g.patched.iter().map(|&id| (id, self.traits_patched(id, sums))).collect();
+    fn pair_group<'d>(&self, g: Group<'_, 'd>, ok: &Correlatable) -> GroupOutcome<'d> {
+        let orig_ids = || of_kind(self.orig, &ok.orig, g.orig, g.kind);
+        let patched_ids = || of_kind(self.patched, &ok.patched, g.patched, g.kind);
+        if let (1, 1) = (orig_ids().take(2).count(), patched_ids().take(2).count()) {
+            // One of each: the funnel's first level pairs them if it
+            // accepts them, and no later level accepts what it does not
+            // (each accepts only what the first does). Left unpaired, they
+            // never get to the checksum level: no checksum is asked for.
+            let (a, b) = (orig_ids().next().expect("one"), patched_ids().next().expect("one"));
+            let (ta, tb) = (self.traits_orig(a, false), self.traits_patched(b, false));
+            if maybe_same_file(&ta, &tb) {
+                return GroupOutcome::Pair(Twin::new(a, b, PairReason::Name));
+            }
+            return GroupOutcome::Rest(
+                Vec::new(),
+                Leftover { name: g.name, orig: vec![(a, ta)], patched: vec![(b, tb)] },
+            );
+        }
+        let mut o: Vec<(SymbolId, Traits)> = orig_ids().map(|id| (id, self.traits_orig(id, true))).collect();
+        let mut p: Vec<(SymbolId, Traits)> = patched_ids().map(|id| (id, self.traits_patched(id, true))).collect();
         let mut pairs = Vec::new();
         pair_by_funnel(&mut o, &mut p, &mut pairs, &|patched, id| self.exact(patched, id));
-        (pairs, Leftover { name: g.name, orig: o, patched: p })
+        GroupOutcome::Rest(pairs, Leftover { name: g.name, orig: o, patched: p })
     }
 }
 
@@ -460,25 +540,16 @@ impl Ctx<'_, '_> {
 
     /// One round of [`Self::pair_clone_renames`].
     fn clone_renames(&self, twins: &Twins, loose: bool) -> Vec<Twin> {
-        let free = |obj: &ElfObject, id: SymbolId, paired: bool| {
-            let s = obj.symbol(id);
-            !paired && s.kind == SymbolKind::Func && s.name.contains('.') && is_correlatable(obj, s)
-        };
         type Candidates = (Vec<SymbolId>, Vec<SymbolId>);
         let mut by_stem: HashMap<(&str, Option<u64>), Candidates> = HashMap::default();
-        for s in &self.orig.symbols {
-            if free(self.orig, s.id, twins.of_orig(OrigSym(s.id)).is_some()) {
-                let sum =
-                    if loose { self.loose_orig_checksum(twins, s.id) } else { self.orig_side.exact(s.id).map(|c| c.0) };
-                by_stem.entry((stem(s.name), sum)).or_default().0.push(s.id);
-            }
+        for &id in self.clone_candidates.0.iter().filter(|&&id| twins.of_orig(OrigSym(id)).is_none()) {
+            let sum = if loose { self.loose_orig_checksum(twins, id) } else { self.orig_side.exact(id).map(|c| c.0) };
+            by_stem.entry((stem(self.orig.symbol(id).name), sum)).or_default().0.push(id);
         }
-        for s in &self.patched.symbols {
-            if free(self.patched, s.id, twins.of_patched(PatchedSym(s.id)).is_some()) {
-                let key = (stem(s.name), self.renamed_checksum(twins, s.id, loose));
-                if let Some(entry) = by_stem.get_mut(&key) {
-                    entry.1.push(s.id);
-                }
+        for &id in self.clone_candidates.1.iter().filter(|&&id| twins.of_patched(PatchedSym(id)).is_none()) {
+            let key = (stem(self.patched.symbol(id).name), self.renamed_checksum(twins, id, loose));
+            if let Some(entry) = by_stem.get_mut(&key) {
+                entry.1.push(id);
             }
         }
         let mut found: Vec<Twin> = by_stem
@@ -530,15 +601,22 @@ impl Ctx<'_, '_> {
     /// kpatch's rule for statics the funnel cannot tell apart (same name,
     /// file, size and contents): a static pairs with the one that the twins
     /// of the functions using it use.
-    fn pair_by_reference(&self, twins: &mut Twins, leftovers: &mut [Leftover]) {
+    /// `users`: the users found in the first round; later rounds look for
+    /// fewer statics (paired ones leave the leftovers), whose users are
+    /// among those.
+    fn pair_by_reference(&self, twins: &mut Twins, leftovers: &mut [Leftover], users: &mut Option<(Users, Users)>) {
         let locals = |v: &Vec<(SymbolId, Traits)>| v.iter().filter(|(_, t)| t.local).map(|x| x.0).collect::<Vec<_>>();
         let orig_targets: HashSet<SymbolId> = leftovers.iter().flat_map(|l| locals(&l.orig)).collect();
         let patched_targets: HashSet<SymbolId> = leftovers.iter().flat_map(|l| locals(&l.patched)).collect();
         if orig_targets.is_empty() || patched_targets.is_empty() {
             return;
         }
-        let orig_users = users_of(self.orig, &orig_targets);
-        let patched_users = users_of(self.patched, &patched_targets);
+        let (orig_users, patched_users) = users.get_or_insert_with(|| {
+            rayon::join(|| users_of(self.orig, &orig_targets), || users_of(self.patched, &patched_targets))
+        });
+        orig_users.retain(|t, _| orig_targets.contains(t));
+        patched_users.retain(|t, _| patched_targets.contains(t));
+        let (orig_users, patched_users) = (&*orig_users, &*patched_users);
         for l in leftovers.iter_mut() {
             let users = |twins: &Twins, o: SymbolId, p: SymbolId| {
                 let theirs = patched_users.get(&p).map_or(&[][..], Vec::as_slice);
@@ -669,7 +747,10 @@ fn take_pairs(l: &mut Leftover, twins: &mut Twins, found: Vec<Twin>) {
 }
 
 /// For each of `targets`, the functions whose code refers to it.
-fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> HashMap<SymbolId, Vec<SymbolId>> {
+/// The functions that refer to each static.
+type Users = HashMap<SymbolId, Vec<SymbolId>>;
+
+fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> Users {
     let mut holds = vec![false; obj.sections.len()];
     for &t in targets {
         if let Some(s) = obj.symbol(t).section() {
@@ -791,15 +872,6 @@ fn same_file_strict(o: &Traits, p: &Traits) -> bool {
 }
 
 type Level = fn(&Traits, &Traits) -> bool;
-
-/// Whether the funnel may compare checksums in a group of `orig` and
-/// `patched` candidates. One of each never gets to the checksum level: each
-/// level accepts only what the first (`maybe_same_file`) accepts, and the
-/// first pairs the two when it accepts them. What the funnel leaves of such a
-/// group is left again later, and position pairs groups of two or more.
-fn needs_checksums(orig: usize, patched: usize) -> bool {
-    orig > 1 || patched > 1
-}
 
 /// Before the checksum level: give the symbols it may compare with `t`
 /// (both sides' symbols of `t`'s locality and file) their checksums.
