@@ -113,9 +113,9 @@ pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) ->
     let values: Vec<Sum> = obj
         .symbols
         .par_iter()
-        .map(|sym| match sym.kind {
+        .map_init(quick::KeyScratch::default, |scratch, sym| match sym.kind {
             SymbolKind::Func if is_code(obj, sym.id) => {
-                let quick = quick::function_key(Refs::plain(obj), specials, cold, &envs, sym.id);
+                let quick = quick::function_key(Refs::plain(obj), specials, cold, &envs, sym.id, scratch);
                 let exact = OnceLock::new();
                 if quick.is_none() {
                     decoded.fetch_add(1, Ordering::Relaxed);

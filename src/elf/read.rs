@@ -466,11 +466,27 @@ impl<'data> ElfObject<'data> {
     /// `section`: the offsets where its answer changes, each with the answer
     /// from there on, starting with `first`.
     pub fn symbols_over(&self, section: SectionId, first: u64, last: u64) -> Vec<(u64, Option<SymbolId>)> {
+        let mut out = Vec::new();
+        self.symbols_over_into(section, first, last, &mut Vec::new(), &mut out);
+        out
+    }
+
+    /// [`Self::symbols_over`] into `out`, with `changes` as scratch: the
+    /// quick keys ask this for about every other relocation of a
+    /// `vmlinux.o`, where two allocations each showed.
+    pub fn symbols_over_into(
+        &self,
+        section: SectionId,
+        first: u64,
+        last: u64,
+        changes: &mut Vec<u64>,
+        out: &mut Vec<(u64, Option<SymbolId>)>,
+    ) {
         let spans = &self.section(section).spans;
         let upto = spans.partition_point(|s| s.value <= last);
         // A symbol's rank at an offset changes only at its start and end and
         // one past them (the exact-start and one-past-the-end ranks).
-        let mut changes = Vec::new();
+        changes.clear();
         for s in spans[..upto].iter().rev() {
             if s.max_end < first {
                 break;
@@ -483,14 +499,13 @@ impl<'data> ElfObject<'data> {
         }
         changes.sort_unstable();
         changes.dedup();
-        let mut out: Vec<(u64, Option<SymbolId>)> = Vec::with_capacity(changes.len() + 1);
-        for at in std::iter::once(first).chain(changes) {
+        out.clear();
+        for &at in std::iter::once(&first).chain(changes.iter()) {
             let found = self.symbol_at(section, at);
             if out.last().is_none_or(|&(_, f)| f != found) {
                 out.push((at, found));
             }
         }
-        out
     }
 
     /// The function a `.cold` part was split from: the symbol named like the

@@ -83,6 +83,17 @@ fn feed_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
+/// Buffers one thread reuses for the keys of many functions: a
+/// `vmlinux.o` has 125k functions, and millions of relocations and special
+/// entries in them.
+#[derive(Default)]
+pub struct KeyScratch {
+    key: Vec<u8>,
+    entry: Vec<u8>,
+    changes: Vec<u64>,
+    over: Vec<(u64, Option<SymbolId>)>,
+}
+
 /// The quick key of function `id` (with its `.cold` parts), or `None` when
 /// one of its relocations can only be resolved by decoding.
 pub fn function_key(
@@ -91,9 +102,12 @@ pub fn function_key(
     cold: &ColdChildren,
     envs: &SectionEnvs,
     id: SymbolId,
+    scratch: &mut KeyScratch,
 ) -> Option<u64> {
-    let mut scratch = Vec::with_capacity(128);
-    part_key(refs, specials, cold, envs, id, &mut scratch)
+    let mut key = std::mem::take(&mut scratch.key);
+    let found = part_key(refs, specials, cold, envs, id, &mut key, scratch);
+    scratch.key = key;
+    found
 }
 
 /// The key of one part (the function, or one of its `.cold` parts, which
@@ -106,7 +120,8 @@ fn part_key(
     cold: &ColdChildren,
     envs: &SectionEnvs,
     id: SymbolId,
-    scratch: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
+    scratch: &mut KeyScratch,
 ) -> Option<u64> {
     let refs = Refs { this: refs.this.or(Some(id)), ..refs };
     let obj = refs.obj;
@@ -115,29 +130,30 @@ fn part_key(
     let start = sym.value.min(sec.data.len() as u64);
     let end = sym.end().min(sec.data.len() as u64);
     let code = &sec.data[start as usize..end as usize];
-    let mut buf = Vec::with_capacity(256);
+    buf.clear();
     buf.extend_from_slice(&(code.len() as u64).to_le_bytes());
     buf.extend_from_slice(&xxh3_64(code).to_le_bytes());
-    feed_env(refs, envs.0[sec.id.index()].as_ref()?, start, &mut buf);
+    feed_env(refs, envs.0[sec.id.index()].as_ref()?, start, buf);
     let relocs = sec.relocs_in(start, end);
     buf.extend_from_slice(&(relocs.len() as u64).to_le_bytes());
     for r in relocs {
         buf.extend_from_slice(&(r.offset - start).to_le_bytes());
         buf.extend_from_slice(&r.r_type.to_le_bytes());
-        feed_meaning(refs, r, &mut buf)?;
+        feed_meaning(refs, r, buf, scratch)?;
     }
     let entries = specials.entries_of(id);
     buf.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     for e in entries {
-        buf.extend_from_slice(&entry_digest_in(refs, e, scratch).digest.to_le_bytes());
+        buf.extend_from_slice(&entry_digest_in(refs, e, &mut scratch.entry).digest.to_le_bytes());
     }
     let children = cold.get(&id).map_or(&[][..], Vec::as_slice);
     buf.extend_from_slice(&(children.len() as u64).to_le_bytes());
     for &c in children {
-        let key = part_key(refs, specials, &ColdChildren::default(), envs, c, scratch)?;
+        // Its own buffer: `buf` holds the parent's key so far.
+        let key = part_key(refs, specials, &ColdChildren::default(), envs, c, &mut Vec::new(), scratch)?;
         buf.extend_from_slice(&key.to_le_bytes());
     }
-    Some(xxh3_64(&buf))
+    Some(xxh3_64(buf))
 }
 
 fn feed_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
@@ -183,7 +199,7 @@ fn feed_env(refs: Refs, env: &SectionEnv, start: u64, buf: &mut Vec<u8>) {
 
 /// What relocation `r` refers to, for every bias its instruction may give
 /// it; `None` when that cannot be said without knowing the bias.
-fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>) -> Option<()> {
+fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScratch) -> Option<()> {
     if !reloc::is_pc_relative(r.r_type) {
         // No bias: exactly what the exact checksum resolves.
         buf.push(b'X');
@@ -220,7 +236,7 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>) -> Option<()> {
         return Some(());
     }
     buf.push(b'P');
-    feed_places(refs, sec, first, last, buf)
+    feed_places(refs, sec, first, last, buf, scratch)
 }
 
 /// What the offsets `[first, last]` of `sec` mean as the exact checksum
@@ -230,7 +246,14 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>) -> Option<()> {
 /// `first` and its meaning at `first`: the meaning at `first + k` is that
 /// shifted by `k`. Anonymous code (a snippet, hashed by content from where
 /// the bias lands) has no such form.
-fn feed_places(refs: Refs, sec: &Section, first: i64, last: i64, buf: &mut Vec<u8>) -> Option<()> {
+fn feed_places(
+    refs: Refs,
+    sec: &Section,
+    first: i64,
+    last: i64,
+    buf: &mut Vec<u8>,
+    scratch: &mut KeyScratch,
+) -> Option<()> {
     let anonymous = Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: first };
     if first < 0 {
         // Before the section: anonymous, whatever the section holds.
@@ -241,7 +264,9 @@ fn feed_places(refs: Refs, sec: &Section, first: i64, last: i64, buf: &mut Vec<u
         return Some(());
     }
     let from = first.max(0) as u64;
-    for (at, named) in refs.obj.symbols_over(sec.id, from, last as u64) {
+    let KeyScratch { changes, over, .. } = scratch;
+    refs.obj.symbols_over_into(sec.id, from, last as u64, changes, over);
+    for &(at, named) in over.iter() {
         buf.extend_from_slice(&(at as i64 - first).to_le_bytes());
         match named {
             Some(id) => refs.symbol_target(id, first.wrapping_sub(refs.obj.symbol(id).value as i64)).feed(buf),
@@ -301,7 +326,10 @@ mod tests {
             for s in obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func && is_code(&obj, s.id)) {
                 functions += 1;
                 let exact = function_checksum(Refs::plain(&obj), &specials, &cold, s.id);
-                let Some(key) = function_key(Refs::plain(&obj), &specials, &cold, &envs, s.id) else { continue };
+                let scratch = &mut KeyScratch::default();
+                let Some(key) = function_key(Refs::plain(&obj), &specials, &cold, &envs, s.id, scratch) else {
+                    continue;
+                };
                 keyed += 1;
                 let first = seen.entry(key).or_insert((exact, format!("{name}:{}", s.name)));
                 assert_eq!(first.0, exact, "{name}:{} and {} share a quick key", s.name, first.1);
