@@ -715,7 +715,7 @@ fn entry_digest(refs: Refs, entry: &SpecialEntry) -> EntryDigest {
 fn entry_digest_in(refs: Refs, entry: &SpecialEntry, buf: &mut Vec<u8>) -> EntryDigest {
     let obj = refs.obj;
     let sec = obj.section(entry.section);
-    let (start, end) = (entry.offset, entry.offset + entry.size);
+    let (start, end) = (entry.start(), entry.end());
     let relocs = sec.relocs_in(start, end);
     buf.clear();
     buf.extend_from_slice(sec.name.as_bytes());
@@ -737,7 +737,7 @@ fn entry_digest_in(refs: Refs, entry: &SpecialEntry, buf: &mut Vec<u8>) -> Entry
         }
     }
     let digest = xxh3_64(buf);
-    let without_line = match bug_line_field(sec.name, entry.size, relocs, start) {
+    let without_line = match bug_line_field(sec.name, entry.size.into(), relocs, start) {
         Some(at) => {
             blank(&mut buf[data_start..], at, 2);
             xxh3_64(buf)
@@ -763,7 +763,7 @@ fn feed_alt_replacement(refs: Refs, repl: &Section, at: i64, entry: &SpecialEntr
         12 | 13 => 11,
         _ => return buf.push(b'?'),
     };
-    let len = alt.data.get((entry.offset + len_at) as usize).copied().unwrap_or(0) as u64;
+    let len = alt.data.get((entry.start() + len_at) as usize).copied().unwrap_or(0) as u64;
     let Ok(start) = u64::try_from(at) else {
         return buf.push(b'?');
     };

@@ -63,12 +63,26 @@ impl EntrySizes {
     }
 }
 
-/// One entry of a special section.
+/// One entry of a special section. Offsets are 32-bit (special sections
+/// larger than 4 GiB are refused): a `vmlinux.o` has two million entries,
+/// and at 12 bytes each rather than 24 the index and its construction
+/// take 55 MB less per object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpecialEntry {
     pub section: SectionId,
-    pub offset: u64,
-    pub size: u64,
+    pub offset: u32,
+    pub size: u32,
+}
+
+impl SpecialEntry {
+    /// Where the entry starts in its section.
+    pub fn start(&self) -> u64 {
+        u64::from(self.offset)
+    }
+    /// Where it ends.
+    pub fn end(&self) -> u64 {
+        u64::from(self.offset) + u64::from(self.size)
+    }
 }
 
 /// Entries of all special sections, grouped by the function they belong to.
@@ -96,6 +110,13 @@ impl SpecialIndex {
                 let e = Error::malformed("special section without bytes in the file (SHT_NOBITS)");
                 return Err(e.in_section(sec.name).in_file(&obj.path));
             }
+            if sec.size > u64::from(u32::MAX) {
+                let e = Error::unsupported(format!(
+                    "size {:#x} is larger than 4 GiB, the largest special section klp accepts",
+                    sec.size
+                ));
+                return Err(e.in_section(sec.name).in_file(&obj.path));
+            }
             let size = entry_size(obj, sec.id, sizes).in_section(sec.name).in_file(&obj.path)?;
             entry_sizes.insert(sec.name.to_owned(), size);
             specials.push((sec, size));
@@ -110,7 +131,9 @@ impl SpecialIndex {
                     .filter_map(|i| {
                         let (offset, end) = entry_range(sec.size, size, i);
                         let owner = entry_owner(obj, sec.relocs_in(offset, end))?;
-                        Some((owner, SpecialEntry { section: sec.id, offset, size: end - offset }))
+                        // Both below the section's size, checked above.
+                        let (offset, size) = (offset as u32, (end - offset) as u32);
+                        Some((owner, SpecialEntry { section: sec.id, offset, size }))
                     })
                     .collect()
             })
