@@ -369,10 +369,10 @@ fn group_by_name<'a, 'd>(orig: &'a ElfObject<'d>, patched: &'a ElfObject<'d>, ok
             let mut kinds = 0u32;
             if !theirs.is_empty() {
                 for &id in ours.iter().filter(|id| ok.orig[id.index()]) {
-                    kinds |= 1 << orig.symbol(id).kind as u32;
+                    kinds |= kind_bit(orig.symbol(id).kind);
                 }
             }
-            ALL_KINDS.iter().copied().filter(move |&k| kinds & (1 << k as u32) != 0).filter_map(move |kind| {
+            ALL_KINDS.iter().copied().filter(move |&k| kinds & kind_bit(k) != 0).filter_map(move |kind| {
                 of_kind(patched, &ok.patched, theirs, kind).next()?;
                 let first = of_kind(orig, &ok.orig, ours, kind).next()?;
                 Some(Group { name, kind, first, orig: ours, patched: theirs })
@@ -381,6 +381,20 @@ fn group_by_name<'a, 'd>(orig: &'a ElfObject<'d>, patched: &'a ElfObject<'d>, ok
         .collect();
     groups.sort_unstable_by_key(|g| g.first);
     groups
+}
+
+/// A symbol type's bit in a set of types; a new type does not compile
+/// until it has one (and a place in [`ALL_KINDS`]).
+fn kind_bit(kind: SymbolKind) -> u32 {
+    1 << match kind {
+        SymbolKind::NoType => 0,
+        SymbolKind::Object => 1,
+        SymbolKind::Func => 2,
+        SymbolKind::Section => 3,
+        SymbolKind::File => 4,
+        SymbolKind::Tls => 5,
+        SymbolKind::Other => 6,
+    }
 }
 
 const ALL_KINDS: [SymbolKind; 7] = [
@@ -1064,6 +1078,15 @@ mod tests {
             summed: true,
             promoted: false,
         }
+    }
+
+    #[test]
+    fn every_symbol_type_has_its_own_bit() {
+        let bits: u32 = ALL_KINDS.iter().map(|&k| kind_bit(k)).fold(0, |all, b| {
+            assert_eq!(all & b, 0, "two types share a bit");
+            all | b
+        });
+        assert_eq!(bits, (1 << ALL_KINDS.len()) - 1);
     }
 
     #[test]
