@@ -58,6 +58,10 @@ pub struct BuildStamp {
     pub host: String,
 }
 
+/// kbuild's variables for the four parts, in [`BuildStamp`]'s order.
+const VARIABLES: [&str; 4] =
+    ["KBUILD_BUILD_VERSION", "KBUILD_BUILD_TIMESTAMP", "KBUILD_BUILD_USER", "KBUILD_BUILD_HOST"];
+
 /// The banner `init/version.o` is compiled with (6.1+).
 const UTS_VERSION_TMP_H: &str = "init/utsversion-tmp.h";
 const COMPILE_H: &str = "include/generated/compile.h";
@@ -95,12 +99,8 @@ impl BuildStamp {
     }
 
     fn fields(&self) -> [(&'static str, &str); 4] {
-        [
-            ("KBUILD_BUILD_VERSION", &self.version),
-            ("KBUILD_BUILD_TIMESTAMP", &self.timestamp),
-            ("KBUILD_BUILD_USER", &self.user),
-            ("KBUILD_BUILD_HOST", &self.host),
-        ]
+        let [version, timestamp, user, host] = VARIABLES;
+        [(version, &self.version), (timestamp, &self.timestamp), (user, &self.user), (host, &self.host)]
     }
 
     /// make's variables that give a build this stamp.
@@ -120,12 +120,8 @@ impl BuildStamp {
                 .map(str::to_owned)
                 .ok_or_else(|| bad(path, &format!("no {name}")))
         };
-        Ok(BuildStamp {
-            version: get("KBUILD_BUILD_VERSION")?,
-            timestamp: get("KBUILD_BUILD_TIMESTAMP")?,
-            user: get("KBUILD_BUILD_USER")?,
-            host: get("KBUILD_BUILD_HOST")?,
-        })
+        let [version, timestamp, user, host] = VARIABLES;
+        Ok(BuildStamp { version: get(version)?, timestamp: get(timestamp)?, user: get(user)?, host: get(host)? })
     }
 }
 

@@ -461,10 +461,11 @@ struct Traits {
 }
 
 impl Ctx<'_, '_> {
-    /// `with_checksum`: only the funnel's last level compares checksums;
-    /// they are exact checksums, computed (decoding functions) only for
-    /// groups that may get that far, and there only when it does.
-    fn traits_orig(&self, id: SymbolId, with_checksum: bool) -> Traits {
+    /// `checksum_later`: only the funnel's last level compares checksums;
+    /// they are exact checksums, filled in (decoding functions) only for
+    /// groups that may get that far, and there only when it does
+    /// ([`fill_checksums`]); otherwise the traits have none, for good.
+    fn traits_orig(&self, id: SymbolId, checksum_later: bool) -> Traits {
         let s = self.orig.symbol(id);
         Traits {
             local: s.is_local(),
@@ -472,12 +473,12 @@ impl Ctx<'_, '_> {
             unpaired_file: false,
             size: s.size,
             checksum: None,
-            summed: !with_checksum,
+            summed: !checksum_later,
             promoted: promoted_unit(s.name).is_some(),
         }
     }
 
-    fn traits_patched(&self, id: SymbolId, with_checksum: bool) -> Traits {
+    fn traits_patched(&self, id: SymbolId, checksum_later: bool) -> Traits {
         let s = self.patched.symbol(id);
         let file = s.file.and_then(|f| self.orig_file_of.get(&f).copied());
         Traits {
@@ -486,7 +487,7 @@ impl Ctx<'_, '_> {
             unpaired_file: s.file.is_some() && file.is_none(),
             size: s.size,
             checksum: None,
-            summed: !with_checksum,
+            summed: !checksum_later,
             promoted: promoted_unit(s.name).is_some(),
         }
     }
