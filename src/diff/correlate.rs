@@ -16,7 +16,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use rayon::prelude::*;
 
 use crate::diff::checksum::{self, Refs, Side};
-use crate::elf::{ElfObject, Named, Placement, Referent, Symbol, SymbolId, SymbolKind, promoted_unit};
+use crate::elf::{ElfObject, Named, Placement, Referent, Section, Symbol, SymbolId, SymbolKind, promoted_unit, reloc};
 use crate::kernel::special::{is_auxiliary_section, is_special_section};
 use crate::x86::Boundaries;
 
@@ -119,6 +119,11 @@ fn is_uncorrelated_section(name: &str) -> bool {
 
 /// False for symbols that never get a twin (spec §3.3).
 pub fn is_correlatable(obj: &ElfObject, sym: &Symbol) -> bool {
+    is_correlatable_symbol(sym) && obj.symbol_section(sym).is_none_or(|sec| SectionVerdict::of(sec).admits(sym))
+}
+
+/// What [`is_correlatable`] asks of the symbol alone.
+fn is_correlatable_symbol(sym: &Symbol) -> bool {
     if sym.id.0 == 0 || matches!(sym.kind, SymbolKind::File | SymbolKind::Section) || sym.is_prefix() {
         return false;
     }
@@ -131,21 +136,33 @@ pub fn is_correlatable(obj: &ElfObject, sym: &Symbol) -> bool {
     if sym.kind == SymbolKind::NoType && sym.name.starts_with(".L") {
         return false;
     }
-    if sym.is_local() && sym.kind == SymbolKind::Object && is_uncorrelated_static(sym.name) {
-        return false;
+    !(sym.is_local() && sym.kind == SymbolKind::Object && is_uncorrelated_static(sym.name))
+}
+
+/// What [`is_correlatable`] asks of the section a symbol is defined in.
+#[derive(Clone, Copy)]
+struct SectionVerdict {
+    /// False for sections whose symbols are never paired, whatever they are.
+    holds_correlatable: bool,
+    /// Read-only data, whose symbols other than objects are anonymous labels.
+    anonymous_rodata: bool,
+}
+
+impl SectionVerdict {
+    fn of(sec: &Section) -> Self {
+        SectionVerdict {
+            holds_correlatable: !(sec.is_strings()
+                || is_special_section(sec.name)
+                || is_auxiliary_section(sec.name)
+                || is_uncorrelated_section(sec.name)),
+            anonymous_rodata: (sec.name.starts_with(".rodata") || sec.name.starts_with(".data.rel.ro"))
+                && !sec.is_exec(),
+        }
     }
-    let Some(sec) = obj.symbol_section(sym) else {
-        return true;
-    };
-    if sec.is_strings() || is_special_section(sec.name) || is_auxiliary_section(sec.name) {
-        return false;
+
+    fn admits(self, sym: &Symbol) -> bool {
+        self.holds_correlatable && !(self.anonymous_rodata && sym.kind != SymbolKind::Object)
     }
-    if is_uncorrelated_section(sec.name) {
-        return false;
-    }
-    // Anonymous read-only data: labels that are not objects.
-    let rodata = sec.name.starts_with(".rodata") || sec.name.starts_with(".data.rel.ro");
-    !(rodata && sym.kind != SymbolKind::Object && !sec.is_exec())
 }
 
 fn is_uncorrelated_static(name: &str) -> bool {
@@ -337,7 +354,13 @@ struct Correlatable {
 
 impl Correlatable {
     fn of(orig: &ElfObject, patched: &ElfObject) -> Self {
-        let ok = |obj: &ElfObject| -> Vec<bool> { obj.symbols.par_iter().map(|s| is_correlatable(obj, s)).collect() };
+        // The section's part once per section: its name is tested against
+        // a dozen patterns, and a `vmlinux.o` has 165,000 of them.
+        let ok = |obj: &ElfObject| -> Vec<bool> {
+            let sections: Vec<SectionVerdict> = obj.sections.par_iter().map(SectionVerdict::of).collect();
+            let admitted = |sym: &Symbol| sym.section().is_none_or(|s| sections[s.index()].admits(sym));
+            obj.symbols.par_iter().map(|s| is_correlatable_symbol(s) && admitted(s)).collect()
+        };
         let (orig, patched) = rayon::join(|| ok(orig), || ok(patched));
         Correlatable { orig, patched }
     }
@@ -787,7 +810,13 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> Users {
                 // always 4 (`addl $1, x(%rip)` has an immediate after it),
                 // and a wrong guess lands on the neighbouring static.
                 let u = obj.symbol(user);
-                let bias = decoded.entry(user).or_insert_with(|| Boundaries::decode(s, u.value, u.end())).pc_bias(r);
+                let bias = if !reloc::is_pc_relative(r.r_type) {
+                    0
+                } else if obj.bias_matters(r) {
+                    decoded.entry(user).or_insert_with(|| Boundaries::decode(s, u.value, u.end())).pc_bias(r)
+                } else {
+                    4 // any bias names the same symbol
+                };
                 let target = match obj.referent(r, bias) {
                     Referent::Place { named: Named::Direct(id) | Named::Covering(Some(id)), .. } => id,
                     _ => return None,

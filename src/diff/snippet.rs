@@ -73,7 +73,7 @@ pub fn walk(obj: &ElfObject, sec: &Section, entry: u64) -> Snippet {
 pub fn unnamed_range(obj: &ElfObject, sec: &Section, at: u64) -> (u64, u64) {
     let mut start = 0;
     let mut end = sec.size;
-    for id in sec.symbols() {
+    for id in obj.symbols_in(sec.id) {
         let s = obj.symbol(id);
         if s.end() <= at && s.end() > start {
             start = s.end();

@@ -296,11 +296,9 @@ pub struct Section<'data> {
     /// For a `SHF_RELA_LIVEPATCH` section: its own entries (they apply to
     /// section `info` but are not part of its ordinary `relocs`).
     pub own_relocs: Vec<Reloc>,
-    /// Named (non-section, non-file) symbols defined here, sorted by value,
-    /// with what [`ElfObject::symbol_at`] needs of each: it runs for nearly
-    /// every relocation, and reading this one array instead of the symbol
-    /// table keeps it in cache.
-    spans: Vec<SymbolSpan>,
+    /// Where this section's named (non-section, non-file) symbols are in
+    /// the object's spans ([`ElfObject::spans_of`]): `start..end`.
+    spans: (u32, u32),
     pub section_symbol: Option<SymbolId>,
 }
 
@@ -320,10 +318,6 @@ impl<'data> Section<'data> {
     /// Merge-able constant pool (`.rodata.cst16` and the like).
     pub fn is_constant_pool(&self) -> bool {
         !self.is_strings() && self.flags & elf::SHF_MERGE.0 != 0 && self.entsize > 0
-    }
-    /// Symbols defined in this section, sorted by value.
-    pub fn symbols(&self) -> impl ExactSizeIterator<Item = SymbolId> + DoubleEndedIterator + Clone + '_ {
-        self.spans.iter().map(|s| s.id)
     }
     /// Relocations whose offset lies in `[start, end)`.
     pub fn relocs_in(&self, start: u64, end: u64) -> &[Reloc] {
@@ -349,6 +343,13 @@ pub struct ElfObject<'data> {
     by_name: NameIndex<'data>,
     by_demangled: NameIndex<'data>,
     section_by_name: FxHashMap<&'data str, SectionId>,
+    /// The named (non-section, non-file) symbols of every section, section
+    /// by section, each section's sorted by value, with what
+    /// [`ElfObject::symbol_at`] needs of each: it runs for nearly every
+    /// relocation, and reading this one array instead of the symbol table
+    /// keeps it in cache. One array rather than a vector per section: a
+    /// `vmlinux.o` has 165,000 sections.
+    spans: Vec<SymbolSpan>,
 }
 
 impl<'data> ElfObject<'data> {
@@ -366,8 +367,9 @@ impl<'data> ElfObject<'data> {
         let symbols = read_symbols(&table, data, &sections)?;
         check_overlap(&sections, &symbols, data.len() as u64)?;
         attach_relocations(&table, data, &mut sections, &symbols)?;
-        index_section_symbols(&mut sections, &symbols);
+        let spans = index_section_symbols(&mut sections, &symbols);
         let mut obj = ElfObject {
+            spans,
             path: path.to_owned(),
             files: symbols.iter().filter(|s| s.kind == SymbolKind::File).map(|s| s.id).collect(),
             by_name: NameIndex::default(),
@@ -391,6 +393,19 @@ impl<'data> ElfObject<'data> {
         for s in &self.sections {
             self.section_by_name.entry(s.name).or_insert(s.id);
         }
+    }
+
+    /// The named symbols defined in `section`, sorted by value (then index).
+    pub fn symbols_in(
+        &self,
+        section: SectionId,
+    ) -> impl ExactSizeIterator<Item = SymbolId> + DoubleEndedIterator + Clone + '_ {
+        self.spans_of(section).iter().map(|s| s.id)
+    }
+
+    fn spans_of(&self, section: SectionId) -> &[SymbolSpan] {
+        let (start, end) = self.section(section).spans;
+        &self.spans[start as usize..end as usize]
     }
 
     pub fn symbol(&self, id: SymbolId) -> &Symbol<'data> {
@@ -433,12 +448,34 @@ impl<'data> ElfObject<'data> {
         Referent::Place { section, offset, named }
     }
 
+    /// Whether [`Self::referent`] of `r` may name a different symbol for
+    /// different biases of a PC-relative field (1 to 15 bytes to the end of
+    /// its instruction): only then must its instruction be decoded to know.
+    pub fn bias_matters(&self, r: &Reloc) -> bool {
+        let sym = self.symbol(r.symbol);
+        let Some(section) = sym.section() else { return false };
+        if !super::reloc::is_pc_relative(r.r_type) || sym.kind != SymbolKind::Section {
+            return false;
+        }
+        let (Some(first), Some(last)) = (r.addend.checked_add(1), r.addend.checked_add(15)) else { return true };
+        let (Ok(first), Ok(last)) = (u64::try_from(first), u64::try_from(last)) else { return true };
+        let at_first = self.symbol_at(section, first);
+        // `symbol_at` changes its answer only where a symbol starts or ends.
+        let spans = self.spans_of(section);
+        let upto = spans.partition_point(|s| s.value <= last);
+        spans[..upto].iter().rev().take_while(|s| s.max_end >= first).any(|s| {
+            [s.value, s.value.saturating_add(1), s.end, s.end.saturating_add(1)]
+                .iter()
+                .any(|&at| first < at && at <= last && self.symbol_at(section, at) != at_first)
+        })
+    }
+
     /// The named symbol covering `offset` in `section`: FUNC/OBJECT preferred
     /// over NOTYPE, real functions over prefixes; a zero-sized symbol exactly
     /// at `offset`, or one ending exactly there (a "one past the end" pointer),
     /// is accepted only when nothing covers the offset.
     pub fn symbol_at(&self, section: SectionId, offset: u64) -> Option<SymbolId> {
-        let spans = &self.section(section).spans;
+        let spans = self.spans_of(section);
         let upto = spans.partition_point(|s| s.value <= offset);
         let mut best: Option<(u8, SymbolId)> = None;
         for s in spans[..upto].iter().rev() {
@@ -482,7 +519,7 @@ impl<'data> ElfObject<'data> {
         changes: &mut Vec<u64>,
         out: &mut Vec<(u64, Option<SymbolId>)>,
     ) {
-        let spans = &self.section(section).spans;
+        let spans = self.spans_of(section);
         let upto = spans.partition_point(|s| s.value <= last);
         // A symbol's rank at an offset changes only at its start and end and
         // one past them (the exact-start and one-past-the-end ranks).
@@ -535,6 +572,10 @@ impl<'data> ElfObject<'data> {
 /// static a unit exports to others gets its unit's hash, which changes
 /// whenever the unit's code does.
 pub fn promoted_unit(name: &str) -> Option<&str> {
+    // Most names have no dot: one byte scan instead of a substring search.
+    if !has_dot(name) {
+        return None;
+    }
     let (_, hash) = name.rsplit_once(".llvm.")?;
     (!hash.is_empty() && hash.bytes().all(|b| b.is_ascii_digit())).then_some(hash)
 }
@@ -546,6 +587,9 @@ pub fn promoted_unit(name: &str) -> Option<&str> {
 /// `__UNIQUE_ID_quirk_x_661` -> `__UNIQUE_ID_quirk_x`). `.cold`, `.isra`,
 /// `.part`, `.constprop` stay: they name a different function.
 pub fn demangle(name: &str) -> &str {
+    if !has_dot(name) && !name.starts_with("__UNIQUE_ID_") {
+        return name;
+    }
     if let Some(i) = name.find(".llvm.") {
         return &name[..i];
     }
@@ -556,6 +600,12 @@ pub fn demangle(name: &str) -> &str {
         }
     }
     name
+}
+
+/// Whether `name` has a `.`: the suffixes above all start with one, and
+/// most of a `vmlinux.o`'s 300,000 names have none.
+fn has_dot(name: &str) -> bool {
+    name.as_bytes().contains(&b'.')
 }
 
 fn check_header(data: &[u8]) -> Result<&FileHeader64<LE>> {
@@ -607,67 +657,68 @@ fn utf8(bytes: &[u8]) -> Result<&str> {
 }
 
 fn read_sections<'d>(table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>, data: &'d [u8]) -> Result<Vec<Section<'d>>> {
-    table
-        .iter()
-        .enumerate()
-        .map(|(i, sh): (usize, &SectionHeader64<LE>)| {
-            let numbered = || format!("section #{i}");
-            let raw_name = table.section_name(LE, sh).map_err(|_| {
-                Error::malformed(format!("name offset {:#x} is outside the section name table", sh.sh_name(LE)))
-                    .in_section(&numbered())
-            })?;
-            let name = utf8(raw_name).in_section(&numbered())?;
-            let sec_data = if sh.sh_type(LE) == elf::SHT_NOBITS {
-                &[][..]
-            } else {
-                sh.data(LE, data).map_err(|_| {
-                    Error::malformed(format!(
-                        "data (offset {:#x}, size {:#x}) is outside the file",
-                        sh.sh_offset(LE),
-                        sh.sh_size(LE)
-                    ))
-                    .in_section(name)
-                })?
-            };
-            if sh.sh_type(LE) == elf::SHT_NOBITS && sh.sh_size(LE) > MAX_NOBITS_SIZE {
-                return Err(Error::unsupported(format!(
-                    "size {:#x} without bytes (SHT_NOBITS) is larger than {MAX_NOBITS_SIZE:#x}, the largest klp accepts",
+    // Collected into a vector sized up front: a `Result` iterator does not
+    // know its length, and 165,000 sections were copied as it grew.
+    let mut out = Vec::with_capacity(table.len());
+    let sections = table.iter().enumerate().map(|(i, sh): (usize, &SectionHeader64<LE>)| {
+        let numbered = || format!("section #{i}");
+        let raw_name = table.section_name(LE, sh).map_err(|_| {
+            Error::malformed(format!("name offset {:#x} is outside the section name table", sh.sh_name(LE)))
+                .in_section(&numbered())
+        })?;
+        let name = utf8(raw_name).in_section(&numbered())?;
+        let sec_data = if sh.sh_type(LE) == elf::SHT_NOBITS {
+            &[][..]
+        } else {
+            sh.data(LE, data).map_err(|_| {
+                Error::malformed(format!(
+                    "data (offset {:#x}, size {:#x}) is outside the file",
+                    sh.sh_offset(LE),
                     sh.sh_size(LE)
                 ))
-                .in_section(name));
-            }
-            let addralign = sh.sh_addralign(LE);
-            if addralign > 1 && !addralign.is_power_of_two() {
-                return Err(
-                    Error::malformed(format!("alignment {addralign:#x} is not a power of two")).in_section(name)
-                );
-            }
-            if addralign > MAX_ALIGNMENT {
-                return Err(Error::unsupported(format!(
-                    "alignment {addralign:#x} is larger than {MAX_ALIGNMENT:#x}, the largest klp accepts"
-                ))
-                .in_section(name));
-            }
-            Ok(Section {
-                id: SectionId(i as u32),
-                name,
-                sh_type: sh.sh_type(LE).0,
-                flags: sh.sh_flags(LE).0,
-                addralign: sh.sh_addralign(LE),
-                entsize: sh.sh_entsize(LE),
-                size: sh.sh_size(LE),
-                link: sh.sh_link(LE),
-                file_offset: sh.sh_offset(LE),
-                info: sh.sh_info(LE),
-                data: sec_data,
-                relocs: Vec::new(),
-                rela_section: None,
-                own_relocs: Vec::new(),
-                spans: Vec::new(),
-                section_symbol: None,
-            })
+                .in_section(name)
+            })?
+        };
+        if sh.sh_type(LE) == elf::SHT_NOBITS && sh.sh_size(LE) > MAX_NOBITS_SIZE {
+            return Err(Error::unsupported(format!(
+                "size {:#x} without bytes (SHT_NOBITS) is larger than {MAX_NOBITS_SIZE:#x}, the largest klp accepts",
+                sh.sh_size(LE)
+            ))
+            .in_section(name));
+        }
+        let addralign = sh.sh_addralign(LE);
+        if addralign > 1 && !addralign.is_power_of_two() {
+            return Err(Error::malformed(format!("alignment {addralign:#x} is not a power of two")).in_section(name));
+        }
+        if addralign > MAX_ALIGNMENT {
+            return Err(Error::unsupported(format!(
+                "alignment {addralign:#x} is larger than {MAX_ALIGNMENT:#x}, the largest klp accepts"
+            ))
+            .in_section(name));
+        }
+        Ok(Section {
+            id: SectionId(i as u32),
+            name,
+            sh_type: sh.sh_type(LE).0,
+            flags: sh.sh_flags(LE).0,
+            addralign: sh.sh_addralign(LE),
+            entsize: sh.sh_entsize(LE),
+            size: sh.sh_size(LE),
+            link: sh.sh_link(LE),
+            file_offset: sh.sh_offset(LE),
+            info: sh.sh_info(LE),
+            data: sec_data,
+            relocs: Vec::new(),
+            rela_section: None,
+            own_relocs: Vec::new(),
+            spans: (0, 0),
+            section_symbol: None,
         })
-        .collect()
+    });
+    for section in sections {
+        out.push(section?);
+    }
+    Ok(out)
 }
 
 fn read_symbols<'d>(
@@ -717,7 +768,8 @@ fn read_symbols<'d>(
         } else {
             None
         };
-        let cold_child = kind != SymbolKind::Section && name.contains(".cold") && !name.starts_with(".klp.sym");
+        let cold_child =
+            kind != SymbolKind::Section && has_dot(name) && name.contains(".cold") && !name.starts_with(".klp.sym");
         out.push(Symbol {
             id: SymbolId(i as u32),
             cold_child,
@@ -908,27 +960,49 @@ fn attach_relocations<'d>(
     Ok(())
 }
 
-fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) {
+fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) -> Vec<SymbolSpan> {
+    let spanned = |sym: &Symbol| !matches!(sym.kind, SymbolKind::Section | SymbolKind::File) && !sym.name.is_empty();
+    // A counting sort by section: each section's spans in symbol order.
+    let mut starts = vec![0u32; sections.len() + 1];
     for sym in symbols {
         let Some(sec) = sym.section() else { continue };
-        let sec = &mut sections[sec.index()];
-        match sym.kind {
-            SymbolKind::Section => {
-                sec.section_symbol.get_or_insert(sym.id);
-            }
-            SymbolKind::File => {}
-            _ if sym.name.is_empty() => {}
-            _ => sec.spans.push(SymbolSpan::of(sym)),
+        if sym.kind == SymbolKind::Section {
+            sections[sec.index()].section_symbol.get_or_insert(sym.id);
+        } else if spanned(sym) {
+            starts[sec.index() + 1] += 1;
         }
     }
-    sections.par_iter_mut().for_each(|sec| {
-        sec.spans.sort_by_key(|s| (s.value, s.id));
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let placeholder = SymbolSpan { value: 0, end: 0, max_end: 0, id: SymbolId(0), covering_rank: 0, sized: false };
+    let mut spans = vec![placeholder; starts[sections.len()] as usize];
+    let mut cursor = starts.clone();
+    for sym in symbols.iter().filter(|s| spanned(s)) {
+        let Some(sec) = sym.section() else { continue };
+        spans[cursor[sec.index()] as usize] = SymbolSpan::of(sym);
+        cursor[sec.index()] += 1;
+    }
+    for (i, sec) in sections.iter_mut().enumerate() {
+        sec.spans = (starts[i], starts[i + 1]);
+    }
+    // Sort each section's spans and note the largest end so far, on every core.
+    let mut rest = &mut spans[..];
+    let mut chunks = Vec::with_capacity(sections.len());
+    for w in starts.windows(2) {
+        let (chunk, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
+        chunks.push(chunk);
+        rest = tail;
+    }
+    chunks.into_par_iter().filter(|c| !c.is_empty()).for_each(|chunk| {
+        chunk.sort_by_key(|s| (s.value, s.id));
         let mut max_end = 0;
-        for s in &mut sec.spans {
+        for s in chunk.iter_mut() {
             max_end = max_end.max(s.end);
             s.max_end = max_end;
         }
     });
+    spans
 }
 
 /// A named symbol of a section as [`ElfObject::symbol_at`] sees it.

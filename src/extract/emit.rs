@@ -33,8 +33,8 @@ impl<'d> Builder<'_, 'd> {
     /// The `__pfx_` symbol objtool gave the padding before function `id`.
     fn objtool_prefix_of(&self, id: SymbolId) -> Option<&Symbol<'d>> {
         let sym = self.p.symbol(id);
-        let sec = self.p.section(sym.section()?);
-        sec.symbols()
+        self.p
+            .symbols_in(sym.section()?)
             .map(|s| self.p.symbol(s))
             .find(|s| is_objtool_prefix(s) && s.end() == sym.value && s.value < sym.value)
     }

@@ -400,7 +400,7 @@ impl<'d> Checker<'_, 'd> {
                 self.report(Rule::PrefixPadding, format!("{} is not defined in a section", p.name));
                 continue;
             };
-            let follows = sec.symbols().map(|id| m.symbol(id)).any(|f| {
+            let follows = m.symbols_in(sec.id).map(|id| m.symbol(id)).any(|f| {
                 f.name == function && f.kind == SymbolKind::Func && f.value == p.end() && f.section() == p.section()
             });
             if !follows {

@@ -185,7 +185,7 @@ fn replacements(m: &ElfObject) -> Vec<Replacement> {
             else {
                 continue;
             };
-            let new_func = m.section(sec).symbols().find(|&id| {
+            let new_func = m.symbols_in(sec).find(|&id| {
                 let s = m.symbol(id);
                 s.kind == SymbolKind::Func && s.value == off && !s.is_prefix()
             });

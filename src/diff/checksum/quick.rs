@@ -60,7 +60,7 @@ impl SectionEnvs {
 }
 
 fn env(obj: &ElfObject, sec: &Section) -> SectionEnv {
-    let mut by_id: Vec<SymbolId> = sec.symbols().collect();
+    let mut by_id: Vec<SymbolId> = obj.symbols_in(sec.id).collect();
     by_id.sort_unstable();
     let mut buf = Vec::with_capacity(64 + by_id.len() * 40);
     feed_str(&mut buf, strip_numeric_suffix(sec.name));
@@ -371,7 +371,7 @@ mod tests {
     fn symbols_over_agrees_with_symbol_at_everywhere() {
         for (name, data) in OBJECTS {
             let obj = ElfObject::parse(Path::new(name), data).unwrap();
-            for sec in obj.sections.iter().filter(|s| s.symbols().len() > 0) {
+            for sec in obj.sections.iter().filter(|s| obj.symbols_in(s.id).len() > 0) {
                 let size = sec.size.min(4096);
                 for first in 0..size {
                     let last = first + MAX_BIAS as u64 - 1;
