@@ -716,7 +716,7 @@ fn entry_digest_in(refs: Refs, entry: &SpecialEntry, buf: &mut Vec<u8>) -> Entry
     let obj = refs.obj;
     let sec = obj.section(entry.section);
     let (start, end) = (entry.start(), entry.end());
-    let relocs = sec.relocs_in(start, end);
+    let relocs = entry.relocs_of(sec);
     buf.clear();
     buf.extend_from_slice(sec.name.as_bytes());
     buf.push(0);

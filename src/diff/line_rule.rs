@@ -455,7 +455,7 @@ mod tests {
     #[test]
     fn extra_entries_or_cold_parts_are_a_change() {
         let entry = |digest| EntryDigest {
-            entry: SpecialEntry { section: SectionId(3), offset: 0, size: 12 },
+            entry: SpecialEntry { section: SectionId(3), offset: 0, size: 12, first_reloc: 0, relocs: 0 },
             digest,
             without_line: 77,
         };
@@ -556,7 +556,7 @@ mod tests {
     #[test]
     fn a_bug_table_line_field_alone_is_line_only() {
         let entry = |digest| EntryDigest {
-            entry: SpecialEntry { section: SectionId(3), offset: 0, size: 12 },
+            entry: SpecialEntry { section: SectionId(3), offset: 0, size: 12, first_reloc: 0, relocs: 0 },
             digest,
             without_line: 77,
         };

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::elf::{ElfObject, Referent, Reloc, SectionId, SymbolId, SymbolKind};
+use crate::elf::{ElfObject, Referent, Reloc, Section, SectionId, SymbolId, SymbolKind};
 use crate::error::{Context, Error, Result};
 
 /// The special sections we know, with the entry size of recent x86-64
@@ -64,14 +64,17 @@ impl EntrySizes {
 }
 
 /// One entry of a special section. Offsets are 32-bit (special sections
-/// larger than 4 GiB are refused): a `vmlinux.o` has two million entries,
-/// 12 bytes each rather than 24 (16 rather than 32 with their owner while
-/// the index is built).
+/// larger than 4 GiB are refused), and so are the entry's place among its
+/// section's relocations (a section has fewer than its bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpecialEntry {
     pub section: SectionId,
     pub offset: u32,
     pub size: u32,
+    /// Its relocations: `relocs[first_reloc..first_reloc + relocs]` of its
+    /// section, found once while the index is built (every checksum asks).
+    pub first_reloc: u32,
+    pub relocs: u32,
 }
 
 impl SpecialEntry {
@@ -82,6 +85,14 @@ impl SpecialEntry {
     /// Where it ends.
     pub fn end(&self) -> u64 {
         u64::from(self.offset) + u64::from(self.size)
+    }
+    /// Its relocations, given its section; empty for another section.
+    pub fn relocs_of<'s>(&self, section: &'s Section) -> &'s [Reloc] {
+        let (first, n) = (self.first_reloc as usize, self.relocs as usize);
+        match section.id == self.section {
+            true => section.relocs.get(first..first + n).unwrap_or_default(),
+            false => &[],
+        }
     }
 }
 
@@ -110,10 +121,11 @@ impl SpecialIndex {
                 let e = Error::malformed("special section without bytes in the file (SHT_NOBITS)");
                 return Err(e.in_section(sec.name).in_file(&obj.path));
             }
-            if sec.size > u64::from(u32::MAX) {
+            if sec.size > u64::from(u32::MAX) || u32::try_from(sec.relocs.len()).is_err() {
                 let e = Error::unsupported(format!(
-                    "size {:#x} is larger than 4 GiB, the largest special section klp accepts",
-                    sec.size
+                    "size {:#x} with {} relocations is larger than 4 GiB, the largest special section klp accepts",
+                    sec.size,
+                    sec.relocs.len()
                 ));
                 return Err(e.in_section(sec.name).in_file(&obj.path));
             }
@@ -123,21 +135,8 @@ impl SpecialIndex {
         }
         specials.sort_by_key(|(sec, _)| (sec.name, sec.id));
         // Who owns each entry: sections and their entries on every core.
-        let owned: Vec<Vec<(SymbolId, SpecialEntry)>> = specials
-            .par_iter()
-            .map(|&(sec, size)| {
-                (0..entry_count(sec.size, size))
-                    .into_par_iter()
-                    .filter_map(|i| {
-                        let (offset, end) = entry_range(sec.size, size, i);
-                        let owner = entry_owner(obj, sec.relocs_in(offset, end))?;
-                        // Both below the section's size, checked above.
-                        let (offset, size) = (offset as u32, (end - offset) as u32);
-                        Some((owner, SpecialEntry { section: sec.id, offset, size }))
-                    })
-                    .collect()
-            })
-            .collect();
+        let owned: Vec<Vec<(SymbolId, SpecialEntry)>> =
+            specials.par_iter().map(|&(sec, size)| owned_entries(obj, sec, size)).collect();
         // Group by owner, keeping the order above (a counting sort).
         let mut starts = vec![0u32; obj.symbols.len() + 1];
         for &(owner, _) in owned.iter().flatten() {
@@ -147,7 +146,7 @@ impl SpecialIndex {
             starts[i] += starts[i - 1];
         }
         let mut cursor = starts.clone();
-        let placeholder = SpecialEntry { section: SectionId(0), offset: 0, size: 0 };
+        let placeholder = SpecialEntry { section: SectionId(0), offset: 0, size: 0, first_reloc: 0, relocs: 0 };
         let mut entries = vec![placeholder; starts.last().map_or(0, |&n| n as usize)];
         for &(owner, entry) in owned.iter().flatten() {
             let at = &mut cursor[owner.index()];
@@ -164,6 +163,31 @@ impl SpecialIndex {
             _ => &[],
         }
     }
+}
+
+/// The entries of special section `sec` (of `size`-byte entries) that
+/// belong to a function, with it. The section's relocations are sorted by
+/// offset: each entry's are found by walking them once.
+fn owned_entries(obj: &ElfObject, sec: &Section, size: u64) -> Vec<(SymbolId, SpecialEntry)> {
+    let relocs = &sec.relocs;
+    let mut next = 0;
+    entry_ranges(sec.size, size)
+        .filter_map(|(offset, end)| {
+            let first = next + relocs[next..].partition_point(|r| r.offset < offset);
+            next = first + relocs[first..].partition_point(|r| r.offset < end);
+            let owner = entry_owner(obj, &relocs[first..next])?;
+            // Offsets below the section's size and reloc indexes below its
+            // reloc count, both checked to fit 32 bits.
+            let entry = SpecialEntry {
+                section: sec.id,
+                offset: offset as u32,
+                size: (end - offset) as u32,
+                first_reloc: first as u32,
+                relocs: (next - first) as u32,
+            };
+            Some((owner, entry))
+        })
+        .collect()
 }
 
 /// The `[start, end)` of each entry of a special section of `size`-byte
