@@ -40,11 +40,11 @@ impl Boundaries {
     /// the next instruction), else 0. A field the decoder does not place in
     /// an instruction is taken as the usual trailing 4-byte displacement.
     pub fn pc_bias(&self, r: &Reloc) -> i64 {
-        if !reloc::is_pc_relative(r.r_type) {
+        if !reloc::is_pc_relative(r.r_type()) {
             return 0;
         }
-        match self.containing(r.offset) {
-            Some((_, end)) => end as i64 - r.offset as i64,
+        match self.containing(r.offset()) {
+            Some((_, end)) => end as i64 - r.offset() as i64,
             None => 4,
         }
     }

@@ -114,11 +114,11 @@ pub fn parse(data: &[u8]) {
 /// The lookups later stages make on a parsed object, over all of it.
 fn model_queries(obj: &ElfObject) {
     for sec in &obj.sections {
-        for r in &sec.relocs {
+        for r in sec.relocs.iter() {
             let _ = obj.referent(r, 0);
             let _ = obj.referent(r, 4);
         }
-        for id in sec.symbols().take(256) {
+        for id in obj.symbols_in(sec.id).take(256) {
             let s = obj.symbol(id);
             let _ = obj.symbol_at(sec.id, s.value);
             let _ = obj.symbol_at(sec.id, s.end());

@@ -417,15 +417,15 @@ fn decode_each<'d>(refs: Refs<'_, 'd>, id: SymbolId, mut each: impl FnMut(InsnDi
             let start_len = buf.len();
             buf.extend_from_slice(bytes);
             for r in relocs {
-                blank(&mut buf[start_len..], (r.offset - offset) as usize, reloc::width(r.r_type));
+                blank(&mut buf[start_len..], (r.offset() - offset) as usize, reloc::width(r.r_type()));
             }
             if let Some(slot) = relocs.is_empty().then(|| immediate_argument(&insn)).flatten() {
                 let imm = immediate.immediate_offset();
                 line_immediate = Some((xxh3_64(&buf[..start_len + imm]), slot));
             }
             for r in relocs {
-                buf.push((r.offset - offset) as u8);
-                buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
+                buf.push((r.offset() - offset) as u8);
+                buf.extend_from_slice(&reloc::class(r.r_type()).to_le_bytes());
                 let adjusted = adjusted_addend(r, offset + len);
                 let (target, named) = refs.target_and_symbol(r, adjusted);
                 location |= argument_slot.is_some() && names_location(obj, target, named);
@@ -528,10 +528,10 @@ fn names_location(obj: &ElfObject, target: Target, named: Option<SymbolId>) -> b
 /// code are relative to the end of the instruction, not of the field.
 fn adjusted_addend(r: &Reloc, insn_end: u64) -> i64 {
     // Relocation arithmetic is modulo 2^64, as the linker's.
-    if reloc::is_pc_relative(r.r_type) {
-        r.addend.wrapping_add(insn_end.saturating_sub(r.offset) as i64)
+    if reloc::is_pc_relative(r.r_type()) {
+        r.addend().wrapping_add(insn_end.saturating_sub(r.offset()) as i64)
     } else {
-        r.addend
+        r.addend()
     }
 }
 
@@ -583,7 +583,7 @@ impl<'d> Target<'d> {
         adjusted: i64,
         snippets: Option<Refs<'_, 'd>>,
     ) -> (Self, Option<SymbolId>) {
-        let (sec, at, named) = match obj.referent(r, adjusted.wrapping_sub(r.addend)) {
+        let (sec, at, named) = match obj.referent(r, adjusted.wrapping_sub(r.addend())) {
             Referent::External(id) => {
                 return (Target::Symbol { name: obj.symbol(id).demangled, offset: adjusted }, Some(id));
             }
@@ -665,11 +665,11 @@ fn snippet_digest(refs: Refs<'_, '_>, sec: &Section, entry: u64) -> u64 {
         let start = buf.len();
         buf.extend_from_slice(&sec.data[ip as usize..end as usize]);
         for r in relocs {
-            blank(&mut buf[start..], (r.offset - ip) as usize, reloc::width(r.r_type));
+            blank(&mut buf[start..], (r.offset() - ip) as usize, reloc::width(r.r_type()));
         }
         for r in relocs {
-            buf.push((r.offset - ip) as u8);
-            buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
+            buf.push((r.offset() - ip) as u8);
+            buf.extend_from_slice(&reloc::class(r.r_type()).to_le_bytes());
             refs.named(Target::resolve_in(obj, r, adjusted_addend(r, end), None)).feed(&mut buf);
         }
     }
@@ -695,12 +695,12 @@ pub fn object_checksum(obj: &ElfObject, id: SymbolId) -> Checksum {
         buf.extend_from_slice(&sec.data[start..end]);
         let relocs = sec.relocs_in(sym.value, sym.end());
         for r in relocs {
-            blank(&mut buf[data_start..], (r.offset - sym.value) as usize, reloc::width(r.r_type));
+            blank(&mut buf[data_start..], (r.offset() - sym.value) as usize, reloc::width(r.r_type()));
         }
         for r in relocs {
-            buf.extend_from_slice(&(r.offset - sym.value).to_le_bytes());
-            buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
-            Target::of_reloc(obj, r, r.addend).feed(&mut buf);
+            buf.extend_from_slice(&(r.offset() - sym.value).to_le_bytes());
+            buf.extend_from_slice(&reloc::class(r.r_type()).to_le_bytes());
+            Target::of_reloc(obj, r, r.addend()).feed(&mut buf);
         }
     }
     Checksum(xxh3_64(&buf))
@@ -723,17 +723,17 @@ fn entry_digest_in(refs: Refs, entry: &SpecialEntry, buf: &mut Vec<u8>) -> Entry
     let data_start = buf.len();
     buf.extend_from_slice(sec.data.get(start as usize..end as usize).unwrap_or_default());
     for r in relocs {
-        blank(&mut buf[data_start..], (r.offset - start) as usize, reloc::width(r.r_type));
+        blank(&mut buf[data_start..], (r.offset() - start) as usize, reloc::width(r.r_type()));
     }
     for r in relocs {
-        buf.extend_from_slice(&(r.offset - start).to_le_bytes());
-        buf.extend_from_slice(&reloc::class(r.r_type).to_le_bytes());
-        let target = obj.symbol(r.symbol);
+        buf.extend_from_slice(&(r.offset() - start).to_le_bytes());
+        buf.extend_from_slice(&reloc::class(r.r_type()).to_le_bytes());
+        let target = obj.symbol(r.symbol());
         let target_sec = obj.symbol_section(target);
         if let Some(repl) = target_sec.filter(|s| s.name == ".altinstr_replacement") {
-            feed_alt_replacement(refs, repl, (target.value as i64).wrapping_add(r.addend), entry, buf);
+            feed_alt_replacement(refs, repl, (target.value as i64).wrapping_add(r.addend()), entry, buf);
         } else {
-            refs.target(r, r.addend).feed(buf);
+            refs.target(r, r.addend()).feed(buf);
         }
     }
     let digest = xxh3_64(buf);
@@ -749,7 +749,7 @@ fn entry_digest_in(refs: Refs, entry: &SpecialEntry, buf: &mut Vec<u8>) -> Entry
 
 /// Offset of the line field within a `__bug_table` entry that has one.
 fn bug_line_field(section: &str, size: u64, relocs: &[Reloc], start: u64) -> Option<usize> {
-    let has_file = relocs.iter().any(|r| r.offset == start + 4);
+    let has_file = relocs.iter().any(|r| r.offset() == start + 4);
     (section == "__bug_table" && size == 12 && has_file).then_some(BUG_ENTRY_LINE_OFFSET)
 }
 
@@ -774,11 +774,11 @@ fn feed_alt_replacement(refs: Refs, repl: &Section, at: i64, entry: &SpecialEntr
     buf.extend_from_slice(&repl.data[start as usize..end as usize]);
     let relocs = repl.relocs_in(start, end);
     for r in relocs {
-        blank(&mut buf[data_start..], (r.offset - start) as usize, reloc::width(r.r_type));
+        blank(&mut buf[data_start..], (r.offset() - start) as usize, reloc::width(r.r_type()));
     }
     for r in relocs {
-        buf.extend_from_slice(&(r.offset - start).to_le_bytes());
-        refs.target(r, r.addend).feed(buf);
+        buf.extend_from_slice(&(r.offset() - start).to_le_bytes());
+        refs.target(r, r.addend()).feed(buf);
     }
 }
 
@@ -835,7 +835,7 @@ pub fn disassemble(obj: &ElfObject, func: SymbolId, offset: u64) -> String {
     for r in sec.relocs_in(offset, offset + insn.len() as u64) {
         let adjusted = adjusted_addend(r, offset + insn.len() as u64);
         let target = crate::error::escaped(&Target::of_reloc(obj, r, adjusted).to_string());
-        line.push_str(&format!("  [{} -> {target}]", reloc::name(r.r_type)));
+        line.push_str(&format!("  [{} -> {target}]", reloc::name(r.r_type())));
     }
     line
 }
@@ -911,7 +911,9 @@ mod tests {
         let fields: Vec<(usize, usize)> = sec
             .relocs_in(sym.value, sym.end())
             .iter()
-            .map(|r| (sec.data.as_ptr() as usize - bytes.as_ptr() as usize + r.offset as usize, reloc::width(r.r_type)))
+            .map(|r| {
+                (sec.data.as_ptr() as usize - bytes.as_ptr() as usize + r.offset() as usize, reloc::width(r.r_type()))
+            })
             .collect();
         assert!(fields.len() >= 2, "the function has relocations");
         let mut garbled = bytes.clone();
@@ -971,8 +973,8 @@ mod tests {
             for sec in &obj.sections {
                 let base = sec.data.as_ptr() as usize - bytes.as_ptr() as usize;
                 for r in sec.relocs.iter() {
-                    let at = base + r.offset as usize;
-                    garbled[at..at + reloc::width(r.r_type)].fill(0xa5);
+                    let at = base + r.offset() as usize;
+                    garbled[at..at + reloc::width(r.r_type())].fill(0xa5);
                     fields += 1;
                 }
             }

@@ -112,7 +112,7 @@ impl Ignores {
             };
             sec.relocs
                 .iter()
-                .filter_map(|r| match checksum::Target::of_reloc(patched, r, r.addend) {
+                .filter_map(|r| match checksum::Target::of_reloc(patched, r, r.addend()) {
                     checksum::Target::Symbol { name, .. } => Some(name.to_owned()),
                     checksum::Target::String(s) => Some(String::from_utf8_lossy(s).into_owned()),
                     _ => None,

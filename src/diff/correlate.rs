@@ -804,13 +804,13 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> Users {
             // Instruction ends of the users met in this section, decoded once each.
             let mut decoded: HashMap<SymbolId, Boundaries> = HashMap::default();
             s.relocs.iter().filter_map(move |r| {
-                obj.symbol(r.symbol).section().filter(|&sec| holds[sec.index()])?;
-                let user = obj.symbol_at(s.id, r.offset).filter(|&u| obj.symbol(u).kind == SymbolKind::Func)?;
+                obj.symbol(r.symbol()).section().filter(|&sec| holds[sec.index()])?;
+                let user = obj.symbol_at(s.id, r.offset()).filter(|&u| obj.symbol(u).kind == SymbolKind::Func)?;
                 // The field's distance to the end of its instruction is not
                 // always 4 (`addl $1, x(%rip)` has an immediate after it),
                 // and a wrong guess lands on the neighbouring static.
                 let u = obj.symbol(user);
-                let bias = if !reloc::is_pc_relative(r.r_type) {
+                let bias = if !reloc::is_pc_relative(r.r_type()) {
                     0
                 } else if obj.bias_matters(r) {
                     decoded.entry(user).or_insert_with(|| Boundaries::decode(s, u.value, u.end())).pc_bias(r)

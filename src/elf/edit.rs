@@ -69,7 +69,7 @@ impl<'a, 'd> Editor<'a, 'd> {
     /// entry equal to it in the ordinary (not livepatch) RELA sections that
     /// apply to `target`, in file order.
     pub fn find_rela(&self, target: SectionId, r: &Reloc) -> Option<usize> {
-        let info = (u64::from(r.symbol.0) << 32) | u64::from(r.r_type);
+        let info = (u64::from(r.symbol().0) << 32) | u64::from(r.r_type());
         self.obj
             .sections
             .iter()
@@ -78,9 +78,9 @@ impl<'a, 'd> Editor<'a, 'd> {
                 s.data
                     .chunks_exact(RELA_SIZE)
                     .position(|e| {
-                        e[..8] == r.offset.to_le_bytes()
+                        e[..8] == r.offset().to_le_bytes()
                             && e[8..16] == info.to_le_bytes()
-                            && e[16..] == r.addend.to_le_bytes()
+                            && e[16..] == r.addend().to_le_bytes()
                     })
                     .map(|k| s.file_offset as usize + k * RELA_SIZE)
             })

@@ -128,17 +128,17 @@ impl<'d> Builder<'_, 'd> {
         for r in &resolved {
             // The field's old displacement means nothing at the new place;
             // zero it, as gas leaves a relocated field.
-            let at = (out_offset + (r.offset - start)) as usize;
+            let at = (out_offset + (r.offset() - start)) as usize;
             self.out.sections[osec].data[at..at + 4].fill(0);
         }
         relocs.extend(resolved);
         // Each becomes one 24-byte RELA entry of the output.
         self.spend(relocs.len() as u64 * 24, self.p.section(sec), start)?;
         // R_X86_64_NONE writes nothing (old -mrecord-mcount marks its nops so).
-        for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
+        for r in relocs.into_iter().filter(|r| r.r_type() != reloc::NONE) {
             self.inside_copy(sec, &r, end)?;
             let bias = self.pc_bias(sec, start, end, &r);
-            let site = out_offset + (r.offset - start);
+            let site = out_offset + (r.offset() - start);
             self.clone_reloc(sec, &r, bias, osec, site)?;
         }
         Ok(())
@@ -171,7 +171,7 @@ impl<'d> Builder<'_, 'd> {
             let t = self.p.symbol(target);
             let r_type = if t.is_local() { reloc::PC32 } else { reloc::PLT32 };
             let addend = b.target as i64 - t.value as i64 - (b.insn_end - field) as i64;
-            out.push(Reloc { offset: field, r_type, symbol: target, addend });
+            out.push(Reloc::new(field, r_type, target, addend));
         }
         Ok(out)
     }
@@ -193,16 +193,16 @@ impl<'d> Builder<'_, 'd> {
     /// field that crosses it would be written past the copy, into whatever
     /// follows it in the output.
     pub(super) fn inside_copy(&self, sec: SectionId, r: &Reloc, end: u64) -> Result<()> {
-        let width = reloc::width(r.r_type) as u64;
-        if r.offset + width <= end {
+        let width = reloc::width(r.r_type()) as u64;
+        if r.offset() + width <= end {
             return Ok(());
         }
         Err(Error::malformed(format!(
             "a {width}-byte relocation at {:#x} crosses the end ({end:#x}) of what is copied",
-            r.offset
+            r.offset()
         ))
         .in_section(self.p.section(sec).name)
-        .at_offset(r.offset)
+        .at_offset(r.offset())
         .in_file(&self.p.path))
     }
 
@@ -210,7 +210,7 @@ impl<'d> Builder<'_, 'd> {
     /// end of its instruction: what makes the addend point at the target.
     fn pc_bias(&mut self, sec: SectionId, start: u64, end: u64, r: &Reloc) -> i64 {
         let s = self.p.section(sec);
-        if !reloc::is_pc_relative(r.r_type) || !s.is_exec() {
+        if !reloc::is_pc_relative(r.r_type()) || !s.is_exec() {
             return 0;
         }
         self.decoded.entry((sec, start)).or_insert_with(|| Boundaries::decode(s, start, end)).pc_bias(r)
@@ -218,13 +218,13 @@ impl<'d> Builder<'_, 'd> {
 
     fn normalise(&self, r: &Reloc, bias: i64) -> Norm {
         let (section, offset, named) = match self.p.referent(r, bias) {
-            Referent::External(id) => return Norm::Named(id, r.addend),
+            Referent::External(id) => return Norm::Named(id, r.addend()),
             Referent::Place { section, offset, named } => (section, offset, named),
         };
         if let Named::Direct(t) = named
             && is_objtool_prefix(self.p.symbol(t))
         {
-            let (f, addend) = self.through_prefix(t, r.addend);
+            let (f, addend) = self.through_prefix(t, r.addend());
             return Norm::Named(f, addend);
         }
         let sec = self.p.section(section);
@@ -241,10 +241,10 @@ impl<'d> Builder<'_, 'd> {
             return Norm::Anonymous(section, at, offset.wrapping_sub(bias));
         }
         match named {
-            Named::Direct(t) => Norm::Named(t, r.addend),
+            Named::Direct(t) => Norm::Named(t, r.addend()),
             Named::Covering(s) => match s.filter(|&s| self.covers(s, at)) {
                 Some(s) => {
-                    let (s, addend) = self.through_prefix(s, r.addend.wrapping_sub(self.p.symbol(s).value as i64));
+                    let (s, addend) = self.through_prefix(s, r.addend().wrapping_sub(self.p.symbol(s).value as i64));
                     Norm::Named(s, addend)
                 }
                 None => Norm::Anonymous(section, at, offset.wrapping_sub(bias)),
@@ -280,12 +280,12 @@ impl<'d> Builder<'_, 'd> {
                 Decision::Copy => (self.clone_symbol(target, true)?, addend),
                 Decision::Undefined => (self.clone_symbol(target, false)?, addend),
                 Decision::Klp { obj, name, pos } => {
-                    self.emit_klp(target, osec, site, r.r_type, addend, &obj, &name, pos);
+                    self.emit_klp(target, osec, site, r.r_type(), addend, &obj, &name, pos);
                     return Ok(());
                 }
             },
         };
-        self.out.sections[osec].relocs.push(OutReloc { offset: site, symbol, r_type: r.r_type, addend });
+        self.out.sections[osec].relocs.push(OutReloc { offset: site, symbol, r_type: r.r_type(), addend });
         Ok(())
     }
 
@@ -372,10 +372,10 @@ pub(super) fn padding_starts(obj: &ElfObject) -> HashSet<(SectionId, u64)> {
     obj.sections
         .iter()
         .filter(|s| s.name == "__patchable_function_entries")
-        .flat_map(|s| &s.relocs)
+        .flat_map(|s| s.relocs.iter())
         .filter_map(|r| {
-            let t = obj.symbol(r.symbol);
-            let at = u64::try_from((t.value as i64).checked_add(r.addend)?).ok()?;
+            let t = obj.symbol(r.symbol());
+            let at = u64::try_from((t.value as i64).checked_add(r.addend())?).ok()?;
             Some((t.section()?, at))
         })
         .collect()
@@ -426,7 +426,7 @@ mod tests {
         let patched = crate::synth::write::write(&program(2), merged).unwrap();
         let p = ElfObject::parse(Path::new("b.o"), &patched).unwrap();
         let text = p.section_by_name(".text").unwrap();
-        assert!(text.relocs.iter().all(|r| p.symbol(r.symbol).name != "helper"), "gas-like: no relocation");
+        assert!(text.relocs.iter().all(|r| p.symbol(r.symbol()).name != "helper"), "gas-like: no relocation");
 
         let request = DiffRequest::vmlinux(Input::new(Path::new("a.o"), &orig), Input::new(Path::new("b.o"), &patched));
         let outcome = crate::pipeline::diff(&request).unwrap();
@@ -438,12 +438,12 @@ mod tests {
         let calls: Vec<_> = code
             .relocs_in(caller.value, caller.end())
             .iter()
-            .filter(|r| o.symbol(r.symbol).name.contains("helper"))
+            .filter(|r| o.symbol(r.symbol()).name.contains("helper"))
             .collect();
         assert_eq!(calls.len(), 1, "the call to helper is a KLP relocation");
         let r = calls[0];
-        assert_eq!((r.r_type, r.addend), (reloc::PC32, -4));
-        let field = &code.data[r.offset as usize..r.offset as usize + 4];
+        assert_eq!((r.r_type(), r.addend()), (reloc::PC32, -4));
+        let field = &code.data[r.offset() as usize..r.offset() as usize + 4];
         assert_eq!(field, [0; 4], "the stale displacement is cleared");
     }
 }

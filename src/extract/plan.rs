@@ -91,7 +91,7 @@ impl<'a, 'd> Planner<'a, 'd> {
                 self.warnings.push(format!(
                     "{}+{:#x}: new reference to {}, which the original object does not have: left as an ordinary undefined reference",
                     self.p.section(from).name,
-                    r.offset,
+                    r.offset(),
                     s.name
                 ));
                 Ok(Decision::Undefined)
@@ -173,12 +173,12 @@ mod tests {
         text.relocs
             .iter()
             .map(|r| {
-                let sym = a.patched.obj.symbol(r.symbol);
+                let sym = a.patched.obj.symbol(r.symbol());
                 let name = match a.patched.obj.symbol_section(sym) {
                     Some(sec) if sym.kind == SymbolKind::Section => sec.name.to_owned(),
                     _ => sym.name.to_owned(),
                 };
-                let decision = match plan.decide(r.symbol, text.id, r).unwrap() {
+                let decision = match plan.decide(r.symbol(), text.id, r).unwrap() {
                     Decision::Copy => "copy".to_owned(),
                     Decision::Undefined => "undefined".to_owned(),
                     Decision::Klp { obj, name, pos } => klp::klp_symbol_name(&obj, &name, pos),

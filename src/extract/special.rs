@@ -100,10 +100,10 @@ impl Builder<'_, '_> {
         let out = self.copy(osec, s, start, end - start, 1)?;
         let relocs: Vec<Reloc> = s.relocs_in(start, end).to_vec();
         let is_alt = s.name == ".altinstructions";
-        for r in relocs.into_iter().filter(|r| r.r_type != reloc::NONE) {
+        for r in relocs.into_iter().filter(|r| r.r_type() != reloc::NONE) {
             self.inside_copy(sec, &r, end)?;
-            let site = out + (r.offset - start);
-            let target = self.p.symbol(r.symbol);
+            let site = out + (r.offset() - start);
+            let target = self.p.symbol(r.symbol());
             let in_replacement = self.p.symbol_section(target).is_some_and(|t| t.name == ".altinstr_replacement");
             if is_alt && in_replacement {
                 self.copy_replacement(sec, start, end, &r, osec, site)?;
@@ -136,10 +136,10 @@ impl Builder<'_, '_> {
                     .in_file(&self.p.path));
             }
         } as u64;
-        let target = self.p.symbol(r.symbol);
+        let target = self.p.symbol(r.symbol());
         let repl = target.section().expect("replacement symbol is defined");
         let base = if target.kind == SymbolKind::Section { 0 } else { target.value as i64 };
-        let at = base.saturating_add(r.addend).max(0) as u64;
+        let at = base.saturating_add(r.addend()).max(0) as u64;
         let s = self.p.section(repl);
         let rsec = self.out_section_like(s)?;
         let out = self.copy(rsec, s, at, len, 1)?;
@@ -147,7 +147,7 @@ impl Builder<'_, '_> {
             self.clone_relocs(repl, at, at + len, rsec, out)?;
         }
         let symbol = self.section_symbol(rsec);
-        self.out.sections[osec].relocs.push(OutReloc { offset: site, symbol, r_type: r.r_type, addend: out as i64 });
+        self.out.sections[osec].relocs.push(OutReloc { offset: site, symbol, r_type: r.r_type(), addend: out as i64 });
         Ok(())
     }
 }

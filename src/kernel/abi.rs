@@ -213,8 +213,8 @@ fn entries<'s, 'd>(sec: &'s Section<'d>, size: u64) -> Result<impl Iterator<Item
 }
 
 fn pointer(sec: &Section, at: u64) -> Option<Pointer> {
-    let r = sec.relocs_in(at, at + 1).iter().find(|r| r.offset == at && r.r_type != reloc::NONE)?;
-    Some(Pointer { symbol: r.symbol, addend: r.addend })
+    let r = sec.relocs_in(at, at + 1).iter().find(|r| r.offset() == at && r.r_type() != reloc::NONE)?;
+    Some(Pointer { symbol: r.symbol(), addend: r.addend() })
 }
 
 fn u32_at(entry: &[u8], at: u64) -> u32 {

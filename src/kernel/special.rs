@@ -173,8 +173,8 @@ fn owned_entries(obj: &ElfObject, sec: &Section, size: u64) -> Vec<(SymbolId, Sp
     let mut next = 0;
     entry_ranges(sec.size, size)
         .filter_map(|(offset, end)| {
-            let first = next + relocs[next..].partition_point(|r| r.offset < offset);
-            next = first + relocs[first..].partition_point(|r| r.offset < end);
+            let first = next + relocs[next..].partition_point(|r| r.offset() < offset);
+            next = first + relocs[first..].partition_point(|r| r.offset() < end);
             let owner = entry_owner(obj, &relocs[first..next])?;
             // Offsets below the section's size and reloc indexes below its
             // reloc count, both checked to fit 32 bits.
@@ -264,8 +264,8 @@ struct RelocShape {
 
 impl RelocShape {
     fn of(obj: &ElfObject, r: &Reloc) -> Self {
-        let to_code = obj.symbol_section(obj.symbol(r.symbol)).map(|s| s.is_exec());
-        RelocShape { offset: r.offset, r_type: r.r_type, to_code }
+        let to_code = obj.symbol_section(obj.symbol(r.symbol())).map(|s| s.is_exec());
+        RelocShape { offset: r.offset(), r_type: r.r_type(), to_code }
     }
 }
 

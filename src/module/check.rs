@@ -225,7 +225,7 @@ impl<'d> Checker<'_, 'd> {
                 format!("{}: a second klp rela section for object {obj} and section #{}", s.name, s.info),
             );
         }
-        for r in &s.own_relocs {
+        for r in s.own_relocs.iter() {
             self.summary.klp_relocations += 1;
             self.klp_reloc(s, &obj, target, r);
         }
@@ -233,8 +233,8 @@ impl<'d> Checker<'_, 'd> {
 
     fn klp_reloc(&mut self, s: &Section, obj: &str, target: Option<&Section>, r: &crate::elf::Reloc) {
         let m = self.m;
-        let sym = m.symbol(r.symbol);
-        let site = format!("{}+{:#x}", target.map_or("?", |t| t.name), r.offset);
+        let sym = m.symbol(r.symbol());
+        let site = format!("{}+{:#x}", target.map_or("?", |t| t.name), r.offset());
         if sym.placement != Placement::Reserved(SHN_LIVEPATCH) {
             self.report(Rule::SymbolNotLivepatch, format!("{site}: symbol {} is not SHN_LIVEPATCH", sym.name));
         }
@@ -254,20 +254,20 @@ impl<'d> Checker<'_, 'd> {
             }
         }
         let Some(t) = target else { return };
-        let width = crate::elf::reloc::width(r.r_type);
+        let width = crate::elf::reloc::width(r.r_type());
         if !t.is_nobits()
-            && t.data.get(r.offset as usize..r.offset as usize + width).is_some_and(|b| b.iter().any(|&x| x != 0))
+            && t.data.get(r.offset() as usize..r.offset() as usize + width).is_some_and(|b| b.iter().any(|&x| x != 0))
         {
             self.report(Rule::SiteNotZero, format!("{site}: the {width} bytes a KLP relocation writes are not zero"));
         }
-        let ordinary = t.relocs_in(r.offset, r.offset + 1).iter().find(|o| o.r_type != crate::elf::reloc::NONE);
+        let ordinary = t.relocs_in(r.offset(), r.offset() + 1).iter().find(|o| o.r_type() != crate::elf::reloc::NONE);
         if let Some(o) = ordinary {
             self.report(
                 Rule::SiteDoublyRelocated,
                 format!(
                     "{site}: also written by an ordinary relocation (type {}) to {}",
-                    o.r_type,
-                    m.symbol(o.symbol).name
+                    o.r_type(),
+                    m.symbol(o.symbol()).name
                 ),
             );
         }

@@ -270,7 +270,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             layout.defined.entry(s.name).or_default().push(s.id);
         }
         for s in m.sections.iter().filter(|s| s.flags & klp::SHF_RELA_LIVEPATCH != 0) {
-            layout.klp_relocs.entry(SectionId(s.info)).or_default().extend(&s.own_relocs);
+            layout.klp_relocs.entry(SectionId(s.info)).or_default().extend(s.own_relocs.iter());
         }
         layout
     }
@@ -317,14 +317,14 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             .ok_or_else(|| unverified(format!("in {}, which is not allocated", sec.name)))?;
         let mut bytes = function_bytes(sec, f).map_err(unverified)?.to_vec();
         let klp = self.klp_relocs.get(&sec.id).map_or(&[][..], Vec::as_slice);
-        let in_range = |r: &&Reloc| r.offset >= f.value && r.offset < f.end();
+        let in_range = |r: &&Reloc| r.offset() >= f.value && r.offset() < f.end();
         for r in sec.relocs.iter().filter(in_range).chain(klp.iter().filter(in_range)) {
-            if r.r_type == reloc::NONE {
+            if r.r_type() == reloc::NONE {
                 continue;
             }
-            let site = format!("relocation at {}+{:#x}", f.name, r.offset - f.value);
-            let s = self.symbol_address(r.symbol).map_err(|p| p.context(&site))?;
-            apply(&mut bytes, r, f.value, base.wrapping_add(r.offset), s).map_err(unverified)?;
+            let site = format!("relocation at {}+{:#x}", f.name, r.offset() - f.value);
+            let s = self.symbol_address(r.symbol()).map_err(|p| p.context(&site))?;
+            apply(&mut bytes, r, f.value, base.wrapping_add(r.offset()), s).map_err(unverified)?;
         }
         Ok(bytes)
     }
@@ -339,14 +339,14 @@ fn function_bytes<'d>(sec: &Section<'d>, f: &Symbol) -> Result<&'d [u8], String>
 
 /// Write relocation `r` (of type `r.r_type`) with symbol value `s` at place `p`.
 fn apply(bytes: &mut [u8], r: &Reloc, func_start: u64, p: u64, s: u64) -> Result<(), String> {
-    let at = (r.offset - func_start) as usize;
-    let value = s.wrapping_add(r.addend as u64);
-    let (width, v) = match r.r_type {
+    let at = (r.offset() - func_start) as usize;
+    let value = s.wrapping_add(r.addend() as u64);
+    let (width, v) = match r.r_type() {
         reloc::R64 => (8, value),
         reloc::PC64 => (8, value.wrapping_sub(p)),
         reloc::PC32 | reloc::PLT32 => (4, value.wrapping_sub(p)),
         reloc::R32 | reloc::R32S => (4, value),
-        other => return Err(format!("relocation type {other} at {:#x} is not supported by the oracle", r.offset)),
+        other => return Err(format!("relocation type {other} at {:#x} is not supported by the oracle", r.offset())),
     };
     let field = bytes.get_mut(at..at + width).ok_or("relocation past the function end")?;
     field.copy_from_slice(&v.to_le_bytes()[..width]);
@@ -454,28 +454,29 @@ impl World<'_, '_> {
         let mut bytes = function_bytes(sec, f).map_err(unverified)?.to_vec();
         let insns = instruction_ends(sec, f);
         for r in sec.relocs_in(f.value, f.end()) {
-            if r.r_type == reloc::NONE {
+            if r.r_type() == reloc::NONE {
                 continue;
             }
-            let bias = if reloc::is_pc_relative(r.r_type) && sec.is_exec() { pc_bias(&insns, r.offset) } else { 0 };
+            let bias = if reloc::is_pc_relative(r.r_type()) && sec.is_exec() { pc_bias(&insns, r.offset()) } else { 0 };
             let target = match self.reference_address(r, bias) {
                 Err(Unplaced::Anonymous(aux, _))
                     if patched.section(aux).name == ".altinstr_aux"
-                        && module.always_replaced(clone, instruction_start(&insns, r.offset) - f.value) =>
+                        && module.always_replaced(clone, instruction_start(&insns, r.offset()) - f.value) =>
                 {
                     // Extraction drops it: the loader's alternatives rewrite
                     // the instruction on every CPU. Both fields stay zero.
                     continue;
                 }
                 Err(Unplaced::Anonymous(sec, off)) => {
-                    module.anonymous_copy(patched, sec, off, clone, r.offset - f.value, bias).map_err(unverified)?
+                    module.anonymous_copy(patched, sec, off, clone, r.offset() - f.value, bias).map_err(unverified)?
                 }
                 other => other.map_err(|e| unverified(e.to_string()))?,
             };
             // S + A as the module sees it: the referenced byte minus the bias.
             let s_plus_a = target.wrapping_sub(bias as u64);
-            let shifted = Reloc { addend: 0, ..*r };
-            apply(&mut bytes, &shifted, f.value, at.wrapping_add(r.offset - f.value), s_plus_a).map_err(unverified)?;
+            let shifted = Reloc::new(r.offset(), r.r_type(), r.symbol(), 0);
+            apply(&mut bytes, &shifted, f.value, at.wrapping_add(r.offset() - f.value), s_plus_a)
+                .map_err(unverified)?;
         }
         Ok(bytes)
     }
@@ -483,12 +484,12 @@ impl World<'_, '_> {
     /// The address of the byte relocation `r` refers to, for the patched system.
     fn reference_address(&self, r: &Reloc, bias: i64) -> Result<u64, Unplaced> {
         let (patched, module) = (self.patched, self.module);
-        let t = patched.symbol(r.symbol);
+        let t = patched.symbol(r.symbol());
         let Some(sec) = patched.symbol_section(t) else {
-            return Ok(self.symbol_home(t)?.wrapping_add(r.addend.wrapping_add(bias) as u64));
+            return Ok(self.symbol_home(t)?.wrapping_add(r.addend().wrapping_add(bias) as u64));
         };
         let base = if t.kind == SymbolKind::Section { 0 } else { t.value as i64 };
-        let at = base.wrapping_add(r.addend).wrapping_add(bias);
+        let at = base.wrapping_add(r.addend()).wrapping_add(bias);
         if sec.is_strings() {
             let text = sec.c_str_at(at as u64).ok_or_else(|| "string reference outside its section".to_owned())?;
             return module.strings.get(text).copied().ok_or_else(|| {
@@ -577,7 +578,7 @@ impl World<'_, '_> {
         let m = self.module.m;
         let parent_copy = m.symbol(self.module_copy_of(self.patched.symbol(parent))?);
         let code = m.symbol_section(parent_copy)?;
-        let mut reached = code.relocs_in(parent_copy.value, parent_copy.end()).iter().map(|r| r.symbol);
+        let mut reached = code.relocs_in(parent_copy.value, parent_copy.end()).iter().map(|r| r.symbol());
         reached.find(|t| copies.contains(t))
     }
 
@@ -673,12 +674,12 @@ fn referenced<'a>(obj: &'a ElfObject, f: SymbolId) -> impl Iterator<Item = Symbo
     // (`addl $1, x(%rip)` has an immediate after the field).
     let insns = sec.filter(|s| s.is_exec()).map(|s| instruction_ends(s, f)).unwrap_or_default();
     relocs.iter().filter_map(move |r| {
-        let t = obj.symbol(r.symbol);
+        let t = obj.symbol(r.symbol());
         if t.kind != SymbolKind::Section {
             return Some(t.id);
         }
-        let bias = if reloc::is_pc_relative(r.r_type) && !insns.is_empty() { pc_bias(&insns, r.offset) } else { 0 };
-        obj.symbol_at(t.section()?, u64::try_from(r.addend.saturating_add(bias)).ok()?)
+        let bias = if reloc::is_pc_relative(r.r_type()) && !insns.is_empty() { pc_bias(&insns, r.offset()) } else { 0 };
+        obj.symbol_at(t.section()?, u64::try_from(r.addend().saturating_add(bias)).ok()?)
     })
 }
 
@@ -729,13 +730,13 @@ impl ModuleLayout<'_, '_> {
         let Some(csec) = clone.section() else { return false };
         let site = clone.value + func_off;
         m.sections.iter().filter(|s| s.name == ".altinstructions").any(|alt| {
-            alt.relocs.iter().filter(|r| r.offset % ALT_ENTRY == 0).any(|r| {
-                let t = m.symbol(r.symbol);
+            alt.relocs.iter().filter(|r| r.offset() % ALT_ENTRY == 0).any(|r| {
+                let t = m.symbol(r.symbol());
                 let base = if t.kind == SymbolKind::Section { 0 } else { t.value as i64 };
-                let at = r.offset as usize + 8;
+                let at = r.offset() as usize + 8;
                 let feature = alt.data.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
                 t.section() == Some(csec)
-                    && base.wrapping_add(r.addend) == site as i64
+                    && base.wrapping_add(r.addend()) == site as i64
                     && feature == Some(FEATURE_ALWAYS)
             })
         })
@@ -762,15 +763,15 @@ impl ModuleLayout<'_, '_> {
         let r = csec
             .relocs_in(site, site + 1)
             .iter()
-            .find(|r| r.r_type != reloc::NONE)
+            .find(|r| r.r_type() != reloc::NONE)
             .ok_or_else(|| unverifiable("the module has no relocation there"))?;
-        let t = m.symbol(r.symbol);
+        let t = m.symbol(r.symbol());
         let tsec = m.symbol_section(t).ok_or_else(|| unverifiable("the module refers outside itself"))?;
         let src = patched.section(sec);
         if tsec.name != src.name {
             return Err(unverifiable(&format!("the module refers to {} instead", tsec.name)));
         }
-        let mod_off = (t.value as i64).wrapping_add(r.addend).wrapping_add(bias) as u64;
+        let mod_off = (t.value as i64).wrapping_add(r.addend()).wrapping_add(bias) as u64;
         // A pool entry is compared alone: the module copies the entries it
         // needs, not their neighbours.
         let window = if src.is_constant_pool() { src.entsize.max(1) } else { 64 };
@@ -778,7 +779,7 @@ impl ModuleLayout<'_, '_> {
         let relocated = |s: &Section, at: u64| {
             s.relocs_in(at.saturating_sub(7), at + 1)
                 .iter()
-                .any(|r| at < r.offset + crate::elf::reloc::width(r.r_type) as u64)
+                .any(|r| at < r.offset() + crate::elf::reloc::width(r.r_type()) as u64)
         };
         let same = (0..n).all(|i| {
             relocated(src, off + i)

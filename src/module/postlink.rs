@@ -78,8 +78,10 @@ fn convert_entries(m: &ElfObject, data: &[u8], entries: &[KlpEntry]) -> Result<(
             return Err(Error::malformed("duplicate KLP relocation").in_section(site).at_offset(e.offset));
         }
         let target = m.section(e.target_section);
-        let ordinary =
-            target.relocs_in(e.offset, e.offset + 1).iter().find(|r| r.offset == e.offset && r.r_type != reloc::NONE);
+        let ordinary = target
+            .relocs_in(e.offset, e.offset + 1)
+            .iter()
+            .find(|r| r.offset() == e.offset && r.r_type() != reloc::NONE);
         let at = ordinary.and_then(|r| Some((r, editor.find_rela(e.target_section, r)?)));
         let Some((ordinary, at)) = at else {
             return Err(Error::malformed(format!(
@@ -92,7 +94,7 @@ fn convert_entries(m: &ElfObject, data: &[u8], entries: &[KlpEntry]) -> Result<(
         // Neutralise it: keep the symbol, set the type to R_X86_64_NONE.
         editor.set_rela_type(at, reloc::NONE);
         livepatch_symbols.push(e.symbol);
-        livepatch_symbols.push(ordinary.symbol);
+        livepatch_symbols.push(ordinary.symbol());
         let key = (e.obj.clone(), e.target_section);
         let group = match groups.iter().position(|(k, _)| *k == key) {
             Some(i) => &mut groups[i].1,

@@ -137,8 +137,8 @@ fn part_key(
     let relocs = sec.relocs_in(start, end);
     buf.extend_from_slice(&(relocs.len() as u64).to_le_bytes());
     for r in relocs {
-        buf.extend_from_slice(&(r.offset - start).to_le_bytes());
-        buf.extend_from_slice(&r.r_type.to_le_bytes());
+        buf.extend_from_slice(&(r.offset() - start).to_le_bytes());
+        buf.extend_from_slice(&r.r_type().to_le_bytes());
         feed_meaning(refs, r, buf, scratch)?;
     }
     let entries = specials.entries_of(id);
@@ -200,24 +200,24 @@ fn feed_env(refs: Refs, env: &SectionEnv, start: u64, buf: &mut Vec<u8>) {
 /// What relocation `r` refers to, for every bias its instruction may give
 /// it; `None` when that cannot be said without knowing the bias.
 fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScratch) -> Option<()> {
-    if !reloc::is_pc_relative(r.r_type) {
+    if !reloc::is_pc_relative(r.r_type()) {
         // No bias: exactly what the exact checksum resolves.
         buf.push(b'X');
-        refs.target(r, r.addend).feed(buf);
+        refs.target(r, r.addend()).feed(buf);
         return Some(());
     }
     let obj = refs.obj;
-    let sym = obj.symbol(r.symbol);
+    let sym = obj.symbol(r.symbol());
     let Some(section) = sym.section() else {
         // An undefined symbol: its name and the offset, shifted by the bias.
         buf.push(b'U');
-        refs.symbol_target(sym.id, r.addend).feed(buf);
+        refs.symbol_target(sym.id, r.addend()).feed(buf);
         return Some(());
     };
     let sec = obj.section(section);
     let base = if sym.kind == SymbolKind::Section { 0 } else { sym.value as i64 };
     // The offsets in the section that biases 1..=MAX_BIAS give, as `referent` computes them.
-    let first = base.checked_add(r.addend)?.checked_add(1)?;
+    let first = base.checked_add(r.addend())?.checked_add(1)?;
     let last = first.checked_add(MAX_BIAS - 1)?;
     if sec.is_strings() {
         buf.push(b'"');
@@ -232,7 +232,7 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScrat
     if sym.kind != SymbolKind::Section {
         // The offset into the symbol, shifted by the bias.
         buf.push(b'S');
-        refs.symbol_target(sym.id, r.addend).feed(buf);
+        refs.symbol_target(sym.id, r.addend()).feed(buf);
         return Some(());
     }
     buf.push(b'P');
