@@ -8,7 +8,7 @@
 //! offset, and the FILE symbol each local belongs to. Section data is borrowed
 //! from the map, never copied.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -381,6 +381,11 @@ pub struct ElfObject<'data> {
     /// FILE symbols in symbol-table order.
     pub files: Vec<SymbolId>,
     by_name: NameIndex<'data>,
+    /// The demangled names that some symbol's name demangles to (see
+    /// [`ElfObject::symbols_demangled`]); every other name is its own
+    /// demangled name and `by_name` holds its group: most of a
+    /// `vmlinux.o`'s names have no suffix, and hashing all of them twice
+    /// was a tenth of reading it.
     by_demangled: NameIndex<'data>,
     section_by_name: FxHashMap<&'data str, SectionId>,
     /// The named (non-section, non-file) symbols of every section, section
@@ -424,11 +429,20 @@ impl<'data> ElfObject<'data> {
 
     fn build_name_indexes(&mut self) {
         let named = || self.symbols.iter().filter(|s| !s.name.is_empty() && s.kind != SymbolKind::Section);
-        let (by_name, by_demangled) = rayon::join(
-            || NameIndex::build(named().map(|s| (s.name, s.id)), self.symbols.len()),
-            || NameIndex::build(named().map(|s| (s.demangled, s.id)), self.symbols.len()),
-        );
-        (self.by_name, self.by_demangled) = (by_name, by_demangled);
+        self.by_name = NameIndex::build(named().map(|s| (s.name, s.id)), self.symbols.len());
+        // The groups of the names some symbol demangles to: those symbols,
+        // and the ones of that very name, in symbol-table order.
+        let suffixed: Vec<(&'data str, SymbolId)> =
+            named().filter(|s| s.demangled.len() != s.name.len()).map(|s| (s.demangled, s.id)).collect();
+        let mut members: Vec<(&'data str, SymbolId)> = suffixed.clone();
+        let mut seen: FxHashSet<&'data str> = FxHashSet::default();
+        for &(d, _) in &suffixed {
+            if seen.insert(d) && demangle(d) == d {
+                members.extend(self.by_name.get(d).iter().map(|&id| (d, id)));
+            }
+        }
+        members.sort_unstable_by_key(|&(_, id)| id);
+        self.by_demangled = NameIndex::build(members.into_iter(), seen.len());
         self.section_by_name.reserve(self.sections.len());
         for s in &self.sections {
             self.section_by_name.entry(s.name).or_insert(s.id);
@@ -463,13 +477,24 @@ impl<'data> ElfObject<'data> {
     pub fn symbols_named(&self, name: &str) -> &[SymbolId] {
         self.by_name.get(name)
     }
+    /// The symbols whose demangled name is `name`, in symbol-table order.
     pub fn symbols_demangled(&self, name: &str) -> &[SymbolId] {
-        self.by_demangled.get(name)
+        match self.by_demangled.groups.contains_key(name) {
+            true => self.by_demangled.get(name),
+            // No name demangles to it: the symbols of that name, if it is
+            // its own demangled name.
+            false if demangle(name) == name => self.by_name.get(name),
+            false => &[],
+        }
     }
     /// Every demangled name with its symbols (in symbol-table order); the
     /// names in no particular order.
     pub fn demangled_names(&self) -> impl Iterator<Item = (&'data str, &[SymbolId])> {
-        self.by_demangled.iter()
+        let plain = self
+            .by_name
+            .iter()
+            .filter(|&(name, _)| !self.by_demangled.groups.contains_key(name) && demangle(name) == name);
+        plain.chain(self.by_demangled.iter())
     }
 
     /// What relocation `r` refers to, `bias` added to its addend (for a
@@ -706,7 +731,7 @@ fn read_sections<'d>(table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>, data:
             Error::malformed(format!("name offset {:#x} is outside the section name table", sh.sh_name(LE)))
                 .in_section(&numbered())
         })?;
-        let name = utf8(raw_name).in_section(&numbered())?;
+        let name = utf8(raw_name).map_err(|e| e.in_section(&numbered()))?;
         let sec_data = if sh.sh_type(LE) == elf::SHT_NOBITS {
             &[][..]
         } else {
@@ -1113,6 +1138,73 @@ mod tests {
         ElfObject::parse(Path::new("p.o"), PKTDEMO).expect("the original reads");
         let e = error_of(&with_header_field(elf::SHT_RELA.0, 40, 1, 4));
         assert!(e.starts_with("p.o: .rela.") && e.contains("links to section index 1, not to the symbol table"), "{e}");
+    }
+
+    /// An object with a function of each name in `.text`, written by the
+    /// `object` crate.
+    fn with_functions(names: &[&str]) -> Vec<u8> {
+        use object::write::{Object, Symbol as WSymbol, SymbolSection};
+        let mut o = Object::new(object::BinaryFormat::Elf, object::Architecture::X86_64, object::Endianness::Little);
+        let text = o.section_id(object::write::StandardSection::Text);
+        o.append_section_data(text, &vec![0xc3; names.len()], 1);
+        for (i, name) in names.iter().enumerate() {
+            let local = i % 2 == 0;
+            o.add_symbol(WSymbol {
+                name: name.as_bytes().to_vec(),
+                value: i as u64,
+                size: 1,
+                kind: object::SymbolKind::Text,
+                scope: if local { object::SymbolScope::Compilation } else { object::SymbolScope::Linkage },
+                weak: false,
+                section: SymbolSection::Section(text),
+                flags: object::SymbolFlags::None,
+            });
+        }
+        o.write().unwrap()
+    }
+
+    #[test]
+    fn demangled_groups_are_every_symbol_of_that_demangled_name() {
+        // Names that demangle to themselves, to another present name, to an
+        // absent one, and in two steps (`x.1.llvm.9` -> `x.1`, while `x.1`
+        // itself demangles to `x`).
+        let names = [
+            "a",
+            "a.1",
+            "a.2",
+            "a",
+            "b.isra.0",
+            "b.isra",
+            "b.isra.1",
+            "x.1.llvm.9",
+            "x.1",
+            "x",
+            "y.llvm.3",
+            "__UNIQUE_ID_q_5",
+            "__UNIQUE_ID_q_6",
+            "c.cold",
+            "c",
+            "only.7",
+            "z",
+        ];
+        let data = with_functions(&names);
+        let obj = ElfObject::parse(Path::new("n.o"), &data).unwrap();
+        let named: Vec<&Symbol> = obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func).collect();
+        assert_eq!(named.len(), names.len());
+        let expected = |d: &str| -> Vec<SymbolId> { named.iter().filter(|s| s.demangled == d).map(|s| s.id).collect() };
+        let mut listed: Vec<&str> = Vec::new();
+        for (d, ids) in obj.demangled_names() {
+            assert_eq!(ids, expected(d).as_slice(), "group of {d}");
+            listed.push(d);
+        }
+        listed.sort_unstable();
+        let mut wanted: Vec<&str> = named.iter().map(|s| s.demangled).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        assert_eq!(listed, wanted, "each demangled name listed once");
+        for probe in names.iter().chain(&["x.1", "b", "only", "absent", "y", "__UNIQUE_ID_q"]) {
+            assert_eq!(obj.symbols_demangled(probe), expected(probe).as_slice(), "lookup of {probe}");
+        }
     }
 
     #[test]
