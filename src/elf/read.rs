@@ -387,7 +387,6 @@ pub struct ElfObject<'data> {
     /// `vmlinux.o`'s names have no suffix, and hashing all of them twice
     /// was a tenth of reading it.
     by_demangled: NameIndex<'data>,
-    section_by_name: FxHashMap<&'data str, SectionId>,
     /// The named (non-section, non-file) symbols of every section, section
     /// by section, each section's sorted by value, with what
     /// [`ElfObject::symbol_at`] needs of each: it runs for nearly every
@@ -419,7 +418,6 @@ impl<'data> ElfObject<'data> {
             files: symbols.iter().filter(|s| s.kind == SymbolKind::File).map(|s| s.id).collect(),
             by_name: NameIndex::default(),
             by_demangled: NameIndex::default(),
-            section_by_name: FxHashMap::default(),
             sections,
             symbols,
         };
@@ -443,10 +441,6 @@ impl<'data> ElfObject<'data> {
         }
         members.sort_unstable_by_key(|&(_, id)| id);
         self.by_demangled = NameIndex::build(members.into_iter(), seen.len());
-        self.section_by_name.reserve(self.sections.len());
-        for s in &self.sections {
-            self.section_by_name.entry(s.name).or_insert(s.id);
-        }
     }
 
     /// The named symbols defined in `section`, sorted by value (then index).
@@ -469,7 +463,10 @@ impl<'data> ElfObject<'data> {
         &self.sections[id.index()]
     }
     pub fn section_by_name(&self, name: &str) -> Option<&Section<'data>> {
-        self.section_by_name.get(name).map(|&id| self.section(id))
+        // A scan, not an index: the stages ask for a handful of names
+        // (`.modinfo`, the kpatch ignore lists), and an index of a
+        // `vmlinux.o`'s 165,000 sections cost more to build than all of them.
+        self.sections.iter().find(|s| s.name == name)
     }
     pub fn symbol_section(&self, sym: &Symbol) -> Option<&Section<'data>> {
         sym.section().map(|s| self.section(s))
