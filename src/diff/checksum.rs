@@ -728,8 +728,8 @@ fn entry_digest_in(refs: Refs, entry: &SpecialEntry, buf: &mut Vec<u8>) -> Entry
     for r in relocs {
         buf.extend_from_slice(&(r.offset() - start).to_le_bytes());
         buf.extend_from_slice(&reloc::class(r.r_type()).to_le_bytes());
-        let target = obj.symbol(r.symbol());
-        let target_sec = obj.symbol_section(target);
+        let target = obj.place(r.symbol());
+        let target_sec = target.section().map(|s| obj.section(s));
         if let Some(repl) = target_sec.filter(|s| s.name == ".altinstr_replacement") {
             feed_alt_replacement(refs, repl, (target.value as i64).wrapping_add(r.addend()), entry, buf);
         } else {

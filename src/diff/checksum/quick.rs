@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{ColdChildren, Refs, Target, entry_digest_in, strip_numeric_suffix};
-use crate::elf::{ElfObject, Reloc, Section, SymbolId, SymbolKind, reloc};
+use crate::elf::{ElfObject, Reloc, Section, SymbolId, reloc};
 use crate::kernel::special::SpecialIndex;
 
 /// The longest x86 instruction: a PC-relative field ends at most this far
@@ -207,17 +207,16 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScrat
         return Some(());
     }
     let obj = refs.obj;
-    let sym = obj.symbol(r.symbol());
-    let Some(section) = sym.section() else {
+    let place = obj.place(r.symbol());
+    let Some(section) = place.section() else {
         // An undefined symbol: its name and the offset, shifted by the bias.
         buf.push(b'U');
-        refs.symbol_target(sym.id, r.addend()).feed(buf);
+        refs.symbol_target(r.symbol(), r.addend()).feed(buf);
         return Some(());
     };
     let sec = obj.section(section);
-    let base = if sym.kind == SymbolKind::Section { 0 } else { sym.value as i64 };
     // The offsets in the section that biases 1..=MAX_BIAS give, as `referent` computes them.
-    let first = base.checked_add(r.addend())?.checked_add(1)?;
+    let first = place.base().checked_add(r.addend())?.checked_add(1)?;
     let last = first.checked_add(MAX_BIAS - 1)?;
     if sec.is_strings() {
         buf.push(b'"');
@@ -229,10 +228,10 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScrat
         feed_bytes(buf, constant_window(sec, first, last)?);
         return Some(());
     }
-    if sym.kind != SymbolKind::Section {
+    if !place.is_section_symbol {
         // The offset into the symbol, shifted by the bias.
         buf.push(b'S');
-        refs.symbol_target(sym.id, r.addend()).feed(buf);
+        refs.symbol_target(r.symbol(), r.addend()).feed(buf);
         return Some(());
     }
     buf.push(b'P');
@@ -299,6 +298,7 @@ mod tests {
 
     use super::*;
     use crate::diff::checksum::{Checksum, Side, cold_children, compute, function_checksum, is_code};
+    use crate::elf::SymbolKind;
     use crate::kernel::EntrySizes;
 
     const OBJECTS: &[(&str, &[u8])] = &[
