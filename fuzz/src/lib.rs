@@ -129,7 +129,7 @@ fn model_queries(obj: &ElfObject) {
     }
     for s in obj.symbols.iter().take(256) {
         let _ = obj.symbols_named(s.name);
-        let _ = obj.symbols_demangled(s.demangled);
+        let _ = obj.symbols_demangled(s.demangled());
     }
 }
 

@@ -204,7 +204,7 @@ impl<'a, 'd> Refs<'a, 'd> {
     }
 
     fn name(&self, id: SymbolId) -> &'d str {
-        self.rename.and_then(|f| f(id)).unwrap_or(self.obj.symbol(id).demangled)
+        self.rename.and_then(|f| f(id)).unwrap_or(self.obj.symbol(id).demangled())
     }
 
     pub fn target(&self, r: &Reloc, adjusted: i64) -> Target<'d> {
@@ -585,7 +585,7 @@ impl<'d> Target<'d> {
     ) -> (Self, Option<SymbolId>) {
         let (sec, at, named) = match obj.referent(r, adjusted.wrapping_sub(r.addend())) {
             Referent::External(id) => {
-                return (Target::Symbol { name: obj.symbol(id).demangled, offset: adjusted }, Some(id));
+                return (Target::Symbol { name: obj.symbol(id).demangled(), offset: adjusted }, Some(id));
             }
             Referent::Place { section, offset, named } => (obj.section(section), offset, named),
         };
@@ -599,7 +599,7 @@ impl<'d> Target<'d> {
         match named.symbol() {
             Some(id) => {
                 let named = obj.symbol(id);
-                (Target::Symbol { name: named.demangled, offset: at.wrapping_sub(named.value as i64) }, Some(id))
+                (Target::Symbol { name: named.demangled(), offset: at.wrapping_sub(named.value as i64) }, Some(id))
             }
             None => match u64::try_from(at) {
                 Ok(entry) if let Some(refs) = snippets.filter(|_| sec.is_exec() && !sec.is_nobits()) => {

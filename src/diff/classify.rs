@@ -123,7 +123,7 @@ impl Ignores {
     }
 
     fn function(&self, sym: &Symbol) -> bool {
-        self.functions.iter().any(|f| f == sym.demangled)
+        self.functions.iter().any(|f| f == sym.demangled())
     }
 
     fn section(&self, name: &str) -> bool {
@@ -178,7 +178,7 @@ pub fn twin_fingerprints<'d>(
     p: PatchedSym,
 ) -> (Fingerprint<'d>, Fingerprint<'d>) {
     let orig_obj = orig.obj;
-    let rename = |id: SymbolId| twins.of_patched(PatchedSym(id)).map(|t| orig_obj.symbol(t.0).demangled);
+    let rename = |id: SymbolId| twins.of_patched(PatchedSym(id)).map(|t| orig_obj.symbol(t.0).demangled());
     let fa = checksum::function_fingerprint(Refs::plain(orig.obj), orig.specials, orig.cold, o.0);
     let fb = checksum::function_fingerprint(Refs::renamed(patched.obj, &rename), patched.specials, patched.cold, p.0);
     (fa, fb)

@@ -610,7 +610,7 @@ impl Ctx<'_, '_> {
         self.patched_side.exact(id)?;
         let side = self.patched_side;
         let rename = |t: SymbolId| match twins.of_patched(PatchedSym(t)) {
-            Some(o) => Some(self.orig.symbol(o.0).demangled),
+            Some(o) => Some(self.orig.symbol(o.0).demangled()),
             None => loose.then(|| unpaired_clone_stem(side.obj, t)).flatten(),
         };
         Some(checksum::function_checksum(Refs::renamed(side.obj, &rename), side.specials, side.cold, id).0)

@@ -139,11 +139,13 @@ pub enum Placement {
 }
 
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 pub struct Symbol<'data> {
     pub id: SymbolId,
     pub name: &'data str,
-    /// The name with compiler disambiguators removed (see [`demangle`]).
-    pub demangled: &'data str,
+    /// The length of [`Symbol::demangled`], a prefix of the name: a
+    /// second string reference made a symbol more than a cache line.
+    demangled_len: u32,
     pub kind: SymbolKind,
     pub bind: Binding,
     pub placement: Placement,
@@ -155,7 +157,14 @@ pub struct Symbol<'data> {
     cold_child: bool,
 }
 
-impl Symbol<'_> {
+// One cache line a symbol: the stages read symbols at random, by index.
+const _: () = assert!(std::mem::size_of::<Symbol>() == 64);
+
+impl<'data> Symbol<'data> {
+    /// The name with compiler disambiguators removed (see [`demangle`]).
+    pub fn demangled(&self) -> &'data str {
+        &self.name[..self.demangled_len as usize]
+    }
     pub fn section(&self) -> Option<SectionId> {
         match self.placement {
             Placement::Section(s) => Some(s),
@@ -434,7 +443,7 @@ impl<'data> ElfObject<'data> {
         // The groups of the names some symbol demangles to: those symbols,
         // and the ones of that very name, in symbol-table order.
         let suffixed: Vec<(&'data str, SymbolId)> =
-            named().filter(|s| s.demangled.len() != s.name.len()).map(|s| (s.demangled, s.id)).collect();
+            named().filter(|s| s.demangled_len as usize != s.name.len()).map(|s| (s.demangled(), s.id)).collect();
         let mut members: Vec<(&'data str, SymbolId)> = suffixed.clone();
         let mut seen: FxHashSet<&'data str> = FxHashSet::default();
         for &(d, _) in &suffixed {
@@ -837,13 +846,17 @@ fn read_symbols<'d>(
         } else {
             None
         };
+        // A prefix of the name, which the string table holds: its length
+        // fits 32 bits unless the name is longer than 4 GiB.
+        let demangled_len = u32::try_from(demangle(name).len())
+            .map_err(|_| Error::unsupported("name is longer than 4 GiB").at_symbol(&numbered()))?;
         let cold_child =
             kind != SymbolKind::Section && has_dot(name) && name.contains(".cold") && !name.starts_with(".klp.sym");
         out.push(Symbol {
             id: SymbolId(i as u32),
             cold_child,
             name,
-            demangled: demangle(name),
+            demangled_len,
             kind,
             bind,
             placement,
@@ -1221,14 +1234,15 @@ mod tests {
         let obj = ElfObject::parse(Path::new("n.o"), &data).unwrap();
         let named: Vec<&Symbol> = obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func).collect();
         assert_eq!(named.len(), names.len());
-        let expected = |d: &str| -> Vec<SymbolId> { named.iter().filter(|s| s.demangled == d).map(|s| s.id).collect() };
+        let expected =
+            |d: &str| -> Vec<SymbolId> { named.iter().filter(|s| s.demangled() == d).map(|s| s.id).collect() };
         let mut listed: Vec<&str> = Vec::new();
         for (d, ids) in obj.demangled_names() {
             assert_eq!(ids, expected(d).as_slice(), "group of {d}");
             listed.push(d);
         }
         listed.sort_unstable();
-        let mut wanted: Vec<&str> = named.iter().map(|s| s.demangled).collect();
+        let mut wanted: Vec<&str> = named.iter().map(|s| s.demangled()).collect();
         wanted.sort_unstable();
         wanted.dedup();
         assert_eq!(listed, wanted, "each demangled name listed once");

@@ -70,7 +70,7 @@ fn env(obj: &ElfObject, sec: &Section) -> SectionEnv {
         buf.extend_from_slice(&s.size.to_le_bytes());
         buf.push(s.kind as u8);
         buf.push(s.is_prefix() as u8);
-        feed_str(&mut buf, s.demangled);
+        feed_str(&mut buf, s.demangled());
     }
     let mut cold_like: Vec<(Option<SymbolId>, SymbolId)> =
         by_id.iter().filter(|&&id| obj.symbol(id).is_cold_child()).map(|&id| (obj.cold_parent(id), id)).collect();
