@@ -337,8 +337,12 @@ fn print_log_tail(log: &std::path::Path) {
 
 fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let exports = extract.symvers.as_deref().map(Exports::read).transpose()?;
-    let parent = extract.parent.as_deref().map(ParentSymbols::read).transpose()?;
+    // Independent files: one on each core.
+    let (exports, parent) = rayon::join(
+        || extract.symvers.as_deref().map(Exports::read).transpose(),
+        || extract.parent.as_deref().map(ParentSymbols::read).transpose(),
+    );
+    let (exports, parent) = (exports?, parent?);
     let extras_ms = started.elapsed().as_secs_f64() * 1e3;
     let (fo, fp) = (MappedFile::open(&args.orig)?, MappedFile::open(&args.patched)?);
     let request = DiffRequest {
