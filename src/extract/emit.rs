@@ -4,8 +4,6 @@
 //! or to a KLP relocation; string literals and anonymous code and data are
 //! copied by content.
 
-use std::collections::HashSet;
-
 use super::plan::Decision;
 use super::{Builder, PendingKlpReloc};
 use crate::diff::snippet;
@@ -368,7 +366,7 @@ fn is_objtool_prefix(s: &Symbol) -> bool {
 
 /// Section offsets that a `__patchable_function_entries` entry points at:
 /// the start of the padding the compiler put before a function.
-pub(super) fn padding_starts(obj: &ElfObject) -> HashSet<(SectionId, u64)> {
+pub(super) fn padding_starts(obj: &ElfObject) -> rustc_hash::FxHashSet<(SectionId, u64)> {
     obj.sections
         .iter()
         .filter(|s| s.name == "__patchable_function_entries")

@@ -20,7 +20,7 @@ mod metadata;
 mod plan;
 mod special;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::diff::{Analysis, PatchedSym};
 use crate::elf::write::{OutPlacement, OutSection, OutSectionId, OutSymbol, OutSymbolId, OutputObject};
@@ -136,7 +136,7 @@ struct Builder<'a, 'd> {
     /// Instruction (start, end) pairs of decoded code ranges.
     decoded: HashMap<(SectionId, u64), crate::x86::Boundaries>,
     /// Where `__patchable_function_entries` says compiler padding starts.
-    padding_starts: HashSet<(SectionId, u64)>,
+    padding_starts: rustc_hash::FxHashSet<(SectionId, u64)>,
     /// Bytes copied into the output so far (alignment padding included),
     /// and how many the patched object can justify (see [`Builder::copy`]).
     copied: u64,

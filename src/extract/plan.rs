@@ -33,7 +33,7 @@ pub(super) struct Planner<'a, 'd> {
     pub objname: String,
     /// What the module defines whatever the references say: the changed and
     /// new functions with their `.cold` parts, and callback targets.
-    pub included: HashSet<SymbolId>,
+    pub included: rustc_hash::FxHashSet<SymbolId>,
     /// Namespaces of the vmlinux exports referenced (`import_ns=`).
     pub import_ns: BTreeSet<String>,
     pub warnings: Vec<String>,
@@ -48,7 +48,7 @@ impl<'a, 'd> Planner<'a, 'd> {
             o: &a.orig.obj,
             opts,
             objname,
-            included: HashSet::new(),
+            included: Default::default(),
             import_ns: BTreeSet::new(),
             warnings: Vec::new(),
             warned_sympos: HashSet::new(),

@@ -16,11 +16,14 @@ impl Builder<'_, '_> {
     pub(super) fn extract_special_sections(&mut self) -> Result<()> {
         let sections: Vec<SectionId> =
             self.p.sections.iter().filter(|s| is_special_section(s.name) && s.size > 0).map(|s| s.id).collect();
+        let mut holding = HoldingIncluded::default();
         for sec in sections {
             let name = self.p.section(sec).name;
             let Some(&size) = self.a.patched.specials.entry_sizes.get(name) else { continue };
             for (offset, end) in entry_ranges(self.p.section(sec).size, size) {
-                if self.entry_is_wanted(sec, offset, end)? {
+                // Copying an entry may include more symbols.
+                holding.refresh(self);
+                if holding.may_describe_clone(self, sec, offset, end) && self.entry_is_wanted(sec, offset, end)? {
                     self.copy_entry(sec, offset, end)?;
                 }
             }
@@ -149,5 +152,35 @@ impl Builder<'_, '_> {
         let symbol = self.section_symbol(rsec);
         self.out.sections[osec].relocs.push(OutReloc { offset: site, symbol, r_type: r.r_type(), addend: out as i64 });
         Ok(())
+    }
+}
+
+/// The sections that hold an included symbol: an entry none of whose
+/// relocations points into one describes no clone, and is passed over
+/// without resolving them (a `vmlinux.o` has 100,000 entries, a livepatch
+/// copies a few).
+#[derive(Default)]
+struct HoldingIncluded {
+    /// How many symbols were included when `sections` was made.
+    included: usize,
+    sections: rustc_hash::FxHashSet<SectionId>,
+}
+
+impl HoldingIncluded {
+    fn refresh(&mut self, b: &Builder) {
+        if b.plan.included.len() != self.included {
+            self.included = b.plan.included.len();
+            self.sections = b.plan.included.iter().filter_map(|&id| b.p.symbol(id).section()).collect();
+        }
+    }
+
+    /// False only for an entry that cannot describe an included symbol:
+    /// every relocation of it points into a section holding none (a
+    /// relocation's named symbol lies in the section it points into).
+    fn may_describe_clone(&self, b: &Builder, sec: SectionId, start: u64, end: u64) -> bool {
+        b.p.section(sec)
+            .relocs_in(start, end)
+            .iter()
+            .any(|r| b.p.place(r.symbol()).section().is_none_or(|s| self.sections.contains(&s)))
     }
 }
