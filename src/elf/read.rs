@@ -911,7 +911,10 @@ fn check_disjoint(sections: &[Section]) -> Result<()> {
         .filter(|s| s.sh_type != elf::SHT_NULL.0 && !s.is_nobits() && s.size > 0)
         .map(|s| (s.file_offset, s.file_offset + s.size, s.name))
         .collect();
-    ranges.sort_unstable();
+    // Linkers lay sections out in header order: usually sorted already.
+    if !ranges.is_sorted() {
+        ranges.sort_unstable();
+    }
     for w in ranges.windows(2) {
         let ((_, end, first), (start, _, second)) = (w[0], w[1]);
         if start < end {
@@ -1064,22 +1067,19 @@ fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) -> Vec<Sy
     for (i, sec) in sections.iter_mut().enumerate() {
         sec.spans = (starts[i], starts[i + 1]);
     }
-    // Sort each section's spans and note the largest end so far, on every core.
-    let mut rest = &mut spans[..];
-    let mut chunks = Vec::with_capacity(sections.len());
+    // Sort each section's spans and note the largest end so far. Most
+    // sections hold one or two symbols: one pass, no task per section.
     for w in starts.windows(2) {
-        let (chunk, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
-        chunks.push(chunk);
-        rest = tail;
-    }
-    chunks.into_par_iter().filter(|c| !c.is_empty()).for_each(|chunk| {
-        chunk.sort_by_key(|s| (s.value, s.id));
+        let chunk = &mut spans[w[0] as usize..w[1] as usize];
+        if !chunk.is_sorted_by_key(|s| (s.value, s.id)) {
+            chunk.sort_by_key(|s| (s.value, s.id));
+        }
         let mut max_end = 0;
         for s in chunk.iter_mut() {
             max_end = max_end.max(s.end);
             s.max_end = max_end;
         }
-    });
+    }
     spans
 }
 
