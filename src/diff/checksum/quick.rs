@@ -368,6 +368,40 @@ mod tests {
     }
 
     #[test]
+    fn bias_matters_exactly_when_symbol_at_differs_between_biases() {
+        let (mut asked, mut mattered) = (0, 0);
+        for (name, data) in OBJECTS {
+            let obj = ElfObject::parse(Path::new(name), data).unwrap();
+            for sec in obj.sections.iter().filter(|s| s.is_exec()) {
+                for r in sec.relocs.iter().filter(|r| reloc::is_pc_relative(r.r_type())) {
+                    // The named symbol `referent` gives for each bias an
+                    // instruction allows.
+                    let named: Vec<Option<SymbolId>> = (1..=MAX_BIAS)
+                        .map(|bias| match obj.referent(r, bias) {
+                            crate::elf::Referent::Place { named, .. } => named.symbol(),
+                            crate::elf::Referent::External(id) => Some(id),
+                        })
+                        .collect();
+                    let differs = named.windows(2).any(|w| w[0] != w[1]);
+                    let starts_before = obj.place(r.symbol()).is_section_symbol && r.addend() + 1 < 0;
+                    let matters = obj.bias_matters(r);
+                    // Before the section start `bias_matters` answers yes
+                    // without looking; elsewhere exactly when an answer differs.
+                    assert!(matters || !differs, "{name}:{}+{:#x}: {named:?}", sec.name, r.offset());
+                    if !starts_before {
+                        assert_eq!(matters, differs, "{name}:{}+{:#x}: {named:?}", sec.name, r.offset());
+                    }
+                    asked += 1;
+                    mattered += usize::from(differs);
+                }
+            }
+        }
+        // Both answers occur: a call into a neighbouring function's start
+        // is one where a bias of more than 4 lands elsewhere.
+        assert!(asked > 1000 && mattered > 0, "{mattered} of {asked} relocations where the bias matters");
+    }
+
+    #[test]
     fn symbols_over_agrees_with_symbol_at_everywhere() {
         for (name, data) in OBJECTS {
             let obj = ElfObject::parse(Path::new(name), data).unwrap();
