@@ -17,13 +17,11 @@
 //! in parallel on 2 cores made kbuild's compiler probes answer differently
 //! once; `klp build` now catches that, but need not be provoked).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::*;
-
-pub const SOURCE: &str = "/usr/src/linux-source-6.12.tar.xz";
 
 /// What building a kernel needs.
 pub const BUILD_TOOLS: &[&str] = &[
@@ -100,11 +98,11 @@ pub fn bug_tree() -> Option<LockedTree> {
 fn prepare(name: &str, extra_config: &str, out_of_tree: bool) -> Option<Tree> {
     let assets = ["kernel/6.12-slim/lds-fix.patch", "kernel/6.12-slim/config"];
     let files = require(&assets, BUILD_TOOLS)?;
-    require_from(Path::new("/"), "/", &[SOURCE.trim_start_matches('/')], &[])?;
+    let (source, version) = kernel_source()?;
     let (fix, config) = (&files[0], &files[1]);
     let mut config_text = std::fs::read_to_string(config).unwrap();
     config_text.push_str(extra_config);
-    let key = fnv(&[&std::fs::read(fix).unwrap(), config_text.as_bytes()]);
+    let key = fnv(&[&std::fs::read(fix).unwrap(), config_text.as_bytes(), version.as_bytes()]);
     let cache = cache_dir();
     let dir = cache.join(format!("{name}-{key:016x}"));
     let tree = Tree { src: dir.join("src"), build: if out_of_tree { dir.join("build") } else { dir.join("src") } };
@@ -116,8 +114,8 @@ fn prepare(name: &str, extra_config: &str, out_of_tree: bool) -> Option<Tree> {
     let _ = std::fs::remove_dir_all(&partial);
     let src = partial.join("src");
     std::fs::create_dir_all(&src).unwrap();
-    eprintln!("{name}: unpacking {SOURCE} into {}", partial.display());
-    run(Command::new("tar").arg("-xf").arg(SOURCE).arg("-C").arg(&src).arg("--strip-components=1"));
+    eprintln!("{name}: unpacking {} into {}", source.display(), partial.display());
+    run(Command::new("tar").arg("-xf").arg(&source).arg("-C").arg(&src).arg("--strip-components=1"));
     run(Command::new("patch").args(["-p1", "-s", "-d"]).arg(&src).arg("-i").arg(fix));
     let build = if out_of_tree { partial.join("build") } else { src.clone() };
     std::fs::create_dir_all(&build).unwrap();

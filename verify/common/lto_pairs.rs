@@ -34,13 +34,13 @@ const INPUTS: &[&str] = &[
     "verify/kernel/prepare-tree.sh",
     "verify/kernel/6.12-lto.config",
     "corpus/kernel/lto-scenario/scenario.patch",
+    // The source's version: another point release is another kernel.
+    "verify/kernel/source-version",
 ];
 
 /// What building the kernel needs besides the clang toolchain.
 const BUILD_TOOLS: &[&str] =
     &["make", "bc", "flex", "bison", "patch", "clang", "ld.lld", "llvm-ar", "llvm-nm", "/usr/include/libelf.h"];
-
-const SOURCE: &str = "/usr/src/linux-source-6.12.tar.xz";
 
 /// The pairs, built on first use; `None` after saying what is missing.
 pub fn lto_pairs() -> Option<&'static LtoPairs> {
@@ -49,7 +49,8 @@ pub fn lto_pairs() -> Option<&'static LtoPairs> {
 }
 
 fn build_or_reuse() -> Option<LtoPairs> {
-    require_from(Path::new("/"), "/", &[SOURCE.trim_start_matches('/')], BUILD_TOOLS)?;
+    require_from(Path::new("/"), "/", &[], BUILD_TOOLS)?;
+    let (_, version) = kernel_source()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cache = std::env::var_os("KLP_CACHE")
         .map(PathBuf::from)
@@ -78,7 +79,7 @@ fn build_or_reuse() -> Option<LtoPairs> {
     let status = Command::new("bash")
         .arg(root.join("verify/kernel/line-shift-pair.sh"))
         .arg(&partial)
-        .env("KLP_TREE", cache.join("6.12-lto-tree"))
+        .env("KLP_TREE", cache.join(format!("6.12-lto-tree-{version}")))
         .env("KLP_CONFIG", root.join("verify/kernel/6.12-lto.config"))
         .env("KLP_MAKE_FLAGS", "LLVM=1")
         .env("KLP_PATCHES", format!("scenario={}", root.join("corpus/kernel/lto-scenario/scenario.patch").display()))

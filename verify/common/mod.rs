@@ -57,6 +57,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("timeout", "coreutils"),
     ("patch", "patch"),
     ("diff", "diffutils"),
+    ("dpkg-query", "dpkg"),
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("cpio", "cpio"),
     ("gzip", "gzip"),
@@ -160,6 +161,31 @@ pub fn require_from(root: &Path, label: &str, assets: &[&str], tools: &[&str]) -
     }
     skip_or_fail(&why.join("; "));
     None
+}
+
+/// Debian's linux-source-6.12 at the version ../shared's kernels were
+/// built from (`verify/kernel/source-version`, which `.ci/run` installs):
+/// trees built from another point release differ from them in their
+/// version strings and whatever the update changed. Returns the source
+/// tarball and the version, or `None` after [`skip_or_fail`].
+pub fn kernel_source() -> Option<(PathBuf, String)> {
+    const SOURCE: &str = "/usr/src/linux-source-6.12.tar.xz";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let wanted = std::fs::read_to_string(root.join("verify/kernel/source-version")).unwrap().trim().to_owned();
+    require_from(Path::new("/"), "/", &[SOURCE.trim_start_matches('/')], &["dpkg-query"])?;
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "linux-source-6.12"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    if installed != wanted {
+        skip_or_fail(&format!(
+            "linux-source-6.12 is {installed:?}, but ../shared's kernels were built from {wanted} \
+             (apt-get install --allow-downgrades linux-source-6.12={wanted}; .ci/run installs it)"
+        ));
+        return None;
+    }
+    Some((PathBuf::from(SOURCE), wanted))
 }
 
 /// [`require_from`] for assets in `../shared`.
