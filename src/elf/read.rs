@@ -530,22 +530,30 @@ impl<'data> ElfObject<'data> {
     /// different biases of a PC-relative field (1 to 15 bytes to the end of
     /// its instruction): only then must its instruction be decoded to know.
     pub fn bias_matters(&self, r: &Reloc) -> bool {
-        let sym = self.symbol(r.symbol());
-        let Some(section) = sym.section() else { return false };
-        if !super::reloc::is_pc_relative(r.r_type()) || sym.kind != SymbolKind::Section {
+        let place = self.place(r.symbol());
+        let Some(section) = place.section() else { return false };
+        if !super::reloc::is_pc_relative(r.r_type()) || !place.is_section_symbol {
             return false;
         }
         let (Some(first), Some(last)) = (r.addend().checked_add(1), r.addend().checked_add(15)) else { return true };
         let (Ok(first), Ok(last)) = (u64::try_from(first), u64::try_from(last)) else { return true };
         let at_first = self.symbol_at(section, first);
-        // `symbol_at` changes its answer only where a symbol starts or ends.
+        self.possible_changes(section, first, last).any(|at| self.symbol_at(section, at) != at_first)
+    }
+
+    /// The offsets in `(first, last]` of `section` where [`Self::symbol_at`]
+    /// may change its answer (unsorted, perhaps repeated): a symbol's rank
+    /// at an offset changes only at its start and end and one past them
+    /// (the exact-start and one-past-the-end ranks).
+    fn possible_changes(&self, section: SectionId, first: u64, last: u64) -> impl Iterator<Item = u64> + '_ {
         let spans = self.spans_of(section);
         let upto = spans.partition_point(|s| s.value <= last);
-        spans[..upto].iter().rev().take_while(|s| s.max_end >= first).any(|s| {
-            [s.value, s.value.saturating_add(1), s.end, s.end.saturating_add(1)]
-                .iter()
-                .any(|&at| first < at && at <= last && self.symbol_at(section, at) != at_first)
-        })
+        spans[..upto]
+            .iter()
+            .rev()
+            .take_while(move |s| s.max_end >= first)
+            .flat_map(|s| [s.value, s.value.saturating_add(1), s.end, s.end.saturating_add(1)])
+            .filter(move |&at| first < at && at <= last)
     }
 
     /// The named symbol covering `offset` in `section`: FUNC/OBJECT preferred
@@ -597,21 +605,8 @@ impl<'data> ElfObject<'data> {
         changes: &mut Vec<u64>,
         out: &mut Vec<(u64, Option<SymbolId>)>,
     ) {
-        let spans = self.spans_of(section);
-        let upto = spans.partition_point(|s| s.value <= last);
-        // A symbol's rank at an offset changes only at its start and end and
-        // one past them (the exact-start and one-past-the-end ranks).
         changes.clear();
-        for s in spans[..upto].iter().rev() {
-            if s.max_end < first {
-                break;
-            }
-            for at in [s.value, s.value.saturating_add(1), s.end, s.end.saturating_add(1)] {
-                if first < at && at <= last {
-                    changes.push(at);
-                }
-            }
-        }
+        changes.extend(self.possible_changes(section, first, last));
         changes.sort_unstable();
         changes.dedup();
         out.clear();
