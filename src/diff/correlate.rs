@@ -377,22 +377,19 @@ fn of_kind<'a>(ok: &'a [u8], ids: &'a [SymbolId], kind: SymbolKind) -> impl Iter
 
 /// The groups of correlatable symbols of one demangled name and type that
 /// both objects have, ordered by their first original symbol. Built from the
-/// objects' own name indexes (each name was hashed once, when the object was
-/// read; here once more, to find it in the patched object), on every core.
+/// objects' own name indexes, which meet without hashing a name again, on
+/// every core.
 fn group_by_name<'a, 'd>(orig: &'a ElfObject<'d>, patched: &'a ElfObject<'d>, ok: &Correlatable) -> Vec<Group<'a, 'd>> {
-    let names: Vec<(&'d str, &'a [SymbolId])> = orig.demangled_names().collect();
+    let names = orig.demangled_names_shared_with(patched);
     let mut groups: Vec<Group<'a, 'd>> = names
         .par_iter()
-        .flat_map_iter(|&(name, ours)| {
-            let theirs = patched.symbols_demangled(name);
-            // One group per type, of the names both objects have: the
-            // types present, as a bit set (a group's order is its first
-            // symbol's, not the order of its type here).
+        .flat_map_iter(|&(name, ours, theirs)| {
+            // One group per type: the types present, as a bit set (a
+            // group's order is its first symbol's, not the order of its
+            // type here).
             let mut kinds = 0u8;
-            if !theirs.is_empty() {
-                for &id in ours {
-                    kinds |= ok.orig[id.index()];
-                }
+            for &id in ours {
+                kinds |= ok.orig[id.index()];
             }
             ALL_KINDS.iter().copied().filter(move |&k| kinds & kind_bit(k) != 0).filter_map(move |kind| {
                 of_kind(&ok.patched, theirs, kind).next()?;
@@ -401,7 +398,8 @@ fn group_by_name<'a, 'd>(orig: &'a ElfObject<'d>, patched: &'a ElfObject<'d>, ok
             })
         })
         .collect();
-    groups.sort_unstable_by_key(|g| g.first);
+    // Nearly sorted already: the names come in the order of their first symbols.
+    groups.sort_by_key(|g| g.first);
     groups
 }
 

@@ -5,6 +5,7 @@
 
 pub(crate) mod edit;
 pub(crate) mod linked;
+mod names;
 mod read;
 pub mod reloc;
 pub mod write;

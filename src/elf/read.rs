@@ -8,7 +8,6 @@
 //! offset, and the FILE symbol each local belongs to. Section data is borrowed
 //! from the map, never copied.
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -19,6 +18,7 @@ use object::elf::{self, FileHeader64, SectionHeader64, Sym64};
 use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
 use rayon::prelude::*;
 
+use super::names::DemangledIndex;
 use crate::error::{Context, Error, Result, escaped};
 
 /// Index of a section in the section header table.
@@ -194,59 +194,6 @@ pub fn is_prefix_name(name: &str) -> bool {
     ["__pfx_", "__cfi_", "__pi___pfx_", "__pi___cfi_"].iter().any(|p| name.starts_with(p))
 }
 
-/// Symbols grouped by a name, in symbol-table order: one array for all
-/// groups instead of a vector per name (300,000 of them in a vmlinux.o).
-#[derive(Default)]
-struct NameIndex<'d> {
-    /// Name -> (start, len) in `ids`.
-    groups: FxHashMap<&'d str, (u32, u32)>,
-    ids: Vec<SymbolId>,
-}
-
-impl<'d> NameIndex<'d> {
-    /// Each name is hashed once; the groups are laid out in the order their
-    /// names first occur.
-    fn build(entries: impl Iterator<Item = (&'d str, SymbolId)>, expected: usize) -> Self {
-        // While building, a group's value is (index, count).
-        let mut groups: FxHashMap<&'d str, (u32, u32)> =
-            FxHashMap::with_capacity_and_hasher(expected, Default::default());
-        let mut members: Vec<(u32, SymbolId)> = Vec::with_capacity(expected);
-        for (name, id) in entries {
-            let next = groups.len() as u32;
-            let g = groups.entry(name).or_insert((next, 0));
-            g.1 += 1;
-            members.push((g.0, id));
-        }
-        let mut starts = vec![0u32; groups.len()];
-        for &(index, count) in groups.values() {
-            starts[index as usize] = count;
-        }
-        let mut next = 0;
-        for s in &mut starts {
-            (*s, next) = (next, next + *s);
-        }
-        let mut ids = vec![SymbolId(0); members.len()];
-        let mut cursor = starts.clone();
-        for (index, id) in members {
-            let at = &mut cursor[index as usize];
-            ids[*at as usize] = id;
-            *at += 1;
-        }
-        for g in groups.values_mut() {
-            *g = (starts[g.0 as usize], g.1);
-        }
-        NameIndex { groups, ids }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&'d str, &[SymbolId])> {
-        self.groups.iter().map(|(&name, &(start, len))| (name, &self.ids[start as usize..(start + len) as usize]))
-    }
-
-    fn get(&self, name: &str) -> &[SymbolId] {
-        self.groups.get(name).map_or(&[], |&(start, len)| &self.ids[start as usize..(start + len) as usize])
-    }
-}
-
 /// What a relocation refers to (see [`ElfObject::referent`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Referent {
@@ -389,13 +336,8 @@ pub struct ElfObject<'data> {
     pub symbols: Vec<Symbol<'data>>,
     /// FILE symbols in symbol-table order.
     pub files: Vec<SymbolId>,
-    by_name: NameIndex<'data>,
-    /// The demangled names that some symbol's name demangles to (see
-    /// [`ElfObject::symbols_demangled`]); every other name is its own
-    /// demangled name and `by_name` holds its group: most of a
-    /// `vmlinux.o`'s names have no suffix, and hashing all of them twice
-    /// was a tenth of reading it.
-    by_demangled: NameIndex<'data>,
+    /// Named symbols by demangled name.
+    names: DemangledIndex,
     /// The named (non-section, non-file) symbols of every section, section
     /// by section, each section's sorted by value, with what
     /// [`ElfObject::symbol_at`] needs of each: it runs for nearly every
@@ -425,11 +367,10 @@ impl<'data> ElfObject<'data> {
         let spans = index_section_symbols(&mut sections, &symbols);
         let mut obj = ElfObject {
             spans,
-            places: symbols.iter().map(SymbolPlace::of).collect(),
+            places: symbols.iter().map(|s| SymbolPlace::of(s, &sections)).collect(),
             path: path.to_owned(),
             files: symbols.iter().filter(|s| s.kind == SymbolKind::File).map(|s| s.id).collect(),
-            by_name: NameIndex::default(),
-            by_demangled: NameIndex::default(),
+            names: DemangledIndex::default(),
             sections,
             symbols,
         };
@@ -438,21 +379,7 @@ impl<'data> ElfObject<'data> {
     }
 
     fn build_name_indexes(&mut self) {
-        let named = || self.symbols.iter().filter(|s| !s.name.is_empty() && s.kind != SymbolKind::Section);
-        self.by_name = NameIndex::build(named().map(|s| (s.name, s.id)), self.symbols.len());
-        // The groups of the names some symbol demangles to: those symbols,
-        // and the ones of that very name, in symbol-table order.
-        let suffixed: Vec<(&'data str, SymbolId)> =
-            named().filter(|s| s.demangled_len as usize != s.name.len()).map(|s| (s.demangled(), s.id)).collect();
-        let mut members: Vec<(&'data str, SymbolId)> = suffixed.clone();
-        let mut seen: FxHashSet<&'data str> = FxHashSet::default();
-        for &(d, _) in &suffixed {
-            if seen.insert(d) && demangle(d) == d {
-                members.extend(self.by_name.get(d).iter().map(|&id| (d, id)));
-            }
-        }
-        members.sort_unstable_by_key(|&(_, id)| id);
-        self.by_demangled = NameIndex::build(members.into_iter(), seen.len());
+        self.names = DemangledIndex::build(&self.symbols, &self.places);
     }
 
     /// The named symbols defined in `section`, sorted by value (then index).
@@ -483,27 +410,32 @@ impl<'data> ElfObject<'data> {
     pub fn symbol_section(&self, sym: &Symbol) -> Option<&Section<'data>> {
         sym.section().map(|s| self.section(s))
     }
-    pub fn symbols_named(&self, name: &str) -> &[SymbolId] {
-        self.by_name.get(name)
+    /// The symbols named `name`, in symbol-table order: those of its
+    /// demangled name's group that have this very name (usually all).
+    pub fn symbols_named(&self, name: &str) -> Cow<'_, [SymbolId]> {
+        let group = self.symbols_demangled(demangle(name));
+        match group.iter().all(|&id| self.symbol(id).name == name) {
+            true => Cow::Borrowed(group),
+            false => group.iter().copied().filter(|&id| self.symbol(id).name == name).collect(),
+        }
     }
     /// The symbols whose demangled name is `name`, in symbol-table order.
     pub fn symbols_demangled(&self, name: &str) -> &[SymbolId] {
-        match self.by_demangled.groups.contains_key(name) {
-            true => self.by_demangled.get(name),
-            // No name demangles to it: the symbols of that name, if it is
-            // its own demangled name.
-            false if demangle(name) == name => self.by_name.get(name),
-            false => &[],
-        }
+        self.names.group(&self.symbols, name)
     }
     /// Every demangled name with its symbols (in symbol-table order); the
     /// names in no particular order.
     pub fn demangled_names(&self) -> impl Iterator<Item = (&'data str, &[SymbolId])> {
-        let plain = self
-            .by_name
-            .iter()
-            .filter(|&(name, _)| !self.by_demangled.groups.contains_key(name) && demangle(name) == name);
-        plain.chain(self.by_demangled.iter())
+        self.names.groups(&self.symbols)
+    }
+    /// The demangled names this object and `other` both have, each with
+    /// its symbols here and there (in symbol-table order); the names in no
+    /// particular order.
+    pub fn demangled_names_shared_with<'a>(
+        &'a self,
+        other: &'a ElfObject,
+    ) -> Vec<(&'data str, &'a [SymbolId], &'a [SymbolId])> {
+        self.names.common(&self.symbols, &other.names, &other.symbols)
     }
 
     /// What relocation `r` refers to, `bias` added to its addend (for a
@@ -1081,18 +1013,39 @@ fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) -> Vec<Sy
 /// Where a symbol is, as resolving a relocation against it needs: one
 /// small record per symbol in its own array, which stays in cache where
 /// the symbol table (72 bytes a symbol, 21 MB in a `vmlinux.o`) does not.
+/// It also carries what the quick key asks of every symbol a relocation
+/// names, so that the key reads neither the symbol nor its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SymbolPlace {
     pub value: u64,
+    /// XXH3-64 of [`Symbol::demangled`]: a 64-bit hash stands for the name
+    /// where the answer is itself a 64-bit hash.
+    pub name_hash: u64,
     /// `u32::MAX` for a symbol outside this object's sections.
     section: u32,
     pub is_section_symbol: bool,
+    /// See [`Symbol::is_cold_child`].
+    pub is_cold_child: bool,
+    /// In a string or constant-pool section, whose places are named by
+    /// their content rather than by symbol.
+    pub in_merged_section: bool,
 }
 
 impl SymbolPlace {
-    fn of(sym: &Symbol) -> Self {
+    fn of(sym: &Symbol, sections: &[Section]) -> Self {
         let section = sym.section().map_or(u32::MAX, |s| s.0);
-        SymbolPlace { value: sym.value, section, is_section_symbol: sym.kind == SymbolKind::Section }
+        let merged = sym.section().is_some_and(|s| {
+            let sec = &sections[s.index()];
+            sec.is_strings() || sec.is_constant_pool()
+        });
+        SymbolPlace {
+            value: sym.value,
+            name_hash: super::names::name_hash(sym.demangled()),
+            section,
+            is_section_symbol: sym.kind == SymbolKind::Section,
+            is_cold_child: sym.cold_child,
+            in_merged_section: merged,
+        }
     }
     pub fn section(&self) -> Option<SectionId> {
         (self.section != u32::MAX).then_some(SectionId(self.section))
@@ -1131,7 +1084,7 @@ impl SymbolSpan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -1180,7 +1133,7 @@ mod tests {
 
     /// An object with a function of each name in `.text`, written by the
     /// `object` crate.
-    fn with_functions(names: &[&str]) -> Vec<u8> {
+    pub(in crate::elf) fn with_functions(names: &[&str]) -> Vec<u8> {
         use object::write::{Object, Symbol as WSymbol, SymbolSection};
         let mut o = Object::new(object::BinaryFormat::Elf, object::Architecture::X86_64, object::Endianness::Little);
         let text = o.section_id(object::write::StandardSection::Text);

@@ -203,7 +203,10 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScrat
     if !reloc::is_pc_relative(r.r_type()) {
         // No bias: exactly what the exact checksum resolves.
         buf.push(b'X');
-        refs.target(r, r.addend()).feed(buf);
+        match Target::resolve_in(refs.obj, r, r.addend(), Some(refs)) {
+            (Target::Symbol { offset, .. }, Some(id)) => feed_symbol(refs, id, offset, buf),
+            (target, _) => target.feed(buf),
+        }
         return Some(());
     }
     let obj = refs.obj;
@@ -211,9 +214,15 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScrat
     let Some(section) = place.section() else {
         // An undefined symbol: its name and the offset, shifted by the bias.
         buf.push(b'U');
-        refs.symbol_target(r.symbol(), r.addend()).feed(buf);
+        feed_symbol(refs, r.symbol(), r.addend(), buf);
         return Some(());
     };
+    if !place.is_section_symbol && !place.in_merged_section {
+        // The offset into the symbol, shifted by the bias.
+        buf.push(b'S');
+        feed_symbol(refs, r.symbol(), r.addend(), buf);
+        return Some(());
+    }
     let sec = obj.section(section);
     // The offsets in the section that biases 1..=MAX_BIAS give, as `referent` computes them.
     let first = place.base().checked_add(r.addend())?.checked_add(1)?;
@@ -229,9 +238,8 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScrat
         return Some(());
     }
     if !place.is_section_symbol {
-        // The offset into the symbol, shifted by the bias.
         buf.push(b'S');
-        refs.symbol_target(r.symbol(), r.addend()).feed(buf);
+        feed_symbol(refs, r.symbol(), r.addend(), buf);
         return Some(());
     }
     buf.push(b'P');
@@ -268,12 +276,27 @@ fn feed_places(
     for &(at, named) in over.iter() {
         buf.extend_from_slice(&(at as i64 - first).to_le_bytes());
         match named {
-            Some(id) => refs.symbol_target(id, first.wrapping_sub(refs.obj.symbol(id).value as i64)).feed(buf),
+            Some(id) => feed_symbol(refs, id, first.wrapping_sub(refs.obj.place(id).value as i64), buf),
             None if sec.is_exec() && !sec.is_nobits() => return None,
             None => anonymous.feed(buf),
         }
     }
     Some(())
+}
+
+/// Named symbol `id` at `offset` as [`Refs::symbol_target`] names it, its
+/// name fed as [`SymbolPlace::name_hash`](crate::elf::SymbolPlace): the
+/// name's bytes are a cache miss for each of a `vmlinux.o`'s million
+/// references, the place is read anyway.
+fn feed_symbol(refs: Refs, id: SymbolId, offset: i64, buf: &mut Vec<u8>) {
+    let place = refs.obj.place(id);
+    let may_be_own = refs.this == Some(id) || place.is_cold_child;
+    if refs.rename.is_some() || may_be_own {
+        return refs.symbol_target(id, offset).feed(buf);
+    }
+    buf.push(b'h');
+    buf.extend_from_slice(&place.name_hash.to_le_bytes());
+    buf.extend_from_slice(&offset.to_le_bytes());
 }
 
 /// The bytes of constant pool `sec` holding the entries at `[first, last]`.
@@ -354,9 +377,9 @@ mod tests {
         let side_b = Side { obj: &b, sums: &kb, specials: &sb, cold: &cb };
         let (mut pairs, mut without_decoding) = (0, 0);
         for s in a.symbols.iter().filter(|s| s.kind == SymbolKind::Func && is_code(&a, s.id)) {
-            let [t] = b.symbols_named(s.name) else { continue };
+            let [t] = *b.symbols_named(s.name) else { continue };
             let before = ka.decoded() + kb.decoded();
-            let same = side_a.same(s.id, &side_b, *t);
+            let same = side_a.same(s.id, &side_b, t);
             pairs += 1;
             if ka.decoded() + kb.decoded() == before {
                 assert_eq!(same, Some(true), "{} compared unequal without decoding", s.name);

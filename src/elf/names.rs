@@ -1,0 +1,252 @@
+//! Symbols grouped by demangled name, as sorted arrays of name hashes.
+//!
+//! A `vmlinux.o` has 300,000 names. A hash map from name to group hashed
+//! each of them while it was built, and correlation then looked up every
+//! original name in the patched object's map: a string hash, a probe and a
+//! string compare, each a cache miss, 200,000 times. Here each name is
+//! hashed once while the object is read ([`SymbolPlace::name_hash`]); the
+//! index is the named symbols sorted by that hash, and two objects' groups
+//! meet by merging two sorted arrays ([`DemangledIndex::common`]), with
+//! one string compare per name both have: a hash alone never decides that
+//! two names are equal.
+
+use std::ops::Range;
+
+use rayon::iter::Either;
+use rayon::prelude::*;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{Symbol, SymbolId, SymbolKind, SymbolPlace};
+
+/// The hash [`SymbolPlace::name_hash`] holds for a demangled name.
+pub fn name_hash(demangled: &str) -> u64 {
+    xxh3_64(demangled.as_bytes())
+}
+
+/// Whether a symbol is indexed by name: sections are named by their
+/// section, and an empty name names nothing.
+pub(super) fn is_named(sym: &Symbol) -> bool {
+    !sym.name.is_empty() && sym.kind != SymbolKind::Section
+}
+
+/// The named symbols sorted by the hash of their demangled name, then,
+/// where two names share a hash, by that name, then by index: each
+/// demangled name's symbols are one run, in symbol-table order.
+#[derive(Default)]
+pub(super) struct DemangledIndex {
+    hashes: Vec<u64>,
+    ids: Vec<SymbolId>,
+    /// The hashes that more than one name has (almost always none), sorted.
+    shared: Vec<u64>,
+}
+
+impl DemangledIndex {
+    pub(super) fn build(symbols: &[Symbol], places: &[SymbolPlace]) -> Self {
+        Self::build_with(symbols, |s| places[s.id.index()].name_hash)
+    }
+
+    /// The index under another hash: tests make names collide with it.
+    fn build_with(symbols: &[Symbol], hash: impl Fn(&Symbol) -> u64) -> Self {
+        let mut entries: Vec<(u64, SymbolId)> =
+            symbols.iter().filter(|s| is_named(s)).map(|s| (hash(s), s.id)).collect();
+        entries.sort_unstable();
+        let demangled = |id: SymbolId| symbols[id.index()].demangled();
+        let mut shared = Vec::new();
+        let runs: Vec<Range<usize>> = runs_of(&entries, |e| e.0).filter(|r| r.len() > 1).collect();
+        for run in runs {
+            let members = &mut entries[run];
+            let first = demangled(members[0].1);
+            if members[1..].iter().any(|e| demangled(e.1) != first) {
+                shared.push(members[0].0);
+                members.sort_unstable_by(|a, b| demangled(a.1).cmp(demangled(b.1)).then(a.1.cmp(&b.1)));
+            }
+        }
+        let (hashes, ids) = entries.into_iter().unzip();
+        DemangledIndex { hashes, ids, shared }
+    }
+
+    /// The symbols whose demangled name is `name`, in symbol-table order.
+    pub(super) fn group<'a>(&'a self, symbols: &[Symbol], name: &str) -> &'a [SymbolId] {
+        self.group_hashed(symbols, name, name_hash(name))
+    }
+
+    fn group_hashed<'a>(&'a self, symbols: &[Symbol], name: &str, h: u64) -> &'a [SymbolId] {
+        let lo = self.hashes.partition_point(|&x| x < h);
+        let hi = lo + self.hashes[lo..].partition_point(|&x| x == h);
+        let run = &self.ids[lo..hi];
+        let demangled = |id: &SymbolId| symbols[id.index()].demangled();
+        if !self.is_shared(h) {
+            // One name has this hash: `name`, or another.
+            return match run.first() {
+                Some(id) if demangled(id) == name => run,
+                _ => &[],
+            };
+        }
+        let from = run.partition_point(|id| demangled(id) < name);
+        let to = from + run[from..].partition_point(|id| demangled(id) == name);
+        &run[from..to]
+    }
+
+    /// Every demangled name with its symbols, in the order of their hashes.
+    pub(super) fn groups<'a, 'd>(
+        &'a self,
+        symbols: &'a [Symbol<'d>],
+    ) -> impl Iterator<Item = (&'d str, &'a [SymbolId])> + 'a {
+        runs_of(&self.hashes, |&h| h).flat_map(move |run| self.names_in(symbols, run))
+    }
+
+    /// The demangled names both objects have, with the symbols of each
+    /// (`self`'s first), in the order of `self`'s first symbol of each.
+    pub(super) fn common<'a, 'd>(
+        &'a self,
+        symbols: &'a [Symbol<'d>],
+        other: &'a DemangledIndex,
+        other_symbols: &'a [Symbol],
+    ) -> Vec<(&'d str, &'a [SymbolId], &'a [SymbolId])> {
+        // The runs of equal hashes both arrays have, found by merging them.
+        let (ours, theirs) = (&self.hashes, &other.hashes);
+        let run_end = |hashes: &[u64], at: usize| at + hashes[at..].iter().take_while(|&&h| h == hashes[at]).count();
+        let mut both: Vec<(Range<usize>, Range<usize>)> = Vec::with_capacity(ours.len().min(theirs.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < ours.len() && j < theirs.len() {
+            match ours[i].cmp(&theirs[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    let (ie, je) = (run_end(ours, i), run_end(theirs, j));
+                    both.push((i..ie, j..je));
+                    (i, j) = (ie, je);
+                }
+            }
+        }
+        // Compared in symbol-table order: both objects' symbols and names
+        // are then read nearly in file order, where the hashes' order
+        // made each a cache miss. Placed by our first symbol of each,
+        // which no other run has.
+        let mut by_first = vec![u32::MAX; symbols.len()];
+        for (k, (r, _)) in both.iter().enumerate() {
+            by_first[self.ids[r.start].index()] = k as u32;
+        }
+        let order: Vec<u32> = by_first.into_iter().filter(|&k| k != u32::MAX).collect();
+        let demangled = |symbols: &'a [Symbol<'d>], id: SymbolId| symbols[id.index()].demangled();
+        order
+            .into_par_iter()
+            .flat_map_iter(|k| {
+                let (ours, theirs) = both[k as usize].clone();
+                let h = self.hashes[ours.start];
+                if self.is_shared(h) || other.is_shared(h) {
+                    let theirs = other.names_in(other_symbols, theirs);
+                    let found = self.names_in(symbols, ours).into_iter().filter_map(move |(name, a)| {
+                        let b = theirs.iter().find(|(n, _)| *n == name)?.1;
+                        Some((name, a, b))
+                    });
+                    return Either::Left(found);
+                }
+                let name = demangled(symbols, self.ids[ours.start]);
+                let same = other_symbols[other.ids[theirs.start].index()].demangled() == name;
+                Either::Right(same.then(|| (name, &self.ids[ours], &other.ids[theirs])).into_iter())
+            })
+            .collect()
+    }
+
+    /// The names of one run of equal hashes, each with its symbols.
+    fn names_in<'a, 'd>(&'a self, symbols: &'a [Symbol<'d>], run: Range<usize>) -> Vec<(&'d str, &'a [SymbolId])> {
+        let shared = self.is_shared(self.hashes[run.start]);
+        let ids = &self.ids[run];
+        let demangled = |id: &SymbolId| symbols[id.index()].demangled();
+        if !shared {
+            return vec![(demangled(&ids[0]), ids)];
+        }
+        runs_of(ids, demangled).map(|r| (demangled(&ids[r.start]), &ids[r])).collect()
+    }
+
+    fn is_shared(&self, h: u64) -> bool {
+        !self.shared.is_empty() && self.shared.binary_search(&h).is_ok()
+    }
+}
+
+/// The maximal runs of `items` with equal keys.
+fn runs_of<'a, T, K: PartialEq>(items: &'a [T], key: impl Fn(&T) -> K + 'a) -> impl Iterator<Item = Range<usize>> + 'a {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let first = key(items.get(start)?);
+        let len = items[start + 1..].iter().position(|x| key(x) != first).map_or(items.len() - start, |n| n + 1);
+        start += len;
+        Some(start - len..start)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::elf::ElfObject;
+    use crate::elf::read::tests::with_functions;
+
+    /// A hash under which many names collide: the shared-hash paths, which
+    /// XXH3 all but never takes.
+    fn colliding(name: &str) -> u64 {
+        (name.len() % 3) as u64
+    }
+
+    fn parse(data: &[u8]) -> ElfObject<'_> {
+        ElfObject::parse(Path::new("n.o"), data).unwrap()
+    }
+
+    fn by_definition(obj: &ElfObject, name: &str) -> Vec<SymbolId> {
+        obj.symbols.iter().filter(|s| is_named(s) && s.demangled() == name).map(|s| s.id).collect()
+    }
+
+    const OURS: &[&str] = &["a", "bb", "a.1", "cc", "d", "bb", "e.isra.0", "ee", "f", "only_ours"];
+    const THEIRS: &[&str] = &["cc", "a", "e", "d.2", "gg", "bb", "only_theirs", "f", "f"];
+
+    #[test]
+    fn groups_are_exact_when_names_share_a_hash() {
+        let data = with_functions(OURS);
+        let obj = parse(&data);
+        let index = DemangledIndex::build_with(&obj.symbols, |s| colliding(s.demangled()));
+        assert!(!index.shared.is_empty(), "no hash is shared: the test tests nothing");
+        let mut listed: Vec<&str> = Vec::new();
+        for (name, ids) in index.groups(&obj.symbols) {
+            assert_eq!(ids, by_definition(&obj, name), "group of {name}");
+            listed.push(name);
+        }
+        let mut wanted: Vec<&str> =
+            obj.symbols.iter().filter(|s| is_named(s)).map(|s| s.demangled()).collect::<Vec<_>>();
+        wanted.sort_unstable();
+        wanted.dedup();
+        listed.sort_unstable();
+        assert_eq!(listed, wanted, "each name listed once");
+        for probe in OURS.iter().chain(&["e", "absent", "zz", "a.1"]) {
+            let found = index.group_hashed(&obj.symbols, probe, colliding(probe));
+            assert_eq!(found, by_definition(&obj, probe), "lookup of {probe}");
+        }
+    }
+
+    #[test]
+    fn common_names_are_exactly_those_both_have() {
+        let (ours, theirs) = (with_functions(OURS), with_functions(THEIRS));
+        let (a, b) = (parse(&ours), parse(&theirs));
+        for hash in [|s: &Symbol| colliding(s.demangled()), |s: &Symbol| name_hash(s.demangled())] {
+            let (ia, ib) = (DemangledIndex::build_with(&a.symbols, hash), DemangledIndex::build_with(&b.symbols, hash));
+            let common = ia.common(&a.symbols, &ib, &b.symbols);
+            let mut expected: Vec<&str> = Vec::new();
+            for (name, _) in ia.groups(&a.symbols) {
+                if !by_definition(&b, name).is_empty() {
+                    expected.push(name);
+                }
+            }
+            expected.sort_unstable();
+            let mut names: Vec<&str> = common.iter().map(|c| c.0).collect();
+            names.sort_unstable();
+            assert_eq!(names, expected);
+            for (name, x, y) in &common {
+                assert_eq!(*x, by_definition(&a, name), "ours of {name}");
+                assert_eq!(*y, by_definition(&b, name), "theirs of {name}");
+            }
+            // In the order of our first symbols.
+            assert!(common.windows(2).all(|w| w[0].1[0] < w[1].1[0]));
+        }
+    }
+}
