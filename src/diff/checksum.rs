@@ -174,8 +174,7 @@ impl Side<'_, '_> {
 }
 
 fn is_code(obj: &ElfObject, id: SymbolId) -> bool {
-    let sym = obj.symbol(id);
-    sym.size > 0 && obj.symbol_section(sym).is_some_and(|s| s.is_exec() && !s.is_nobits())
+    obj.symbol(id).size > 0 && obj.place(id).in_code
 }
 
 /// How references are named while hashing: by each symbol's own demangled

@@ -133,8 +133,11 @@ impl DemangledIndex {
             .into_par_iter()
             .flat_map_iter(|k| {
                 let (ours, theirs) = both[k as usize].clone();
-                let h = self.hashes[ours.start];
-                if self.is_shared(h) || other.is_shared(h) {
+                let shared = || {
+                    let h = self.hashes[ours.start];
+                    self.is_shared(h) || other.is_shared(h)
+                };
+                if !(self.shared.is_empty() && other.shared.is_empty()) && shared() {
                     let theirs = other.names_in(other_symbols, theirs);
                     let found = self.names_in(symbols, ours).into_iter().filter_map(move |(name, a)| {
                         let b = theirs.iter().find(|(n, _)| *n == name)?.1;

@@ -345,6 +345,8 @@ pub struct ElfObject<'data> {
     /// keeps it in cache. One array rather than a vector per section: a
     /// `vmlinux.o` has 165,000 sections.
     spans: Vec<SymbolSpan>,
+    /// The same symbols, each section's in symbol-table order.
+    table_order: Vec<SymbolId>,
     /// Each symbol's [`SymbolPlace`], by index.
     places: Vec<SymbolPlace>,
 }
@@ -365,9 +367,10 @@ impl<'data> ElfObject<'data> {
         let symbols = read_symbols(&table, data, &sections, &briefs)?;
         check_overlap(&briefs, &symbols, data.len() as u64)?;
         attach_relocations(&table, data, &mut sections, &symbols)?;
-        let spans = index_section_symbols(&mut sections, &symbols);
+        let (spans, table_order) = index_section_symbols(&mut sections, &symbols);
         let mut obj = ElfObject {
             spans,
+            table_order,
             places: symbols.iter().map(|s| SymbolPlace::of(s, &briefs)).collect(),
             path: path.to_owned(),
             files: symbols.iter().filter(|s| s.kind == SymbolKind::File).map(|s| s.id).collect(),
@@ -381,6 +384,12 @@ impl<'data> ElfObject<'data> {
 
     fn build_name_indexes(&mut self) {
         self.names = DemangledIndex::build(&self.symbols, &self.places);
+    }
+
+    /// The named symbols defined in `section`, in symbol-table order.
+    pub fn symbols_in_table_order(&self, section: SectionId) -> &[SymbolId] {
+        let (start, end) = self.section(section).spans;
+        &self.table_order[start as usize..end as usize]
     }
 
     /// The named symbols defined in `section`, sorted by value (then index).
@@ -967,7 +976,8 @@ fn attach_relocations<'d>(
     Ok(())
 }
 
-fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) -> Vec<SymbolSpan> {
+/// The spans of every section, and their symbols in symbol-table order.
+fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) -> (Vec<SymbolSpan>, Vec<SymbolId>) {
     let spanned = |sym: &Symbol| !matches!(sym.kind, SymbolKind::Section | SymbolKind::File) && !sym.name.is_empty();
     // A counting sort by section: each section's spans in symbol order.
     let mut starts = vec![0u32; sections.len() + 1];
@@ -993,6 +1003,7 @@ fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) -> Vec<Sy
     for (i, sec) in sections.iter_mut().enumerate() {
         sec.spans = (starts[i], starts[i + 1]);
     }
+    let table_order = spans.iter().map(|s| s.id).collect();
     // Sort each section's spans and note the largest end so far. Most
     // sections hold one or two symbols: one pass, no task per section.
     for w in starts.windows(2) {
@@ -1006,7 +1017,7 @@ fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) -> Vec<Sy
             s.max_end = max_end;
         }
     }
-    spans
+    (spans, table_order)
 }
 
 /// Where a symbol is, as resolving a relocation against it needs: one
@@ -1028,19 +1039,22 @@ pub struct SymbolPlace {
     /// In a string or constant-pool section, whose places are named by
     /// their content rather than by symbol.
     pub in_merged_section: bool,
+    /// In an executable section with bytes in the file.
+    pub in_code: bool,
 }
 
 impl SymbolPlace {
     fn of(sym: &Symbol, sections: &[SectionBrief]) -> Self {
         let section = sym.section().map_or(u32::MAX, |s| s.0);
-        let merged = sym.section().is_some_and(|s| sections[s.index()].merged);
+        let brief = sym.section().map(|s| sections[s.index()]);
         SymbolPlace {
             value: sym.value,
             name_hash: super::names::name_hash(sym.demangled()),
             section,
             is_section_symbol: sym.kind == SymbolKind::Section,
             is_cold_child: sym.cold_child,
-            in_merged_section: merged,
+            in_merged_section: brief.is_some_and(|b| b.merged),
+            in_code: brief.is_some_and(|b| b.code),
         }
     }
     pub fn section(&self) -> Option<SectionId> {
@@ -1062,11 +1076,18 @@ struct SectionBrief {
     nobits: bool,
     /// Strings or a constant pool (see [`SymbolPlace::in_merged_section`]).
     merged: bool,
+    /// Executable, with bytes in the file.
+    code: bool,
 }
 
 impl SectionBrief {
     fn of(sec: &Section) -> Self {
-        SectionBrief { size: sec.size, nobits: sec.is_nobits(), merged: sec.is_strings() || sec.is_constant_pool() }
+        SectionBrief {
+            size: sec.size,
+            nobits: sec.is_nobits(),
+            merged: sec.is_strings() || sec.is_constant_pool(),
+            code: sec.is_exec() && !sec.is_nobits(),
+        }
     }
 }
 
@@ -1210,6 +1231,20 @@ pub(super) mod tests {
         for probe in names.iter().chain(&["x.1", "b", "only", "absent", "y", "__UNIQUE_ID_q"]) {
             assert_eq!(obj.symbols_demangled(probe), expected(probe).as_slice(), "lookup of {probe}");
         }
+    }
+
+    #[test]
+    fn table_order_is_each_sections_symbols_by_index() {
+        let data = include_bytes!("../../corpus/kernel/def-scenario/mem.orig.o");
+        let obj = ElfObject::parse(Path::new("mem.orig.o"), data).unwrap();
+        let mut seen = 0;
+        for sec in &obj.sections {
+            let mut by_value: Vec<SymbolId> = obj.symbols_in(sec.id).collect();
+            by_value.sort_unstable();
+            assert_eq!(obj.symbols_in_table_order(sec.id), by_value, "{}", sec.name);
+            seen += by_value.len();
+        }
+        assert!(seen > 20, "{seen} symbols in sections");
     }
 
     #[test]

@@ -43,9 +43,7 @@ struct SectionEnv {
     /// its named symbols in symbol-table order (`symbol_at` breaks ties by
     /// index) with everything `symbol_at` and the target's name use.
     digest: u64,
-    /// The named symbols, in symbol-table order.
-    by_id: Vec<SymbolId>,
-    /// Those that look like `.cold` parts, each after the function it was
+    /// Its named symbols that look like `.cold` parts, each after the function it was
     /// split from (its own part in that function's key), sorted by that
     /// function: a merged `.text` holds thousands of functions and their
     /// cold parts, and asking each function about every part of its
@@ -55,27 +53,30 @@ struct SectionEnv {
 
 impl SectionEnvs {
     pub fn build(obj: &ElfObject) -> Self {
-        SectionEnvs(obj.sections.par_iter().map(|s| (s.is_exec() && !s.is_nobits()).then(|| env(obj, s))).collect())
+        let envs = obj
+            .sections
+            .par_iter()
+            .map_init(Vec::new, |buf, s| (s.is_exec() && !s.is_nobits()).then(|| env(obj, s, buf)));
+        SectionEnvs(envs.collect())
     }
 }
 
-fn env(obj: &ElfObject, sec: &Section) -> SectionEnv {
-    let mut by_id: Vec<SymbolId> = obj.symbols_in(sec.id).collect();
-    by_id.sort_unstable();
-    let mut buf = Vec::with_capacity(64 + by_id.len() * 40);
-    feed_str(&mut buf, strip_numeric_suffix(sec.name));
-    for &id in &by_id {
+fn env(obj: &ElfObject, sec: &Section, buf: &mut Vec<u8>) -> SectionEnv {
+    let by_id = obj.symbols_in_table_order(sec.id);
+    buf.clear();
+    feed_str(buf, strip_numeric_suffix(sec.name));
+    for &id in by_id {
         let s = obj.symbol(id);
         buf.extend_from_slice(&s.value.to_le_bytes());
         buf.extend_from_slice(&s.size.to_le_bytes());
         buf.push(s.kind as u8);
         buf.push(s.is_prefix() as u8);
-        feed_str(&mut buf, s.demangled());
+        feed_str(buf, s.demangled());
     }
     let mut cold_like: Vec<(Option<SymbolId>, SymbolId)> =
         by_id.iter().filter(|&&id| obj.symbol(id).is_cold_child()).map(|&id| (obj.cold_parent(id), id)).collect();
     cold_like.sort_unstable();
-    SectionEnv { digest: xxh3_64(&buf), by_id, cold_like }
+    SectionEnv { digest: xxh3_64(buf), cold_like }
 }
 
 fn feed_str(buf: &mut Vec<u8>, s: &str) {
@@ -133,7 +134,7 @@ fn part_key(
     buf.clear();
     buf.extend_from_slice(&(code.len() as u64).to_le_bytes());
     buf.extend_from_slice(&xxh3_64(code).to_le_bytes());
-    feed_env(refs, envs.0[sec.id.index()].as_ref()?, start, buf);
+    feed_env(refs, envs.0[sec.id.index()].as_ref()?, obj.symbols_in_table_order(sec.id), start, buf);
     let relocs = sec.relocs_in(start, end);
     buf.extend_from_slice(&(relocs.len() as u64).to_le_bytes());
     for r in relocs {
@@ -164,7 +165,7 @@ fn feed_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
 /// Where the function starts in its section, and which of the section's
 /// symbols are the function itself or its `.cold` parts (named by part,
 /// not by name, in the exact checksum).
-fn feed_env(refs: Refs, env: &SectionEnv, start: u64, buf: &mut Vec<u8>) {
+fn feed_env(refs: Refs, env: &SectionEnv, by_id: &[SymbolId], start: u64, buf: &mut Vec<u8>) {
     buf.extend_from_slice(&env.digest.to_le_bytes());
     buf.extend_from_slice(&start.to_le_bytes());
     // The function, then the section's cold-like symbols that are its own
@@ -172,7 +173,7 @@ fn feed_env(refs: Refs, env: &SectionEnv, start: u64, buf: &mut Vec<u8>) {
     // `.cold` part, and those split from it.
     if let Some(this) = refs.this {
         let feed = |id: SymbolId, buf: &mut Vec<u8>| {
-            if let (Ok(at), Some(part)) = (env.by_id.binary_search(&id), refs.own_part(id)) {
+            if let (Ok(at), Some(part)) = (by_id.binary_search(&id), refs.own_part(id)) {
                 buf.extend_from_slice(&(at as u64).to_le_bytes());
                 feed_str(buf, part);
             }
@@ -181,7 +182,7 @@ fn feed_env(refs: Refs, env: &SectionEnv, start: u64, buf: &mut Vec<u8>) {
         if !env.cold_like.is_empty() {
             let from = env.cold_like.partition_point(|&(parent, _)| parent < Some(this));
             let children = env.cold_like[from..].iter().take_while(|&&(parent, _)| parent == Some(this));
-            let mut this_pending = refs.obj.symbol(this).is_cold_child() && env.by_id.binary_search(&this).is_ok();
+            let mut this_pending = refs.obj.symbol(this).is_cold_child() && by_id.binary_search(&this).is_ok();
             for &(_, child) in children {
                 if this_pending && this < child {
                     feed(this, buf);
