@@ -89,6 +89,8 @@ fn feed_str(buf: &mut Vec<u8>, s: &str) {
 /// entries in them.
 #[derive(Default)]
 pub struct KeyScratch {
+    /// For data objects' checksums, computed in the same pass.
+    pub data: Vec<u8>,
     key: Vec<u8>,
     entry: Vec<u8>,
     changes: Vec<u64>,
