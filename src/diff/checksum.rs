@@ -24,7 +24,7 @@
 
 mod quick;
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustc_hash::FxHashMap as HashMap;
@@ -59,33 +59,50 @@ impl std::fmt::Display for Checksum {
 /// checksum decodes it, so it is computed only when asked for
 /// ([`Side::exact`]); what is known up front is its [`quick`] key, which
 /// is equal for two functions only if their exact checksums are.
+///
+/// Nine bytes a symbol: the value and what it is. The exact checksums
+/// asked for later (a few hundred of a `vmlinux.o`'s 125,000 functions)
+/// are kept aside; an `OnceLock` per symbol made this 32 bytes a symbol.
 pub struct Checksums {
-    values: Vec<Sum>,
+    kinds: Vec<SumKind>,
+    values: Vec<u64>,
+    /// Exact checksums of keyed functions, computed on demand. Sharded by
+    /// symbol, and computed under the shard's lock: once each, and
+    /// different functions on different cores.
+    exact: Vec<Mutex<HashMap<SymbolId, Checksum>>>,
     /// Functions decoded instruction by instruction for their exact checksum.
     decoded: AtomicUsize,
     /// Functions with a checksum.
     pub functions: usize,
 }
 
-enum Sum {
-    /// Sections, files, undefined and empty symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SumKind {
+    /// Sections, files, undefined and empty symbols: no value.
     None,
-    Data(Checksum),
-    Code {
-        quick: Option<u64>,
-        exact: OnceLock<Checksum>,
-    },
+    /// A data object: the value is its checksum.
+    Data,
+    /// A function with a quick key: the value.
+    Keyed,
+    /// A function without one, decoded right away: the value is its exact checksum.
+    Decoded,
 }
+
+const EXACT_SHARDS: usize = 64;
 
 impl Checksums {
     /// Symbols with a checksum.
     pub fn count(&self) -> usize {
-        self.values.iter().filter(|v| !matches!(v, Sum::None)).count()
+        self.kinds.iter().filter(|&&k| k != SumKind::None).count()
     }
 
     /// Functions decoded so far for their exact checksum.
     pub fn decoded(&self) -> usize {
         self.decoded.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, id: SymbolId) -> Option<(SumKind, u64)> {
+        Some((*self.kinds.get(id.index())?, self.values[id.index()]))
     }
 }
 
@@ -110,27 +127,28 @@ pub fn cold_children(obj: &ElfObject) -> ColdChildren {
 pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) -> Checksums {
     let envs = quick::SectionEnvs::build(obj);
     let decoded = AtomicUsize::new(0);
-    let values: Vec<Sum> = obj
+    let (kinds, values): (Vec<SumKind>, Vec<u64>) = obj
         .symbols
         .par_iter()
         .map_init(quick::KeyScratch::default, |scratch, sym| match sym.kind {
             SymbolKind::Func if is_code(obj, sym.id) => {
-                let quick = quick::function_key(Refs::plain(obj), specials, cold, &envs, sym.id, scratch);
-                let exact = OnceLock::new();
-                if quick.is_none() {
-                    decoded.fetch_add(1, Ordering::Relaxed);
-                    let _ = exact.set(function_checksum(Refs::plain(obj), specials, cold, sym.id));
+                match quick::function_key(Refs::plain(obj), specials, cold, &envs, sym.id, scratch) {
+                    Some(key) => (SumKind::Keyed, key),
+                    None => {
+                        decoded.fetch_add(1, Ordering::Relaxed);
+                        (SumKind::Decoded, function_checksum(Refs::plain(obj), specials, cold, sym.id).0)
+                    }
                 }
-                Sum::Code { quick, exact }
             }
             SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls if sym.is_defined() => {
-                Sum::Data(object_checksum(obj, sym.id, &mut scratch.data))
+                (SumKind::Data, object_checksum(obj, sym.id, &mut scratch.data).0)
             }
-            _ => Sum::None,
+            _ => (SumKind::None, 0),
         })
-        .collect();
-    let functions = values.iter().filter(|v| matches!(v, Sum::Code { .. })).count();
-    Checksums { values, decoded, functions }
+        .unzip();
+    let functions = kinds.iter().filter(|&&k| matches!(k, SumKind::Keyed | SumKind::Decoded)).count();
+    let exact = (0..EXACT_SHARDS).map(|_| Mutex::default()).collect();
+    Checksums { kinds, values, exact, decoded, functions }
 }
 
 /// One object with what the checksum stage computed about it.
@@ -146,13 +164,20 @@ impl Side<'_, '_> {
     /// (sections, files, undefined, empty). A function is decoded the first
     /// time it is asked for.
     pub fn exact(&self, id: SymbolId) -> Option<Checksum> {
-        match self.sums.values.get(id.index())? {
-            Sum::None => None,
-            Sum::Data(c) => Some(*c),
-            Sum::Code { exact, .. } => Some(*exact.get_or_init(|| {
-                self.sums.decoded.fetch_add(1, Ordering::Relaxed);
-                function_checksum(Refs::plain(self.obj), self.specials, self.cold, id)
-            })),
+        let (kind, value) = self.sums.get(id)?;
+        match kind {
+            SumKind::None => None,
+            SumKind::Data | SumKind::Decoded => Some(Checksum(value)),
+            SumKind::Keyed => {
+                let shard = &self.sums.exact[id.index() % EXACT_SHARDS];
+                // A poisoned shard only means another thread panicked; its
+                // entries are whole.
+                let mut done = shard.lock().unwrap_or_else(|e| e.into_inner());
+                Some(*done.entry(id).or_insert_with(|| {
+                    self.sums.decoded.fetch_add(1, Ordering::Relaxed);
+                    function_checksum(Refs::plain(self.obj), self.specials, self.cold, id)
+                }))
+            }
         }
     }
 
@@ -160,11 +185,7 @@ impl Side<'_, '_> {
     /// checksums, decoding them only if their quick keys do not already say
     /// so; `None` if either has no checksum.
     pub fn same(&self, a: SymbolId, other: &Side, b: SymbolId) -> Option<bool> {
-        let quick = |s: &Side, id: SymbolId| match s.sums.values.get(id.index()) {
-            Some(Sum::Code { quick, .. }) => *quick,
-            _ => None,
-        };
-        if let (Some(x), Some(y)) = (quick(self, a), quick(other, b))
+        if let (Some((SumKind::Keyed, x)), Some((SumKind::Keyed, y))) = (self.sums.get(a), other.sums.get(b))
             && x == y
         {
             return Some(true);
