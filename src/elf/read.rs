@@ -155,6 +155,9 @@ pub struct Symbol<'data> {
     pub file: Option<SymbolId>,
     /// Named like a `.cold` part (asked for every reference while hashing).
     cold_child: bool,
+    /// A prefix function ([`Symbol::is_prefix`]): asked by most stages,
+    /// answered while the name is at hand.
+    prefix: bool,
 }
 
 // One cache line a symbol: the stages read symbols at random, by index.
@@ -182,7 +185,7 @@ impl<'data> Symbol<'data> {
     }
     /// objtool-style prefix functions (`__pfx_`, `__cfi_`) that precede a function.
     pub fn is_prefix(&self) -> bool {
-        self.kind == SymbolKind::Func && is_prefix_name(self.name)
+        self.prefix
     }
     /// A `.cold` part split out of its parent function.
     pub fn is_cold_child(&self) -> bool {
@@ -364,14 +367,14 @@ impl<'data> ElfObject<'data> {
         let mut sections = read_sections(&table, data)?;
         check_disjoint(&sections)?;
         let briefs: Vec<SectionBrief> = sections.iter().map(SectionBrief::of).collect();
-        let symbols = read_symbols(&table, data, &sections, &briefs)?;
+        let (symbols, places) = read_symbols(&table, data, &sections, &briefs)?;
         check_overlap(&briefs, &symbols, data.len() as u64)?;
         attach_relocations(&table, data, &mut sections, &symbols)?;
         let (spans, table_order) = index_section_symbols(&mut sections, &symbols);
         let mut obj = ElfObject {
             spans,
             table_order,
-            places: symbols.iter().map(|s| SymbolPlace::of(s, &briefs)).collect(),
+            places,
             path: path.to_owned(),
             files: symbols.iter().filter(|s| s.kind == SymbolKind::File).map(|s| s.id).collect(),
             names: DemangledIndex::default(),
@@ -741,12 +744,14 @@ fn read_symbols<'d>(
     data: &'d [u8],
     sections: &[Section<'d>],
     briefs: &[SectionBrief],
-) -> Result<Vec<Symbol<'d>>> {
+) -> Result<(Vec<Symbol<'d>>, Vec<SymbolPlace>)> {
     let symtab = table
         .symbols(LE, data, elf::SHT_SYMTAB)
         .map_err(|e| Error::malformed(format!("cannot read the symbol table: {e}")).in_section(".symtab"))?;
     let strings = symtab.strings();
     let mut out = Vec::with_capacity(symtab.len());
+    // Built beside the symbols, while each name is in cache.
+    let mut places = Vec::with_capacity(symtab.len());
     let mut current_file = None;
     for (i, sym) in symtab.iter().enumerate() {
         let sym: &Sym64<LE> = sym;
@@ -797,9 +802,10 @@ fn read_symbols<'d>(
             .map_err(|_| Error::unsupported("name is longer than 4 GiB").at_symbol(&numbered()))?;
         let cold_child =
             kind != SymbolKind::Section && has_dot(name) && name.contains(".cold") && !name.starts_with(".klp.sym");
-        out.push(Symbol {
+        let symbol = Symbol {
             id: SymbolId(i as u32),
             cold_child,
+            prefix: kind == SymbolKind::Func && is_prefix_name(name),
             name,
             demangled_len,
             kind,
@@ -808,9 +814,11 @@ fn read_symbols<'d>(
             value: sym.st_value(LE),
             size: sym.st_size(LE),
             file,
-        });
+        };
+        places.push(SymbolPlace::of(&symbol, briefs));
+        out.push(symbol);
     }
-    Ok(out)
+    Ok((out, places))
 }
 
 fn placement_of<'d>(
