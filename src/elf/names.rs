@@ -106,7 +106,7 @@ impl DemangledIndex {
         // The runs of equal hashes both arrays have, found by merging them.
         let (ours, theirs) = (&self.hashes, &other.hashes);
         let run_end = |hashes: &[u64], at: usize| at + hashes[at..].iter().take_while(|&&h| h == hashes[at]).count();
-        let mut both: Vec<(Range<usize>, Range<usize>)> = Vec::with_capacity(ours.len().min(theirs.len()));
+        let mut both: Vec<(u32, u32, u32, u32)> = Vec::with_capacity(ours.len().min(theirs.len()));
         let (mut i, mut j) = (0, 0);
         while i < ours.len() && j < theirs.len() {
             match ours[i].cmp(&theirs[j]) {
@@ -114,7 +114,8 @@ impl DemangledIndex {
                 std::cmp::Ordering::Greater => j += 1,
                 std::cmp::Ordering::Equal => {
                     let (ie, je) = (run_end(ours, i), run_end(theirs, j));
-                    both.push((i..ie, j..je));
+                    // Symbol counts fit 32 bits (symbol ids are u32).
+                    both.push((i as u32, ie as u32, j as u32, je as u32));
                     (i, j) = (ie, je);
                 }
             }
@@ -122,22 +123,24 @@ impl DemangledIndex {
         // Compared in symbol-table order: both objects' symbols and names
         // are then read nearly in file order, where the hashes' order
         // made each a cache miss. Placed by our first symbol of each,
-        // which no other run has.
+        // which no other run has, in one pass that only moves the runs.
         let mut by_first = vec![u32::MAX; symbols.len()];
-        for (k, (r, _)) in both.iter().enumerate() {
-            by_first[self.ids[r.start].index()] = k as u32;
+        for (k, run) in both.iter().enumerate() {
+            by_first[self.ids[run.0 as usize].index()] = k as u32;
         }
-        let order: Vec<u32> = by_first.into_iter().filter(|&k| k != u32::MAX).collect();
+        let ordered: Vec<(u32, u32, u32, u32)> =
+            by_first.into_iter().filter(|&k| k != u32::MAX).map(|k| both[k as usize]).collect();
         let demangled = |symbols: &'a [Symbol<'d>], id: SymbolId| symbols[id.index()].demangled();
-        order
+        let any_shared = !(self.shared.is_empty() && other.shared.is_empty());
+        ordered
             .into_par_iter()
-            .flat_map_iter(|k| {
-                let (ours, theirs) = both[k as usize].clone();
+            .flat_map_iter(|(a, b, c, d)| {
+                let (ours, theirs) = (a as usize..b as usize, c as usize..d as usize);
                 let shared = || {
                     let h = self.hashes[ours.start];
                     self.is_shared(h) || other.is_shared(h)
                 };
-                if !(self.shared.is_empty() && other.shared.is_empty()) && shared() {
+                if any_shared && shared() {
                     let theirs = other.names_in(other_symbols, theirs);
                     let found = self.names_in(symbols, ours).into_iter().filter_map(move |(name, a)| {
                         let b = theirs.iter().find(|(n, _)| *n == name)?.1;
