@@ -6,7 +6,7 @@
 //! string compare, each a cache miss, 200,000 times. Here each name is
 //! hashed once while the object is read ([`SymbolPlace::name_hash`]); the
 //! index is the named symbols sorted by that hash, and two objects' groups
-//! meet by merging two sorted arrays ([`DemangledIndex::common`]), with
+//! meet by merging two sorted arrays ([`NameIndex::common`]), with
 //! one string compare per name both have: a hash alone never decides that
 //! two names are equal.
 
@@ -29,28 +29,61 @@ pub(super) fn is_named(sym: &Symbol) -> bool {
     !sym.name.is_empty() && sym.kind != SymbolKind::Section
 }
 
-/// The named symbols sorted by the hash of their demangled name, then,
-/// where two names share a hash, by that name, then by index: each
-/// demangled name's symbols are one run, in symbol-table order.
+/// Which name of a symbol an index groups by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum NameKey {
+    /// [`Symbol::demangled`]: correlation's groups.
+    #[default]
+    Demangled,
+    /// The full name: [`ElfObject::symbols_named`](super::ElfObject::symbols_named).
+    Full,
+}
+
+impl NameKey {
+    fn of<'d>(self, sym: &Symbol<'d>) -> &'d str {
+        match self {
+            NameKey::Demangled => sym.demangled(),
+            NameKey::Full => sym.name,
+        }
+    }
+}
+
+/// The named symbols sorted by the hash of their name (demangled or full,
+/// [`NameKey`]), then, where two names share a hash, by that name, then by
+/// index: each name's symbols are one run, in symbol-table order.
 #[derive(Default)]
-pub(super) struct DemangledIndex {
+pub(super) struct NameIndex {
+    key: NameKey,
     hashes: Vec<u64>,
     ids: Vec<SymbolId>,
+    /// Where the hashes with each value of their top [`DIRECTORY_BITS`]
+    /// bits start: a lookup bisects a handful of entries, not 300,000
+    /// (eighteen cache misses, for every string a decoded function uses).
+    directory: Vec<u32>,
     /// The hashes that more than one name has (almost always none), sorted.
     shared: Vec<u64>,
 }
 
-impl DemangledIndex {
+impl NameIndex {
     pub(super) fn build(symbols: &[Symbol], places: &[SymbolPlace]) -> Self {
-        Self::build_with(symbols, |s| places[s.id.index()].name_hash)
+        Self::build_with(NameKey::Demangled, symbols, |s| places[s.id.index()].name_hash)
+    }
+
+    /// The index by full name: most names are their own demangled name,
+    /// whose hash the places hold.
+    pub(super) fn build_full(symbols: &[Symbol], places: &[SymbolPlace]) -> Self {
+        Self::build_with(NameKey::Full, symbols, |s| match s.demangled().len() == s.name.len() {
+            true => places[s.id.index()].name_hash,
+            false => name_hash(s.name),
+        })
     }
 
     /// The index under another hash: tests make names collide with it.
-    fn build_with(symbols: &[Symbol], hash: impl Fn(&Symbol) -> u64) -> Self {
+    fn build_with(key: NameKey, symbols: &[Symbol], hash: impl Fn(&Symbol) -> u64) -> Self {
         let mut entries: Vec<(u64, SymbolId)> =
             symbols.iter().filter(|s| is_named(s)).map(|s| (hash(s), s.id)).collect();
         entries.sort_unstable();
-        let demangled = |id: SymbolId| symbols[id.index()].demangled();
+        let demangled = |id: SymbolId| key.of(&symbols[id.index()]);
         let mut shared = Vec::new();
         let runs: Vec<Range<usize>> = runs_of(&entries, |e| e.0).filter(|r| r.len() > 1).collect();
         for run in runs {
@@ -61,8 +94,15 @@ impl DemangledIndex {
                 members.sort_unstable_by(|a, b| demangled(a.1).cmp(demangled(b.1)).then(a.1.cmp(&b.1)));
             }
         }
-        let (hashes, ids) = entries.into_iter().unzip();
-        DemangledIndex { hashes, ids, shared }
+        let (hashes, ids): (Vec<u64>, Vec<SymbolId>) = entries.into_iter().unzip();
+        let mut directory = vec![0u32; (1 << DIRECTORY_BITS) + 1];
+        for &h in &hashes {
+            directory[bucket(h) + 1] += 1;
+        }
+        for i in 1..directory.len() {
+            directory[i] += directory[i - 1];
+        }
+        NameIndex { key, hashes, ids, directory, shared }
     }
 
     /// The symbols whose demangled name is `name`, in symbol-table order.
@@ -71,10 +111,12 @@ impl DemangledIndex {
     }
 
     fn group_hashed<'a>(&'a self, symbols: &[Symbol], name: &str, h: u64) -> &'a [SymbolId] {
-        let lo = self.hashes.partition_point(|&x| x < h);
-        let hi = lo + self.hashes[lo..].partition_point(|&x| x == h);
+        let Some(&[from, to]) = self.directory.get(bucket(h)..bucket(h) + 2) else { return &[] };
+        let near = &self.hashes[from as usize..to as usize];
+        let lo = from as usize + near.partition_point(|&x| x < h);
+        let hi = lo + self.hashes[lo..to as usize].partition_point(|&x| x == h);
         let run = &self.ids[lo..hi];
-        let demangled = |id: &SymbolId| symbols[id.index()].demangled();
+        let demangled = |id: &SymbolId| self.key.of(&symbols[id.index()]);
         if !self.is_shared(h) {
             // One name has this hash: `name`, or another.
             return match run.first() {
@@ -100,7 +142,7 @@ impl DemangledIndex {
     pub(super) fn common<'a, 'd>(
         &'a self,
         symbols: &'a [Symbol<'d>],
-        other: &'a DemangledIndex,
+        other: &'a NameIndex,
         other_symbols: &'a [Symbol],
     ) -> Vec<(&'d str, &'a [SymbolId], &'a [SymbolId])> {
         // The runs of equal hashes both arrays have, found by merging them.
@@ -130,7 +172,7 @@ impl DemangledIndex {
         }
         let ordered: Vec<(u32, u32, u32, u32)> =
             by_first.into_iter().filter(|&k| k != u32::MAX).map(|k| both[k as usize]).collect();
-        let demangled = |symbols: &'a [Symbol<'d>], id: SymbolId| symbols[id.index()].demangled();
+        let demangled = |symbols: &'a [Symbol<'d>], id: SymbolId| self.key.of(&symbols[id.index()]);
         let any_shared = !(self.shared.is_empty() && other.shared.is_empty());
         ordered
             .into_par_iter()
@@ -149,7 +191,7 @@ impl DemangledIndex {
                     return Either::Left(found);
                 }
                 let name = demangled(symbols, self.ids[ours.start]);
-                let same = other_symbols[other.ids[theirs.start].index()].demangled() == name;
+                let same = other.key.of(&other_symbols[other.ids[theirs.start].index()]) == name;
                 Either::Right(same.then(|| (name, &self.ids[ours], &other.ids[theirs])).into_iter())
             })
             .collect()
@@ -159,7 +201,7 @@ impl DemangledIndex {
     fn names_in<'a, 'd>(&'a self, symbols: &'a [Symbol<'d>], run: Range<usize>) -> Vec<(&'d str, &'a [SymbolId])> {
         let shared = self.is_shared(self.hashes[run.start]);
         let ids = &self.ids[run];
-        let demangled = |id: &SymbolId| symbols[id.index()].demangled();
+        let demangled = |id: &SymbolId| self.key.of(&symbols[id.index()]);
         if !shared {
             return vec![(demangled(&ids[0]), ids)];
         }
@@ -169,6 +211,12 @@ impl DemangledIndex {
     fn is_shared(&self, h: u64) -> bool {
         !self.shared.is_empty() && self.shared.binary_search(&h).is_ok()
     }
+}
+
+const DIRECTORY_BITS: u32 = 16;
+
+fn bucket(h: u64) -> usize {
+    (h >> (64 - DIRECTORY_BITS)) as usize
 }
 
 /// The maximal runs of `items` with equal keys.
@@ -211,7 +259,7 @@ mod tests {
     fn groups_are_exact_when_names_share_a_hash() {
         let data = with_functions(OURS);
         let obj = parse(&data);
-        let index = DemangledIndex::build_with(&obj.symbols, |s| colliding(s.demangled()));
+        let index = NameIndex::build_with(NameKey::Demangled, &obj.symbols, |s| colliding(s.demangled()));
         assert!(!index.shared.is_empty(), "no hash is shared: the test tests nothing");
         let mut listed: Vec<&str> = Vec::new();
         for (name, ids) in index.groups(&obj.symbols) {
@@ -235,7 +283,8 @@ mod tests {
         let (ours, theirs) = (with_functions(OURS), with_functions(THEIRS));
         let (a, b) = (parse(&ours), parse(&theirs));
         for hash in [|s: &Symbol| colliding(s.demangled()), |s: &Symbol| name_hash(s.demangled())] {
-            let (ia, ib) = (DemangledIndex::build_with(&a.symbols, hash), DemangledIndex::build_with(&b.symbols, hash));
+            let build = |o: &ElfObject| NameIndex::build_with(NameKey::Demangled, &o.symbols, hash);
+            let (ia, ib) = (build(&a), build(&b));
             let common = ia.common(&a.symbols, &ib, &b.symbols);
             let mut expected: Vec<&str> = Vec::new();
             for (name, _) in ia.groups(&a.symbols) {

@@ -18,7 +18,7 @@ use object::elf::{self, FileHeader64, SectionHeader64, Sym64};
 use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
 use rayon::prelude::*;
 
-use super::names::DemangledIndex;
+use super::names::NameIndex;
 use crate::error::{Context, Error, Result, escaped};
 
 /// Index of a section in the section header table.
@@ -340,7 +340,9 @@ pub struct ElfObject<'data> {
     /// FILE symbols in symbol-table order.
     pub files: Vec<SymbolId>,
     /// Named symbols by demangled name.
-    names: DemangledIndex,
+    names: NameIndex,
+    /// Named symbols by full name.
+    full_names: NameIndex,
     /// The named (non-section, non-file) symbols of every section, section
     /// by section, each section's sorted by value, with what
     /// [`ElfObject::symbol_at`] needs of each: it runs for nearly every
@@ -377,7 +379,8 @@ impl<'data> ElfObject<'data> {
             places,
             path: path.to_owned(),
             files: symbols.iter().filter(|s| s.kind == SymbolKind::File).map(|s| s.id).collect(),
-            names: DemangledIndex::default(),
+            names: NameIndex::default(),
+            full_names: NameIndex::default(),
             sections,
             symbols,
         };
@@ -386,7 +389,8 @@ impl<'data> ElfObject<'data> {
     }
 
     fn build_name_indexes(&mut self) {
-        self.names = DemangledIndex::build(&self.symbols, &self.places);
+        self.names = NameIndex::build(&self.symbols, &self.places);
+        self.full_names = NameIndex::build_full(&self.symbols, &self.places);
     }
 
     /// The named symbols defined in `section`, in symbol-table order.
@@ -423,14 +427,9 @@ impl<'data> ElfObject<'data> {
     pub fn symbol_section(&self, sym: &Symbol) -> Option<&Section<'data>> {
         sym.section().map(|s| self.section(s))
     }
-    /// The symbols named `name`, in symbol-table order: those of its
-    /// demangled name's group that have this very name (usually all).
-    pub fn symbols_named(&self, name: &str) -> Cow<'_, [SymbolId]> {
-        let group = self.symbols_demangled(demangle(name));
-        match group.iter().all(|&id| self.symbol(id).name == name) {
-            true => Cow::Borrowed(group),
-            false => group.iter().copied().filter(|&id| self.symbol(id).name == name).collect(),
-        }
+    /// The symbols named `name`, in symbol-table order.
+    pub fn symbols_named(&self, name: &str) -> &[SymbolId] {
+        self.full_names.group(&self.symbols, name)
     }
     /// The symbols whose demangled name is `name`, in symbol-table order.
     pub fn symbols_demangled(&self, name: &str) -> &[SymbolId] {
@@ -1236,8 +1235,10 @@ pub(super) mod tests {
         wanted.sort_unstable();
         wanted.dedup();
         assert_eq!(listed, wanted, "each demangled name listed once");
+        let full = |n: &str| -> Vec<SymbolId> { named.iter().filter(|s| s.name == n).map(|s| s.id).collect() };
         for probe in names.iter().chain(&["x.1", "b", "only", "absent", "y", "__UNIQUE_ID_q"]) {
             assert_eq!(obj.symbols_demangled(probe), expected(probe).as_slice(), "lookup of {probe}");
+            assert_eq!(obj.symbols_named(probe), full(probe).as_slice(), "{probe} by full name");
         }
     }
 
