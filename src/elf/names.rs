@@ -1,4 +1,5 @@
-//! Symbols grouped by demangled name, as sorted arrays of name hashes.
+//! Symbols grouped by name (demangled, or full), as sorted arrays of name
+//! hashes.
 //!
 //! A `vmlinux.o` has 300,000 names. A hash map from name to group hashed
 //! each of them while it was built, and correlation then looked up every
@@ -18,9 +19,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Symbol, SymbolId, SymbolKind, SymbolPlace};
 
-/// The hash [`SymbolPlace::name_hash`] holds for a demangled name.
-pub fn name_hash(demangled: &str) -> u64 {
-    xxh3_64(demangled.as_bytes())
+/// The hash a name is indexed by; [`SymbolPlace::name_hash`] holds the
+/// demangled name's.
+pub fn name_hash(name: &str) -> u64 {
+    xxh3_64(name.as_bytes())
 }
 
 /// Whether a symbol is indexed by name: sections are named by their
@@ -83,15 +85,15 @@ impl NameIndex {
         let mut entries: Vec<(u64, SymbolId)> =
             symbols.iter().filter(|s| is_named(s)).map(|s| (hash(s), s.id)).collect();
         entries.sort_unstable();
-        let demangled = |id: SymbolId| key.of(&symbols[id.index()]);
+        let name_of = |id: SymbolId| key.of(&symbols[id.index()]);
         let mut shared = Vec::new();
         let runs: Vec<Range<usize>> = runs_of(&entries, |e| e.0).filter(|r| r.len() > 1).collect();
         for run in runs {
             let members = &mut entries[run];
-            let first = demangled(members[0].1);
-            if members[1..].iter().any(|e| demangled(e.1) != first) {
+            let first = name_of(members[0].1);
+            if members[1..].iter().any(|e| name_of(e.1) != first) {
                 shared.push(members[0].0);
-                members.sort_unstable_by(|a, b| demangled(a.1).cmp(demangled(b.1)).then(a.1.cmp(&b.1)));
+                members.sort_unstable_by(|a, b| name_of(a.1).cmp(name_of(b.1)).then(a.1.cmp(&b.1)));
             }
         }
         let (hashes, ids): (Vec<u64>, Vec<SymbolId>) = entries.into_iter().unzip();
@@ -105,7 +107,8 @@ impl NameIndex {
         NameIndex { key, hashes, ids, directory, shared }
     }
 
-    /// The symbols whose demangled name is `name`, in symbol-table order.
+    /// The symbols whose name (as the index keys it) is `name`, in
+    /// symbol-table order.
     pub(super) fn group<'a>(&'a self, symbols: &[Symbol], name: &str) -> &'a [SymbolId] {
         self.group_hashed(symbols, name, name_hash(name))
     }
@@ -116,20 +119,20 @@ impl NameIndex {
         let lo = from as usize + near.partition_point(|&x| x < h);
         let hi = lo + self.hashes[lo..to as usize].partition_point(|&x| x == h);
         let run = &self.ids[lo..hi];
-        let demangled = |id: &SymbolId| self.key.of(&symbols[id.index()]);
+        let name_of = |id: &SymbolId| self.key.of(&symbols[id.index()]);
         if !self.is_shared(h) {
             // One name has this hash: `name`, or another.
             return match run.first() {
-                Some(id) if demangled(id) == name => run,
+                Some(id) if name_of(id) == name => run,
                 _ => &[],
             };
         }
-        let from = run.partition_point(|id| demangled(id) < name);
-        let to = from + run[from..].partition_point(|id| demangled(id) == name);
+        let from = run.partition_point(|id| name_of(id) < name);
+        let to = from + run[from..].partition_point(|id| name_of(id) == name);
         &run[from..to]
     }
 
-    /// Every demangled name with its symbols, in the order of their hashes.
+    /// Every name with its symbols, in the order of their hashes.
     pub(super) fn groups<'a, 'd>(
         &'a self,
         symbols: &'a [Symbol<'d>],
@@ -137,7 +140,7 @@ impl NameIndex {
         runs_of(&self.hashes, |&h| h).flat_map(move |run| self.names_in(symbols, run))
     }
 
-    /// The demangled names both objects have, with the symbols of each
+    /// The names both indexes have, with the symbols of each
     /// (`self`'s first), in the order of `self`'s first symbol of each.
     pub(super) fn common<'a, 'd>(
         &'a self,
@@ -172,7 +175,7 @@ impl NameIndex {
         }
         let ordered: Vec<(u32, u32, u32, u32)> =
             by_first.into_iter().filter(|&k| k != u32::MAX).map(|k| both[k as usize]).collect();
-        let demangled = |symbols: &'a [Symbol<'d>], id: SymbolId| self.key.of(&symbols[id.index()]);
+        let name_of = |symbols: &'a [Symbol<'d>], id: SymbolId| self.key.of(&symbols[id.index()]);
         let any_shared = !(self.shared.is_empty() && other.shared.is_empty());
         ordered
             .into_par_iter()
@@ -190,7 +193,7 @@ impl NameIndex {
                     });
                     return Either::Left(found);
                 }
-                let name = demangled(symbols, self.ids[ours.start]);
+                let name = name_of(symbols, self.ids[ours.start]);
                 let same = other.key.of(&other_symbols[other.ids[theirs.start].index()]) == name;
                 Either::Right(same.then(|| (name, &self.ids[ours], &other.ids[theirs])).into_iter())
             })
@@ -201,11 +204,11 @@ impl NameIndex {
     fn names_in<'a, 'd>(&'a self, symbols: &'a [Symbol<'d>], run: Range<usize>) -> Vec<(&'d str, &'a [SymbolId])> {
         let shared = self.is_shared(self.hashes[run.start]);
         let ids = &self.ids[run];
-        let demangled = |id: &SymbolId| self.key.of(&symbols[id.index()]);
+        let name_of = |id: &SymbolId| self.key.of(&symbols[id.index()]);
         if !shared {
-            return vec![(demangled(&ids[0]), ids)];
+            return vec![(name_of(&ids[0]), ids)];
         }
-        runs_of(ids, demangled).map(|r| (demangled(&ids[r.start]), &ids[r])).collect()
+        runs_of(ids, name_of).map(|r| (name_of(&ids[r.start]), &ids[r])).collect()
     }
 
     fn is_shared(&self, h: u64) -> bool {
