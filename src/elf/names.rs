@@ -133,6 +133,7 @@ impl NameIndex {
     }
 
     /// Every name with its symbols, in the order of their hashes.
+    #[cfg(test)]
     pub(super) fn groups<'a, 'd>(
         &'a self,
         symbols: &'a [Symbol<'d>],

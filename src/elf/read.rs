@@ -436,8 +436,11 @@ impl<'data> ElfObject<'data> {
         self.names.group(&self.symbols, name)
     }
     /// Every demangled name with its symbols (in symbol-table order); the
-    /// names in no particular order.
-    pub fn demangled_names(&self) -> impl Iterator<Item = (&'data str, &[SymbolId])> {
+    /// names in no particular order. Correlation meets the other object's
+    /// names through [`Self::demangled_names_shared_with`]; the tests
+    /// check the groups with this.
+    #[cfg(test)]
+    pub(crate) fn demangled_names(&self) -> impl Iterator<Item = (&'data str, &[SymbolId])> {
         self.names.groups(&self.symbols)
     }
     /// The demangled names this object and `other` both have, each with
