@@ -19,10 +19,13 @@
 //! - the special-section entries and `.cold` parts, as the exact checksum.
 //!
 //! So equal quick keys imply equal exact checksums, and only functions whose
-//! keys differ from their twin's (or that have no key) are ever decoded. A
-//! relocation whose meaning depends on the bias in a way the key cannot
-//! capture (anonymous code or data, constant pools, a range that crosses a
-//! symbol boundary) gives the function no key: it is decoded.
+//! keys differ from their twin's (or that have no key) are ever decoded.
+//! A relocation whose meaning depends on the bias in a way the key cannot
+//! capture (anonymous code, which is named by the snippet where the bias
+//! lands; before the start of a string or constant-pool section) gives the
+//! function no key: it is decoded. Keys that named anonymous code by the
+//! snippet at each of the 15 offsets cost more than decoding the few
+//! hundred functions that have such references.
 
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
@@ -237,8 +240,7 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScrat
     }
     if sec.is_constant_pool() {
         buf.push(b'K');
-        feed_bytes(buf, constant_window(sec, first, last)?);
-        return Some(());
+        return feed_constant_window(buf, sec, first, last);
     }
     if !place.is_section_symbol {
         buf.push(b'S');
@@ -302,20 +304,28 @@ fn feed_symbol(refs: Refs, id: SymbolId, offset: i64, buf: &mut Vec<u8>) {
     buf.extend_from_slice(&offset.to_le_bytes());
 }
 
-/// The bytes of constant pool `sec` holding the entries at `[first, last]`.
-fn constant_window<'d>(sec: &Section<'d>, first: i64, last: i64) -> Option<&'d [u8]> {
-    let end = usize::try_from(last).ok()?.checked_add(sec.entsize as usize)?;
-    sec.data.get(usize::try_from(first).ok()?..end)
+/// The entry size of constant pool `sec`, then its bytes holding the
+/// entries at `[first, last]`, cut at the section's end: the entry at
+/// `first + k` is the window's `k..k + entsize`, or nothing (as the exact
+/// checksum has it) where that reaches past the window.
+fn feed_constant_window(buf: &mut Vec<u8>, sec: &Section, first: i64, last: i64) -> Option<()> {
+    let (first, last) = (usize::try_from(first).ok()?, usize::try_from(last).ok()?);
+    let end = last.checked_add(sec.entsize as usize)?.min(sec.data.len());
+    buf.extend_from_slice(&sec.entsize.to_le_bytes());
+    feed_bytes(buf, sec.data.get(first.min(end)..end)?);
+    Some(())
 }
 
 /// The bytes of string section `sec` from `first` up to the first NUL at or
-/// after `last` (or the end): they hold the string at each offset in
-/// `[first, last]`.
+/// after `last`, or the section's end: the string at `first + k` is the
+/// window's from `k` up to its first NUL or its end, and nothing where `k`
+/// is past the end, as the exact checksum reads it.
 fn string_window<'d>(sec: &Section<'d>, first: i64, last: i64) -> Option<&'d [u8]> {
     let (first, last) = (usize::try_from(first).ok()?, usize::try_from(last).ok()?);
-    let tail = sec.data.get(last..).filter(|t| !t.is_empty())?;
+    let last = last.min(sec.data.len());
+    let tail = &sec.data[last..];
     let end = last + tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
-    sec.data.get(first..end)
+    sec.data.get(first.min(end)..end)
 }
 
 #[cfg(test)]
@@ -391,6 +401,72 @@ mod tests {
         }
         // The patch changes one function; a few more moved strings.
         assert!(pairs > 10 && without_decoding + 5 >= pairs, "{without_decoding} of {pairs} without decoding");
+    }
+
+    /// A string or constant-pool section holding `data`, as `parse` makes one.
+    fn pool(data: &[u8], entsize: u64, strings: bool) -> Section<'_> {
+        use object::elf::{SHF_ALLOC, SHF_MERGE, SHF_STRINGS, SHT_PROGBITS};
+        let flags = SHF_ALLOC.0 | SHF_MERGE.0 | if strings { SHF_STRINGS.0 } else { 0 };
+        Section {
+            id: crate::elf::SectionId(1),
+            name: if strings { ".rodata.str1.1" } else { ".rodata.cst8" },
+            sh_type: SHT_PROGBITS.0,
+            flags,
+            addralign: 1,
+            entsize,
+            size: data.len() as u64,
+            link: 0,
+            info: 0,
+            file_offset: 0x40,
+            data,
+            relocs: Default::default(),
+            rela_section: None,
+            own_relocs: Default::default(),
+            section_symbol: None,
+        }
+    }
+
+    #[test]
+    fn windows_say_what_the_exact_checksum_reads_at_every_offset() {
+        // Up to and past the end of each section, where the window is cut:
+        // the string or entry at each offset the window covers is the one
+        // the exact checksum reads there.
+        let bytes: Vec<u8> = (0..100u32).map(|i| if i % 7 == 3 { 0 } else { b'a' + (i % 26) as u8 }).collect();
+        let sections = [
+            pool(&bytes, 1, true),
+            pool(&bytes[..bytes.len() - 1], 1, true),
+            pool(&bytes[..40], 4, false),
+            pool(&bytes[..48], 8, false),
+            pool(&bytes[..64], 16, false),
+        ];
+        let (mut strings, mut constants) = (0, 0);
+        for sec in &sections {
+            assert!(sec.is_strings() || sec.is_constant_pool());
+            let len = sec.data.len() as i64;
+            for first in 0..len + 3 {
+                let last = first + MAX_BIAS - 1;
+                for k in 0..MAX_BIAS {
+                    let at = (first + k) as u64;
+                    if sec.is_strings() {
+                        let window = string_window(sec, first, last).unwrap();
+                        let from = window.get(k as usize..).unwrap_or_default();
+                        let read = &from[..from.iter().position(|&b| b == 0).unwrap_or(from.len())];
+                        assert_eq!(read, sec.c_str_at(at).unwrap_or_default(), "{}+{at:#x}", sec.name);
+                        strings += 1;
+                    } else {
+                        let mut buf = Vec::new();
+                        feed_constant_window(&mut buf, sec, first, last).unwrap();
+                        let entsize = u64::from_le_bytes(buf[..8].try_into().unwrap()) as usize;
+                        let window = &buf[16..];
+                        let entry = window.get(k as usize..k as usize + entsize).unwrap_or_default();
+                        let exact = sec.data.get(at as usize..at as usize + sec.entsize as usize);
+                        assert_eq!(entry, exact.unwrap_or_default(), "{}+{at:#x}", sec.name);
+                        constants += 1;
+                    }
+                }
+            }
+        }
+        assert!(strings > 1000 && constants > 1000, "{strings} string and {constants} constant offsets checked");
     }
 
     #[test]
