@@ -82,9 +82,8 @@ impl NameIndex {
 
     /// The index under another hash: tests make names collide with it.
     fn build_with(key: NameKey, symbols: &[Symbol], hash: impl Fn(&Symbol) -> u64) -> Self {
-        let mut entries: Vec<(u64, SymbolId)> =
-            symbols.iter().filter(|s| is_named(s)).map(|s| (hash(s), s.id)).collect();
-        entries.sort_unstable();
+        let unsorted: Vec<(u64, SymbolId)> = symbols.iter().filter(|s| is_named(s)).map(|s| (hash(s), s.id)).collect();
+        let (mut entries, directory) = sort_by_bucket(&unsorted);
         let name_of = |id: SymbolId| key.of(&symbols[id.index()]);
         let mut shared = Vec::new();
         let runs: Vec<Range<usize>> = runs_of(&entries, |e| e.0).filter(|r| r.len() > 1).collect();
@@ -97,13 +96,6 @@ impl NameIndex {
             }
         }
         let (hashes, ids): (Vec<u64>, Vec<SymbolId>) = entries.into_iter().unzip();
-        let mut directory = vec![0u32; (1 << DIRECTORY_BITS) + 1];
-        for &h in &hashes {
-            directory[bucket(h) + 1] += 1;
-        }
-        for i in 1..directory.len() {
-            directory[i] += directory[i - 1];
-        }
         NameIndex { key, hashes, ids, directory, shared }
     }
 
@@ -223,6 +215,32 @@ fn bucket(h: u64) -> usize {
     (h >> (64 - DIRECTORY_BITS)) as usize
 }
 
+/// `entries` sorted (by hash, then index), and the directory of where each
+/// bucket starts: one counting pass by the top bits of the hash, then each
+/// bucket sorted alone. The hashes are uniform, so a bucket holds a
+/// handful of entries; a comparison sort of all 300,000 cost more than
+/// the rest of the index.
+fn sort_by_bucket(entries: &[(u64, SymbolId)]) -> (Vec<(u64, SymbolId)>, Vec<u32>) {
+    let mut directory = vec![0u32; (1 << DIRECTORY_BITS) + 1];
+    for &(h, _) in entries {
+        directory[bucket(h) + 1] += 1;
+    }
+    for i in 1..directory.len() {
+        directory[i] += directory[i - 1];
+    }
+    let mut next = directory.clone();
+    let mut sorted = vec![(0, SymbolId(0)); entries.len()];
+    for &entry in entries {
+        let slot = &mut next[bucket(entry.0)];
+        sorted[*slot as usize] = entry;
+        *slot += 1;
+    }
+    for w in directory.windows(2) {
+        sorted[w[0] as usize..w[1] as usize].sort_unstable();
+    }
+    (sorted, directory)
+}
+
 /// The maximal runs of `items` with equal keys.
 fn runs_of<'a, T, K: PartialEq>(items: &'a [T], key: impl Fn(&T) -> K + 'a) -> impl Iterator<Item = Range<usize>> + 'a {
     let mut start = 0;
@@ -258,6 +276,27 @@ mod tests {
 
     const OURS: &[&str] = &["a", "bb", "a.1", "cc", "d", "bb", "e.isra.0", "ee", "f", "only_ours"];
     const THEIRS: &[&str] = &["cc", "a", "e", "d.2", "gg", "bb", "only_theirs", "f", "f"];
+
+    #[test]
+    fn bucket_sort_is_a_sort_and_its_directory_bounds_each_bucket() {
+        // Spread hashes, hashes crowded in few buckets, and equal hashes
+        // with ids out of order.
+        let spread = (0..5000u64).map(|i| xxh3_64(&i.to_le_bytes()));
+        let crowded = (0..5000u64).map(|i| (i % 7) << 60 | (i * 7919) % 1000);
+        for hashes in [spread.collect::<Vec<_>>(), crowded.collect()] {
+            let entries: Vec<(u64, SymbolId)> =
+                hashes.iter().enumerate().map(|(i, &h)| (h, SymbolId((i as u32 * 31) % 5000))).collect();
+            let (sorted, directory) = sort_by_bucket(&entries);
+            let mut wanted = entries.clone();
+            wanted.sort_unstable();
+            assert_eq!(sorted, wanted);
+            assert_eq!(directory.len(), (1 << DIRECTORY_BITS) + 1);
+            for (b, w) in directory.windows(2).enumerate() {
+                assert!(sorted[w[0] as usize..w[1] as usize].iter().all(|e| bucket(e.0) == b), "bucket {b}");
+            }
+            assert_eq!(directory[1 << DIRECTORY_BITS] as usize, entries.len());
+        }
+    }
 
     #[test]
     fn groups_are_exact_when_names_share_a_hash() {
