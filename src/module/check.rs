@@ -225,7 +225,7 @@ impl<'d> Checker<'_, 'd> {
                 format!("{}: a second klp rela section for object {obj} and section #{}", s.name, s.info),
             );
         }
-        for r in s.own_relocs.iter() {
+        for r in m.own_relocs(s.id).iter() {
             self.summary.klp_relocations += 1;
             self.klp_reloc(s, &obj, target, r);
         }

@@ -270,7 +270,7 @@ impl<'a, 'd> ModuleLayout<'a, 'd> {
             layout.defined.entry(s.name).or_default().push(s.id);
         }
         for s in m.sections.iter().filter(|s| s.flags & klp::SHF_RELA_LIVEPATCH != 0) {
-            layout.klp_relocs.entry(SectionId(s.info)).or_default().extend(s.own_relocs.iter());
+            layout.klp_relocs.entry(SectionId(s.info)).or_default().extend(m.own_relocs(s.id).iter());
         }
         layout
     }
