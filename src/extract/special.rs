@@ -10,20 +10,23 @@ use crate::diff::correlate::is_correlatable;
 use crate::elf::write::{OutReloc, OutSectionId};
 use crate::elf::{Reloc, SectionId, SymbolId, SymbolKind, reloc};
 use crate::error::{Error, Result};
-use crate::kernel::special::{entry_ranges, is_special_section, resolve_data_reference};
+use crate::kernel::special::{entries_with_relocs, is_special_section, resolve_data_reference};
 
 impl Builder<'_, '_> {
     pub(super) fn extract_special_sections(&mut self) -> Result<()> {
         let sections: Vec<SectionId> =
             self.p.sections.iter().filter(|s| is_special_section(s.name) && s.size > 0).map(|s| s.id).collect();
         let mut holding = HoldingIncluded::default();
+        let p = self.p;
         for sec in sections {
-            let name = self.p.section(sec).name;
-            let Some(&size) = self.a.patched.specials.entry_sizes.get(name) else { continue };
-            for (offset, end) in entry_ranges(self.p.section(sec).size, size) {
+            let section = p.section(sec);
+            let Some(&size) = self.a.patched.specials.entry_sizes.get(section.name) else { continue };
+            for (offset, end, relocs) in entries_with_relocs(section, size) {
                 // Copying an entry may include more symbols.
                 holding.refresh(self);
-                if holding.may_describe_clone(self, sec, offset, end) && self.entry_is_wanted(sec, offset, end)? {
+                if holding.may_describe_clone(self, &section.relocs[relocs])
+                    && self.entry_is_wanted(sec, offset, end)?
+                {
                     self.copy_entry(sec, offset, end)?;
                 }
             }
@@ -177,10 +180,7 @@ impl HoldingIncluded {
     /// False only for an entry that cannot describe an included symbol:
     /// every relocation of it points into a section holding none (a
     /// relocation's named symbol lies in the section it points into).
-    fn may_describe_clone(&self, b: &Builder, sec: SectionId, start: u64, end: u64) -> bool {
-        b.p.section(sec)
-            .relocs_in(start, end)
-            .iter()
-            .any(|r| b.p.place(r.symbol()).section().is_none_or(|s| self.sections.contains(&s)))
+    fn may_describe_clone(&self, b: &Builder, relocs: &[Reloc]) -> bool {
+        relocs.iter().any(|r| b.p.place(r.symbol()).section().is_none_or(|s| self.sections.contains(&s)))
     }
 }
