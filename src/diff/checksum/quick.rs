@@ -74,7 +74,9 @@ fn env(obj: &ElfObject, sec: &Section, buf: &mut Vec<u8>) -> SectionEnv {
         buf.extend_from_slice(&s.size.to_le_bytes());
         buf.push(s.kind as u8);
         buf.push(s.is_prefix() as u8);
-        feed_str(buf, s.demangled());
+        // The name by its hash, as `feed_symbol` names references: the
+        // bytes were a second read of every function's name.
+        buf.extend_from_slice(&obj.place(id).name_hash.to_le_bytes());
     }
     let mut cold_like: Vec<(Option<SymbolId>, SymbolId)> =
         by_id.iter().filter(|&&id| obj.symbol(id).is_cold_child()).map(|&id| (obj.cold_parent(id), id)).collect();
