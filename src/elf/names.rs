@@ -5,7 +5,7 @@
 //! each of them while it was built, and correlation then looked up every
 //! original name in the patched object's map: a string hash, a probe and a
 //! string compare, each a cache miss, 200,000 times. Here each name is
-//! hashed once while the object is read ([`SymbolPlace::name_hash`]); the
+//! hashed once while the object is read ([`SymbolPlace::name_hash`](super::SymbolPlace::name_hash)); the
 //! index is the named symbols sorted by that hash, and two objects' groups
 //! meet by merging two sorted arrays ([`NameIndex::common`]), with
 //! one string compare per name both have: a hash alone never decides that
@@ -17,9 +17,9 @@ use rayon::iter::Either;
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Symbol, SymbolId, SymbolKind, SymbolPlace};
+use super::{Symbol, SymbolId, SymbolKind};
 
-/// The hash a name is indexed by; [`SymbolPlace::name_hash`] holds the
+/// The hash a name is indexed by; [`SymbolPlace::name_hash`](super::SymbolPlace::name_hash) holds the
 /// demangled name's.
 pub fn name_hash(name: &str) -> u64 {
     xxh3_64(name.as_bytes())
@@ -67,22 +67,10 @@ pub(super) struct NameIndex {
 }
 
 impl NameIndex {
-    pub(super) fn build(symbols: &[Symbol], places: &[SymbolPlace]) -> Self {
-        Self::build_with(NameKey::Demangled, symbols, |s| places[s.id.index()].name_hash)
-    }
-
-    /// The index by full name: most names are their own demangled name,
-    /// whose hash the places hold.
-    pub(super) fn build_full(symbols: &[Symbol], places: &[SymbolPlace]) -> Self {
-        Self::build_with(NameKey::Full, symbols, |s| match s.demangled().len() == s.name.len() {
-            true => places[s.id.index()].name_hash,
-            false => name_hash(s.name),
-        })
-    }
-
-    /// The index under another hash: tests make names collide with it.
-    fn build_with(key: NameKey, symbols: &[Symbol], hash: impl Fn(&Symbol) -> u64) -> Self {
-        let unsorted: Vec<(u64, SymbolId)> = symbols.iter().filter(|s| is_named(s)).map(|s| (hash(s), s.id)).collect();
+    /// The index of the named symbols ([`is_named`]) each with the hash
+    /// of its name as `key` takes it, gathered while the symbol table is
+    /// read.
+    pub(super) fn from_entries(key: NameKey, symbols: &[Symbol], unsorted: Vec<(u64, SymbolId)>) -> Self {
         let (mut entries, directory) = sort_by_bucket(&unsorted);
         let name_of = |id: SymbolId| key.of(&symbols[id.index()]);
         let mut shared = Vec::new();
@@ -260,6 +248,12 @@ mod tests {
     use crate::elf::ElfObject;
     use crate::elf::read::tests::with_functions;
 
+    /// The index with each name hashed by `hash`.
+    fn build_with(key: NameKey, symbols: &[Symbol], hash: impl Fn(&Symbol) -> u64) -> NameIndex {
+        let entries = symbols.iter().filter(|s| is_named(s)).map(|s| (hash(s), s.id)).collect();
+        NameIndex::from_entries(key, symbols, entries)
+    }
+
     /// A hash under which many names collide: the shared-hash paths, which
     /// XXH3 all but never takes.
     fn colliding(name: &str) -> u64 {
@@ -302,7 +296,7 @@ mod tests {
     fn groups_are_exact_when_names_share_a_hash() {
         let data = with_functions(OURS);
         let obj = parse(&data);
-        let index = NameIndex::build_with(NameKey::Demangled, &obj.symbols, |s| colliding(s.demangled()));
+        let index = build_with(NameKey::Demangled, &obj.symbols, |s| colliding(s.demangled()));
         assert!(!index.shared.is_empty(), "no hash is shared: the test tests nothing");
         let mut listed: Vec<&str> = Vec::new();
         for (name, ids) in index.groups(&obj.symbols) {
@@ -326,7 +320,7 @@ mod tests {
         let (ours, theirs) = (with_functions(OURS), with_functions(THEIRS));
         let (a, b) = (parse(&ours), parse(&theirs));
         for hash in [|s: &Symbol| colliding(s.demangled()), |s: &Symbol| name_hash(s.demangled())] {
-            let build = |o: &ElfObject| NameIndex::build_with(NameKey::Demangled, &o.symbols, hash);
+            let build = |o: &ElfObject| build_with(NameKey::Demangled, &o.symbols, hash);
             let (ia, ib) = (build(&a), build(&b));
             let common = ia.common(&a.symbols, &ib, &b.symbols);
             let mut expected: Vec<&str> = Vec::new();

@@ -18,7 +18,7 @@ use object::elf::{self, FileHeader64, SectionHeader64, Sym64};
 use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
 use rayon::prelude::*;
 
-use super::names::NameIndex;
+use super::names::{NameIndex, NameKey, is_named, name_hash};
 use crate::error::{Context, Error, Result, escaped};
 
 /// Index of a section in the section header table.
@@ -395,30 +395,31 @@ impl<'data> ElfObject<'data> {
         let mut sections = read_sections(&table, &NameTable::new(shstrtab), data)?;
         check_disjoint(&sections)?;
         let briefs: Vec<SectionBrief> = sections.iter().map(SectionBrief::of).collect();
-        let (symbols, places) = read_symbols(&table, data, &sections, &briefs)?;
-        check_overlap(&briefs, &symbols, data.len() as u64)?;
+        let table_pass = read_symbols(&table, data, &sections, &briefs)?;
+        check_overlap(table_pass.covered, data.len() as u64)?;
+        let SymbolTablePass {
+            symbols, places, files, section_symbols, spans_per_section, by_name, by_full_name, ..
+        } = table_pass;
+        for (sec, id) in section_symbols {
+            sections[sec.index()].section_symbol.get_or_insert(id);
+        }
         let livepatch_relocs = attach_relocations(&table, data, &mut sections, &symbols)?;
-        let (spans, span_starts, table_order) = index_section_symbols(&mut sections, &symbols);
-        let mut obj = ElfObject {
+        let (spans, span_starts, table_order) = index_section_symbols(spans_per_section, &symbols);
+        let names = NameIndex::from_entries(NameKey::Demangled, &symbols, by_name);
+        let full_names = NameIndex::from_entries(NameKey::Full, &symbols, by_full_name);
+        Ok(ElfObject {
             spans,
             span_starts,
             table_order,
             places,
             livepatch_relocs,
             path: path.to_owned(),
-            files: symbols.iter().filter(|s| s.kind == SymbolKind::File).map(|s| s.id).collect(),
-            names: NameIndex::default(),
-            full_names: NameIndex::default(),
+            files,
+            names,
+            full_names,
             sections,
             symbols,
-        };
-        obj.build_name_indexes();
-        Ok(obj)
-    }
-
-    fn build_name_indexes(&mut self) {
-        self.names = NameIndex::build(&self.symbols, &self.places);
-        self.full_names = NameIndex::build_full(&self.symbols, &self.places);
+        })
     }
 
     /// The named symbols defined in `section`, in symbol-table order.
@@ -812,12 +813,32 @@ fn read_sections<'d>(
     Ok(out)
 }
 
+/// The symbol table, and what else the one pass over it gathers: each of
+/// these was a pass of its own over a `vmlinux.o`'s 19 MB of symbols.
+struct SymbolTablePass<'d> {
+    symbols: Vec<Symbol<'d>>,
+    places: Vec<SymbolPlace>,
+    /// FILE symbols in symbol-table order.
+    files: Vec<SymbolId>,
+    /// Each section's first section symbol.
+    section_symbols: Vec<(SectionId, SymbolId)>,
+    /// How many spanned symbols each section has (see [`is_spanned`]).
+    spans_per_section: Vec<u32>,
+    /// The bytes the symbols in sections with bytes cover, summed (see
+    /// [`check_overlap`]).
+    covered: u64,
+    /// The named symbols with the hash of their demangled name, and of
+    /// their full name ([`NameIndex`]).
+    by_name: Vec<(u64, SymbolId)>,
+    by_full_name: Vec<(u64, SymbolId)>,
+}
+
 fn read_symbols<'d>(
     table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>,
     data: &'d [u8],
     sections: &[Section<'d>],
     briefs: &[SectionBrief],
-) -> Result<(Vec<Symbol<'d>>, Vec<SymbolPlace>)> {
+) -> Result<SymbolTablePass<'d>> {
     let symtab = table
         .symbols(LE, data, elf::SHT_SYMTAB)
         .map_err(|e| Error::malformed(format!("cannot read the symbol table: {e}")).in_section(".symtab"))?;
@@ -825,6 +846,16 @@ fn read_symbols<'d>(
     let mut out = Vec::with_capacity(symtab.len());
     // Built beside the symbols, while each name is in cache.
     let mut places = Vec::with_capacity(symtab.len());
+    let mut pass = SymbolTablePass {
+        symbols: Vec::new(),
+        places: Vec::new(),
+        files: Vec::new(),
+        section_symbols: Vec::new(),
+        spans_per_section: vec![0; sections.len()],
+        covered: 0,
+        by_name: Vec::with_capacity(symtab.len()),
+        by_full_name: Vec::with_capacity(symtab.len()),
+    };
     let mut current_file = None;
     for (i, sym) in symtab.iter().enumerate() {
         let sym: &Sym64<LE> = sym;
@@ -888,10 +919,38 @@ fn read_symbols<'d>(
             size: sym.st_size(LE),
             file,
         };
-        places.push(SymbolPlace::of(&symbol, briefs));
+        let place = SymbolPlace::of(&symbol, briefs);
+        pass.note(&symbol, &place, briefs);
+        places.push(place);
         out.push(symbol);
     }
-    Ok((out, places))
+    Ok(SymbolTablePass { symbols: out, places, ..pass })
+}
+
+impl SymbolTablePass<'_> {
+    fn note(&mut self, sym: &Symbol, place: &SymbolPlace, briefs: &[SectionBrief]) {
+        match (sym.kind, sym.section()) {
+            (SymbolKind::File, _) => self.files.push(sym.id),
+            (SymbolKind::Section, Some(sec)) => self.section_symbols.push((sec, sym.id)),
+            (_, Some(sec)) if !briefs[sec.index()].nobits => self.covered = self.covered.saturating_add(sym.size),
+            _ => {}
+        }
+        if let (true, Some(sec)) = (is_spanned(sym), sym.section()) {
+            self.spans_per_section[sec.index()] += 1;
+        }
+        if is_named(sym) {
+            self.by_name.push((place.name_hash, sym.id));
+            // Most names are their own demangled name, whose hash is at hand.
+            let full = if sym.demangled().len() == sym.name.len() { place.name_hash } else { name_hash(sym.name) };
+            self.by_full_name.push((full, sym.id));
+        }
+    }
+}
+
+/// Whether `symbol_at` and the spans see a symbol: named, and neither a
+/// section nor a file.
+fn is_spanned(sym: &Symbol) -> bool {
+    !matches!(sym.kind, SymbolKind::Section | SymbolKind::File) && !sym.name.is_empty()
 }
 
 fn placement_of<'d>(
@@ -952,13 +1011,9 @@ fn check_disjoint(sections: &[Section]) -> Result<()> {
     Ok(())
 }
 
-fn check_overlap(sections: &[SectionBrief], symbols: &[Symbol], file_size: u64) -> Result<()> {
-    let covered: u64 = symbols
-        .iter()
-        .filter(|s| !matches!(s.kind, SymbolKind::Section | SymbolKind::File))
-        .filter_map(|s| Some((s, sections[s.section()?.index()])))
-        .filter(|(_, sec)| !sec.nobits)
-        .fold(0u64, |sum, (s, _)| sum.saturating_add(s.size));
+/// `covered`: the sizes of the symbols (other than sections and files) in
+/// sections with bytes, summed.
+fn check_overlap(covered: u64, file_size: u64) -> Result<()> {
     let limit = file_size.saturating_mul(MAX_OVERLAP).saturating_add(OVERLAP_SLACK);
     if covered > limit {
         return Err(Error::unsupported(format!(
@@ -1058,27 +1113,24 @@ fn attach_relocations<'d>(
     Ok(livepatch)
 }
 
-/// The spans of every section, where each section's start (see
-/// [`ElfObject::span_starts`]), and their symbols in symbol-table order.
-fn index_section_symbols(sections: &mut [Section], symbols: &[Symbol]) -> (Vec<SymbolSpan>, Vec<u32>, Vec<SymbolId>) {
-    let spanned = |sym: &Symbol| !matches!(sym.kind, SymbolKind::Section | SymbolKind::File) && !sym.name.is_empty();
+/// The spans of every section (`spans_per_section` of each), where each
+/// section's start (see [`ElfObject::span_starts`]), and their symbols in
+/// symbol-table order.
+fn index_section_symbols(
+    spans_per_section: Vec<u32>,
+    symbols: &[Symbol],
+) -> (Vec<SymbolSpan>, Vec<u32>, Vec<SymbolId>) {
     // A counting sort by section: each section's spans in symbol order.
-    let mut starts = vec![0u32; sections.len() + 1];
-    for sym in symbols {
-        let Some(sec) = sym.section() else { continue };
-        if sym.kind == SymbolKind::Section {
-            sections[sec.index()].section_symbol.get_or_insert(sym.id);
-        } else if spanned(sym) {
-            starts[sec.index() + 1] += 1;
-        }
-    }
-    for i in 1..starts.len() {
-        starts[i] += starts[i - 1];
+    let mut starts = Vec::with_capacity(spans_per_section.len() + 1);
+    starts.push(0u32);
+    for count in spans_per_section {
+        // Fewer spans than symbols, whose count fits 32 bits.
+        starts.push(starts[starts.len() - 1] + count);
     }
     let placeholder = SymbolSpan { value: 0, end: 0, max_end: 0, id: SymbolId(0), covering_rank: 0, sized: false };
-    let mut spans = vec![placeholder; starts[sections.len()] as usize];
+    let mut spans = vec![placeholder; starts[starts.len() - 1] as usize];
     let mut cursor = starts.clone();
-    for sym in symbols.iter().filter(|s| spanned(s)) {
+    for sym in symbols.iter().filter(|s| is_spanned(s)) {
         let Some(sec) = sym.section() else { continue };
         spans[cursor[sec.index()] as usize] = SymbolSpan::of(sym);
         cursor[sec.index()] += 1;
