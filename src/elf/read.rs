@@ -843,12 +843,10 @@ fn read_symbols<'d>(
         .symbols(LE, data, elf::SHT_SYMTAB)
         .map_err(|e| Error::malformed(format!("cannot read the symbol table: {e}")).in_section(".symtab"))?;
     let strings = NameTable::new(sections.get(symtab.string_section().0).map_or(&[][..], |s| s.data));
-    let mut out = Vec::with_capacity(symtab.len());
-    // Built beside the symbols, while each name is in cache.
-    let mut places = Vec::with_capacity(symtab.len());
     let mut pass = SymbolTablePass {
-        symbols: Vec::new(),
-        places: Vec::new(),
+        symbols: Vec::with_capacity(symtab.len()),
+        // Built beside the symbols, while each name is in cache.
+        places: Vec::with_capacity(symtab.len()),
         files: Vec::new(),
         section_symbols: Vec::new(),
         spans_per_section: vec![0; sections.len()],
@@ -919,31 +917,32 @@ fn read_symbols<'d>(
             size: sym.st_size(LE),
             file,
         };
-        let place = SymbolPlace::of(&symbol, briefs);
-        pass.note(&symbol, &place, briefs);
-        places.push(place);
-        out.push(symbol);
+        pass.add(symbol, briefs);
     }
-    Ok(SymbolTablePass { symbols: out, places, ..pass })
+    Ok(pass)
 }
 
-impl SymbolTablePass<'_> {
-    fn note(&mut self, sym: &Symbol, place: &SymbolPlace, briefs: &[SectionBrief]) {
+impl<'d> SymbolTablePass<'d> {
+    /// `sym`, its place, and what the other indexes need of it.
+    fn add(&mut self, sym: Symbol<'d>, briefs: &[SectionBrief]) {
+        let place = SymbolPlace::of(&sym, briefs);
         match (sym.kind, sym.section()) {
             (SymbolKind::File, _) => self.files.push(sym.id),
             (SymbolKind::Section, Some(sec)) => self.section_symbols.push((sec, sym.id)),
             (_, Some(sec)) if !briefs[sec.index()].nobits => self.covered = self.covered.saturating_add(sym.size),
             _ => {}
         }
-        if let (true, Some(sec)) = (is_spanned(sym), sym.section()) {
+        if let (true, Some(sec)) = (is_spanned(&sym), sym.section()) {
             self.spans_per_section[sec.index()] += 1;
         }
-        if is_named(sym) {
+        if is_named(&sym) {
             self.by_name.push((place.name_hash, sym.id));
             // Most names are their own demangled name, whose hash is at hand.
             let full = if sym.demangled().len() == sym.name.len() { place.name_hash } else { name_hash(sym.name) };
             self.by_full_name.push((full, sym.id));
         }
+        self.places.push(place);
+        self.symbols.push(sym);
     }
 }
 
