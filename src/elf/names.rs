@@ -5,11 +5,13 @@
 //! each of them while it was built, and correlation then looked up every
 //! original name in the patched object's map: a string hash, a probe and a
 //! string compare, each a cache miss, 200,000 times. Here each name is
-//! hashed once while the object is read ([`SymbolPlace::name_hash`](super::SymbolPlace::name_hash)); the
+//! hashed once while the object is read ([`SymbolPlace::name_hash`]); the
 //! index is the named symbols sorted by that hash, and two objects' groups
 //! meet by merging two sorted arrays ([`NameIndex::common`]), with
 //! one string compare per name both have: a hash alone never decides that
 //! two names are equal.
+//!
+//! [`SymbolPlace::name_hash`]: super::SymbolPlace::name_hash
 
 use std::ops::Range;
 
@@ -19,8 +21,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Symbol, SymbolId, SymbolKind};
 
-/// The hash a name is indexed by; [`SymbolPlace::name_hash`](super::SymbolPlace::name_hash) holds the
+/// The hash a name is indexed by; [`SymbolPlace::name_hash`] holds the
 /// demangled name's.
+///
+/// [`SymbolPlace::name_hash`]: super::SymbolPlace::name_hash
 pub fn name_hash(name: &str) -> u64 {
     xxh3_64(name.as_bytes())
 }
