@@ -36,10 +36,9 @@ pub(super) fn is_named(sym: &Symbol) -> bool {
 }
 
 /// Which name of a symbol an index groups by.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum NameKey {
     /// [`Symbol::demangled`]: correlation's groups.
-    #[default]
     Demangled,
     /// The full name: [`ElfObject::symbols_named`](super::ElfObject::symbols_named).
     Full,
@@ -57,7 +56,6 @@ impl NameKey {
 /// The named symbols sorted by the hash of their name (demangled or full,
 /// [`NameKey`]), then, where two names share a hash, by that name, then by
 /// index: each name's symbols are one run, in symbol-table order.
-#[derive(Default)]
 pub(super) struct NameIndex {
     key: NameKey,
     hashes: Vec<u64>,
