@@ -130,30 +130,39 @@ const STEAL_GRAIN: usize = 4096;
 pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) -> Checksums {
     let envs = quick::SectionEnvs::build(obj);
     let decoded = AtomicUsize::new(0);
-    let (kinds, values): (Vec<SumKind>, Vec<u64>) = obj
-        .symbols
+    // Section by section, not in table order: the sections, their bytes,
+    // relocations and special entries are then read front to back.
+    let order = obj.section_major_order();
+    let sums: Vec<(SumKind, u64)> = order
         .par_iter()
         // Pieces small enough to steal: the two objects are checksummed at
         // once, and the core done first otherwise sat idle while the other
         // finished a quarter of its object alone (24 ms, median, of a def
         // diff).
         .with_max_len(STEAL_GRAIN)
-        .map_init(quick::KeyScratch::default, |scratch, sym| match sym.kind {
-            SymbolKind::Func if is_code(obj, sym.id) => {
-                match quick::function_key(Refs::plain(obj), specials, cold, &envs, sym.id, scratch) {
-                    Some(key) => (SumKind::Keyed, key),
-                    None => {
-                        decoded.fetch_add(1, Ordering::Relaxed);
-                        (SumKind::Decoded, function_checksum(Refs::plain(obj), specials, cold, sym.id).0)
+        .map_init(quick::KeyScratch::default, |scratch, &id| {
+            let sym = obj.symbol(id);
+            match sym.kind {
+                SymbolKind::Func if is_code(obj, id) => {
+                    match quick::function_key(Refs::plain(obj), specials, cold, &envs, id, scratch) {
+                        Some(key) => (SumKind::Keyed, key),
+                        None => {
+                            decoded.fetch_add(1, Ordering::Relaxed);
+                            (SumKind::Decoded, function_checksum(Refs::plain(obj), specials, cold, id).0)
+                        }
                     }
                 }
+                SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls if sym.is_defined() => {
+                    (SumKind::Data, object_checksum(obj, id, &mut scratch.data).0)
+                }
+                _ => (SumKind::None, 0),
             }
-            SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls if sym.is_defined() => {
-                (SumKind::Data, object_checksum(obj, sym.id, &mut scratch.data).0)
-            }
-            _ => (SumKind::None, 0),
         })
-        .unzip();
+        .collect();
+    let (mut kinds, mut values) = (vec![SumKind::None; obj.symbols.len()], vec![0; obj.symbols.len()]);
+    for (&id, (kind, value)) in order.iter().zip(sums) {
+        (kinds[id.index()], values[id.index()]) = (kind, value);
+    }
     let functions = kinds.iter().filter(|&&k| matches!(k, SumKind::Keyed | SumKind::Decoded)).count();
     let exact = (0..EXACT_SHARDS).map(|_| Mutex::default()).collect();
     Checksums { kinds, values, exact, decoded, functions }

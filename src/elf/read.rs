@@ -427,6 +427,18 @@ impl<'data> ElfObject<'data> {
         &self.table_order[self.span_range(section)]
     }
 
+    /// Every symbol once: first those [`Self::symbols_in_table_order`]
+    /// lists, section by section, then the rest in table order. A pass over
+    /// symbols in this order reads the sections, their bytes and their
+    /// relocations front to back; in table order, a `vmlinux.o`'s global
+    /// functions come after all locals, each in a section far from the last.
+    pub fn section_major_order(&self) -> Vec<SymbolId> {
+        let mut order = Vec::with_capacity(self.symbols.len());
+        order.extend_from_slice(&self.table_order);
+        order.extend(self.symbols.iter().filter(|s| !(is_spanned(s) && s.section().is_some())).map(|s| s.id));
+        order
+    }
+
     /// The named symbols defined in `section`, sorted by value (then index).
     pub fn symbols_in(
         &self,
