@@ -194,12 +194,10 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
     // Patched FILE -> original FILE, to express both sides' files in one namespace.
     let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched.0, t.orig.0)).collect();
     let ok = Correlatable::of(orig, patched);
-    let groups = group_by_name(orig, patched, &ok);
     let clone_candidates = rayon::join(|| clone_candidates(orig), || clone_candidates(patched));
     let ctx = Ctx { orig, patched, orig_side, patched_side, orig_file_of: &orig_file_of, clone_candidates };
-    let results: Vec<GroupOutcome> = groups.into_par_iter().map(|g| ctx.pair_group(g, &ok)).collect();
     let mut leftovers = Vec::new();
-    for outcome in results {
+    for outcome in pair_groups(&ctx, &ok) {
         let (pairs, leftover) = match outcome {
             GroupOutcome::Pair(t) => {
                 twins.add(t);
@@ -340,8 +338,6 @@ fn align_in_order(orig: &[&str], patched: &[&str]) -> Vec<(usize, usize)> {
 struct Group<'a, 'd> {
     name: &'d str,
     kind: SymbolKind,
-    /// The group's first original symbol: groups are taken in its order.
-    first: SymbolId,
     orig: &'a [SymbolId],
     patched: &'a [SymbolId],
 }
@@ -375,18 +371,16 @@ fn of_kind<'a>(ok: &'a [u8], ids: &'a [SymbolId], kind: SymbolKind) -> impl Iter
     ids.iter().copied().filter(move |id| ok[id.index()] == kind_bit(kind))
 }
 
-/// The groups of correlatable symbols of one demangled name and type that
-/// both objects have, ordered by their first original symbol. Built from the
-/// objects' own name indexes, which meet without hashing a name again, on
-/// every core.
-fn group_by_name<'a, 'd>(orig: &'a ElfObject<'d>, patched: &'a ElfObject<'d>, ok: &Correlatable) -> Vec<Group<'a, 'd>> {
-    let names = orig.demangled_names_shared_with(patched);
-    let mut groups: Vec<Group<'a, 'd>> = names
-        .par_iter()
-        .flat_map_iter(|&(name, ours, theirs)| {
-            // One group per type: the types present, as a bit set (a
-            // group's order is its first symbol's, not the order of its
-            // type here).
+/// Each group of correlatable symbols of one demangled name and type that
+/// both objects have, as [`Ctx::pair_group`] pairs it, in the order of the
+/// groups' first original symbols. The groups come from the objects' own
+/// name indexes, which meet without hashing a name again, and are paired
+/// where they are found, on every core.
+fn pair_groups<'d>(ctx: &Ctx<'_, 'd>, ok: &Correlatable) -> Vec<GroupOutcome<'d>> {
+    let mut outcomes: Vec<(SymbolId, GroupOutcome<'d>)> =
+        ctx.orig.map_names_shared_with(ctx.patched, |name, ours, theirs| {
+            // One group per type: the types present, as a bit set (a group's
+            // order is its first symbol's, not the order of its type here).
             let mut kinds = 0u8;
             for &id in ours {
                 kinds |= ok.orig[id.index()];
@@ -394,13 +388,13 @@ fn group_by_name<'a, 'd>(orig: &'a ElfObject<'d>, patched: &'a ElfObject<'d>, ok
             ALL_KINDS.iter().copied().filter(move |&k| kinds & kind_bit(k) != 0).filter_map(move |kind| {
                 of_kind(&ok.patched, theirs, kind).next()?;
                 let first = of_kind(&ok.orig, ours, kind).next()?;
-                Some(Group { name, kind, first, orig: ours, patched: theirs })
+                Some((first, ctx.pair_group(Group { name, kind, orig: ours, patched: theirs }, ok)))
             })
-        })
-        .collect();
-    // Nearly sorted already: the names come in the order of their first symbols.
-    groups.sort_by_key(|g| g.first);
-    groups
+        });
+    // Nearly sorted already: the names come in the order of their first
+    // symbols. No two groups share a first symbol.
+    outcomes.sort_unstable_by_key(|o| o.0);
+    outcomes.into_iter().map(|o| o.1).collect()
 }
 
 /// A symbol type's bit in a set of types; a new type does not compile
@@ -527,6 +521,11 @@ impl Ctx<'_, '_> {
             // (each accepts only what the first does). Left unpaired, they
             // never get to the checksum level: no checksum is asked for.
             let (a, b) = (orig_ids().next().expect("one"), patched_ids().next().expect("one"));
+            // A global may be any file's (`maybe_same_file`): most pairs
+            // are decided without the files' lookup and the name scans.
+            if !self.orig.symbol(a).is_local() || !self.patched.symbol(b).is_local() {
+                return GroupOutcome::Pair(Twin::new(a, b, PairReason::Name));
+            }
             let (ta, tb) = (self.traits_orig(a, false), self.traits_patched(b, false));
             if maybe_same_file(&ta, &tb) {
                 return GroupOutcome::Pair(Twin::new(a, b, PairReason::Name));

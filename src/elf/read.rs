@@ -491,20 +491,21 @@ impl<'data> ElfObject<'data> {
     }
     /// Every demangled name with its symbols (in symbol-table order); the
     /// names in no particular order. Correlation meets the other object's
-    /// names through [`Self::demangled_names_shared_with`]; the tests
+    /// names through [`Self::map_names_shared_with`]; the tests
     /// check the groups with this.
     #[cfg(test)]
     pub(crate) fn demangled_names(&self) -> impl Iterator<Item = (&'data str, &[SymbolId])> {
         self.names.groups(&self.symbols)
     }
-    /// The demangled names this object and `other` both have, each with
-    /// its symbols here and there (in symbol-table order); the names in no
-    /// particular order.
-    pub fn demangled_names_shared_with<'a>(
+    /// What `each` makes of every demangled name this object and `other`
+    /// both have, with its symbols here and there (in symbol-table order);
+    /// computed on every core, in the order of the name's first symbol here.
+    pub fn map_names_shared_with<'a, T: Send, I: Iterator<Item = T>>(
         &'a self,
         other: &'a ElfObject,
-    ) -> Vec<(&'data str, &'a [SymbolId], &'a [SymbolId])> {
-        self.names.common(&self.symbols, &other.names, &other.symbols)
+        each: impl Fn(&'data str, &'a [SymbolId], &'a [SymbolId]) -> I + Sync,
+    ) -> Vec<T> {
+        self.names.common(&self.symbols, &other.names, &other.symbols, each)
     }
 
     /// What relocation `r` refers to, `bias` added to its addend (for a
