@@ -392,9 +392,8 @@ impl<'data> ElfObject<'data> {
             .and_then(|i| table.section(object::SectionIndex(i as usize)).ok())
             .and_then(|sh| sh.data(LE, data).ok())
             .unwrap_or_default();
-        let mut sections = read_sections(&table, &NameTable::new(shstrtab), data)?;
+        let (mut sections, briefs) = read_sections(&table, &NameTable::new(shstrtab), data)?;
         check_disjoint(&sections)?;
-        let briefs: Vec<SectionBrief> = sections.iter().map(SectionBrief::of).collect();
         let table_pass = read_symbols(&table, data, &sections, &briefs)?;
         check_overlap(table_pass.covered, data.len() as u64)?;
         let SymbolTablePass {
@@ -759,14 +758,17 @@ impl<'d> NameTable<'d> {
     }
 }
 
+/// The sections, and each one's [`SectionBrief`], taken while its header
+/// is at hand.
 fn read_sections<'d>(
     table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>,
     names: &NameTable<'d>,
     data: &'d [u8],
-) -> Result<Vec<Section<'d>>> {
+) -> Result<(Vec<Section<'d>>, Vec<SectionBrief>)> {
     // Collected into a vector sized up front: a `Result` iterator does not
     // know its length, and 165,000 sections were copied as it grew.
     let mut out = Vec::with_capacity(table.len());
+    let mut briefs = Vec::with_capacity(table.len());
     let sections = table.iter().enumerate().map(|(i, sh): (usize, &SectionHeader64<LE>)| {
         let numbered = || format!("section #{i}");
         let name = names.get(sh.sh_name(LE)).ok_or_else(|| {
@@ -821,9 +823,11 @@ fn read_sections<'d>(
         })
     });
     for section in sections {
-        out.push(section?);
+        let section = section?;
+        briefs.push(SectionBrief::of(&section));
+        out.push(section);
     }
-    Ok(out)
+    Ok((out, briefs))
 }
 
 /// The symbol table, and what else the one pass over it gathers: each of
@@ -1002,16 +1006,18 @@ fn placement_of<'d>(
 /// rewrites symbols and relocation types) rely on it: an edit of one
 /// section must not silently change another one's contents.
 fn check_disjoint(sections: &[Section]) -> Result<()> {
-    let mut ranges: Vec<(u64, u64, &str)> = sections
-        .iter()
-        // Section 0's size is the section count under extended numbering.
-        .filter(|s| s.sh_type != elf::SHT_NULL.0 && !s.is_nobits() && s.size > 0)
-        .map(|s| (s.file_offset, s.file_offset + s.size, s.name))
-        .collect();
-    // Linkers lay sections out in header order: usually sorted already.
-    if !ranges.is_sorted() {
-        ranges.sort_unstable();
+    // Section 0's size is the section count under extended numbering.
+    let with_bytes = || sections.iter().filter(|s| s.sh_type != elf::SHT_NULL.0 && !s.is_nobits() && s.size > 0);
+    // Linkers lay sections out in header order: each one usually starts
+    // where the last one ended or later, and then none overlap. Only
+    // otherwise are the ranges collected and sorted.
+    let mut last_end = 0;
+    if with_bytes().all(|s| std::mem::replace(&mut last_end, s.file_offset + s.size) <= s.file_offset) {
+        return Ok(());
     }
+    let mut ranges: Vec<(u64, u64, &str)> =
+        with_bytes().map(|s| (s.file_offset, s.file_offset + s.size, s.name)).collect();
+    ranges.sort_unstable();
     for w in ranges.windows(2) {
         let ((_, end, first), (start, _, second)) = (w[0], w[1]);
         if start < end {
@@ -1436,8 +1442,26 @@ pub(super) mod tests {
 
     #[test]
     fn sections_must_not_share_bytes() {
-        // The first relocation section moved onto the file's first section.
+        // The first relocation section moved onto the file's first section:
+        // out of header order.
         let e = error_of(&with_header_field(elf::SHT_RELA.0, 24, 0x40, 8));
         assert!(e.contains("overlap those of section"), "{e}");
+        // Sections in file order, as `ld -r` writes them (gcc does not),
+        // are checked without sorting: accepted when disjoint, refused when
+        // one reaches into the next.
+        let mut obj = ElfObject::parse(Path::new("p.o"), PKTDEMO).unwrap();
+        let mut at = 0x40;
+        let mut with_bytes: Vec<&mut Section> =
+            obj.sections.iter_mut().filter(|s| s.sh_type != elf::SHT_NULL.0 && s.size > 0 && !s.is_nobits()).collect();
+        for s in with_bytes.iter_mut() {
+            (s.file_offset, at) = (at, at + s.size);
+        }
+        assert!(with_bytes.len() > 3);
+        check_disjoint(&obj.sections).expect("in file order, disjoint");
+        let third = obj.sections.iter().filter(|s| s.sh_type != elf::SHT_NULL.0 && s.size > 0 && !s.is_nobits()).nth(2);
+        let third = third.unwrap().id.index();
+        obj.sections[third].size += 1;
+        let e = check_disjoint(&obj.sections).expect_err("one byte into the next").to_string();
+        assert!(e.contains(&format!("overlap those of section {}", obj.sections[third].name)), "{e}");
     }
 }
