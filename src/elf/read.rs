@@ -1083,7 +1083,10 @@ fn attach_relocations<'d>(
                 .and_then(|bytes| object::pod::slice_from_all_bytes(bytes).ok())
                 .ok_or_else(|| Error::malformed("entries are outside the file or not whole").in_section(name))?;
             let target_size = sections[target].size;
+            // Checked in the same pass: most sections' entries are sorted.
+            let (mut sorted, mut last) = (true, 0);
             for (k, reloc) in entries.iter().enumerate() {
+                sorted &= std::mem::replace(&mut last, reloc.offset()) <= reloc.offset();
                 if reloc.symbol().index() >= symbols.len() {
                     return Err(Error::malformed(format!(
                         "relocation #{k} refers to symbol index {}, but the symbol table has {} entries",
@@ -1104,7 +1107,7 @@ fn attach_relocations<'d>(
                 }
             }
             let mut relocs = Cow::Borrowed(entries);
-            if !entries.is_sorted_by_key(|r| r.offset()) {
+            if !sorted {
                 relocs.to_mut().sort_by_key(|r| r.offset());
             }
             Ok((i, target, relocs))
@@ -1438,6 +1441,25 @@ pub(super) mod tests {
             seen += by_value.len();
         }
         assert!(seen > 20, "{seen} symbols in sections");
+    }
+
+    #[test]
+    fn relocations_are_read_sorted_by_offset() {
+        // pktdemo's `.rela.text.pkt_receive` with its two entries swapped.
+        let obj = ElfObject::parse(Path::new("p.o"), PKTDEMO).unwrap();
+        let sec = obj.sections.iter().find(|s| s.name == ".text.pkt_receive").unwrap();
+        let rela = obj.section(sec.rela_section.unwrap());
+        let sorted: Vec<(u64, u32, SymbolId)> =
+            sec.relocs.iter().map(|r| (r.offset(), r.r_type(), r.symbol())).collect();
+        assert!(sorted.len() == 2 && sorted[0].0 < sorted[1].0, "{sorted:?}");
+        let mut data = PKTDEMO.to_vec();
+        let at = rela.file_offset as usize;
+        let (first, second) = (data[at..at + 24].to_vec(), data[at + 24..at + 48].to_vec());
+        data[at..at + 24].copy_from_slice(&second);
+        data[at + 24..at + 48].copy_from_slice(&first);
+        let swapped = ElfObject::parse(Path::new("p.o"), &data).unwrap();
+        let sec = swapped.sections.iter().find(|s| s.name == ".text.pkt_receive").unwrap();
+        assert_eq!(sec.relocs.iter().map(|r| (r.offset(), r.r_type(), r.symbol())).collect::<Vec<_>>(), sorted);
     }
 
     #[test]
