@@ -194,7 +194,7 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
     // Patched FILE -> original FILE, to express both sides' files in one namespace.
     let orig_file_of: HashMap<SymbolId, SymbolId> = twins.pairs.iter().map(|t| (t.patched.0, t.orig.0)).collect();
     let ok = Correlatable::of(orig, patched);
-    let clone_candidates = rayon::join(|| clone_candidates(orig), || clone_candidates(patched));
+    let clone_candidates = rayon::join(|| clone_candidates(orig, &ok.orig), || clone_candidates(patched, &ok.patched));
     let ctx = Ctx { orig, patched, orig_side, patched_side, orig_file_of: &orig_file_of, clone_candidates };
     let mut leftovers = Vec::new();
     for outcome in pair_groups(&ctx, &ok) {
@@ -449,9 +449,12 @@ struct Ctx<'a, 'd> {
     clone_candidates: (Vec<SymbolId>, Vec<SymbolId>),
 }
 
-fn clone_candidates(obj: &ElfObject) -> Vec<SymbolId> {
-    let candidate = |s: &Symbol| s.kind == SymbolKind::Func && s.name.contains('.') && is_correlatable(obj, s);
-    obj.symbols.par_iter().filter(|s| candidate(s)).map(|s| s.id).collect()
+fn clone_candidates(obj: &ElfObject, ok: &[u8]) -> Vec<SymbolId> {
+    // The correlatable functions by their byte in `ok` (the symbols are a
+    // cache line each), then those with a dot in the name.
+    let function = kind_bit(SymbolKind::Func);
+    let candidate = |i: usize| ok[i] == function && obj.symbols[i].name.contains('.');
+    (0..ok.len()).into_par_iter().filter(|&i| candidate(i)).map(|i| obj.symbols[i].id).collect()
 }
 
 /// What a symbol looks like to the funnel, with the patched side's FILE
