@@ -139,26 +139,45 @@ fn is_metadata_section(name: &str) -> bool {
 }
 
 pub fn classify(orig: &Side, patched: &Side, twins: &Twins, line_rule: LineRule) -> Changes {
-    let policy = Policy { ignores: Ignores::of(patched.obj), line_rule };
-    // Decode, on every core, the twins whose quick keys do not show them equal.
-    twins.pairs.par_iter().for_each(|t| {
-        orig.same(t.orig.0, patched, t.patched.0);
-    });
+    // On every core: the patched symbols that may be a change, in symbol
+    // order. Those that differ from their twin (the twins whose quick keys
+    // do not show them equal are decoded here), and the correlatable ones
+    // defined without twin; nearly all others are the same as their
+    // twins, or sections. The ignore lists are read meanwhile: a scan of
+    // the sections for each.
+    let (ignores, may_change) = rayon::join(
+        || Ignores::of(patched.obj),
+        || -> Vec<&Symbol> {
+            patched
+                .obj
+                .symbols
+                .par_iter()
+                .filter(|sym| match twins.of_patched(PatchedSym(sym.id)) {
+                    Some(o) => orig.same(o.0, patched, sym.id) == Some(false),
+                    None => sym.is_defined() && is_correlatable(patched.obj, sym),
+                })
+                .collect()
+        },
+    );
+    let policy = Policy { ignores, line_rule };
     let mut changes = Changes::default();
-    for sym in &patched.obj.symbols {
+    for sym in may_change {
         match twins.of_patched(PatchedSym(sym.id)) {
             Some(o) => classify_pair(orig, patched, twins, o, sym, &policy, &mut changes),
             None => classify_new(patched.obj, sym, &mut changes),
         }
     }
-    for sym in &orig.obj.symbols {
-        if twins.of_orig(OrigSym(sym.id)).is_none()
-            && is_reportable_function(orig.obj, sym)
-            && is_correlatable(orig.obj, sym)
-        {
-            changes.removed.push(OrigSym(sym.id));
-        }
-    }
+    changes.removed = orig
+        .obj
+        .symbols
+        .par_iter()
+        .filter(|sym| {
+            twins.of_orig(OrigSym(sym.id)).is_none()
+                && is_reportable_function(orig.obj, sym)
+                && is_correlatable(orig.obj, sym)
+        })
+        .map(|sym| OrigSym(sym.id))
+        .collect();
     changes
 }
 
