@@ -55,8 +55,9 @@ impl<'d> Builder<'_, 'd> {
             return prefix.size;
         }
         let code = self.p.section(sec);
+        let padding_starts = self.padding_starts.get_or_init(|| padding_starts(self.p));
         (1..=MAX_PADDING.min(sym.value))
-            .find(|&n| self.padding_starts.contains(&(sec, sym.value - n)))
+            .find(|&n| padding_starts.contains(&(sec, sym.value - n)))
             .filter(|&n| {
                 let start = (sym.value - n) as usize;
                 code.data.get(start..sym.value as usize).is_some_and(|b| b.iter().all(|&x| x == NOP))

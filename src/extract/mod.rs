@@ -135,8 +135,11 @@ struct Builder<'a, 'd> {
     klp_relocs: Vec<PendingKlpReloc>,
     /// Instruction (start, end) pairs of decoded code ranges.
     decoded: HashMap<(SectionId, u64), crate::x86::Boundaries>,
-    /// Where `__patchable_function_entries` says compiler padding starts.
-    padding_starts: rustc_hash::FxHashSet<(SectionId, u64)>,
+    /// Where `__patchable_function_entries` says compiler padding starts:
+    /// found when first asked for, which in a `vmlinux.o` (where objtool
+    /// has named the padding) is never; its 50,000 entries took most of
+    /// an extraction.
+    padding_starts: std::cell::OnceCell<rustc_hash::FxHashSet<(SectionId, u64)>>,
     /// Bytes copied into the output so far (alignment padding included),
     /// and how many the patched object can justify (see [`Builder::copy`]).
     copied: u64,
@@ -187,7 +190,7 @@ impl<'a, 'd> Builder<'a, 'd> {
             by_name: HashMap::new(),
             klp_relocs: Vec::new(),
             decoded: HashMap::new(),
-            padding_starts: emit::padding_starts(&a.patched.obj),
+            padding_starts: std::cell::OnceCell::new(),
             copied: 0,
             budget: a
                 .patched
