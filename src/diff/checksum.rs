@@ -249,15 +249,17 @@ impl<'a, 'd> Refs<'a, 'd> {
 
     /// [`Refs::target`] and the named symbol it stands for, if any.
     fn target_and_symbol(&self, r: &Reloc, adjusted: i64) -> (Target<'d>, Option<SymbolId>) {
-        let resolved = Target::resolve_in(self.obj, r, adjusted, Some(*self));
-        (self.named(resolved), resolved.1)
+        match Target::resolve_ref(self.obj, r, adjusted, Some(*self)) {
+            Resolved::Symbol(id, offset) => (self.symbol_target(id, offset), Some(id)),
+            Resolved::Other(target) => (target, None),
+        }
     }
 
     /// A resolved target, with a named symbol as these references name it.
-    fn named(&self, resolved: (Target<'d>, Option<SymbolId>)) -> Target<'d> {
+    fn named(&self, resolved: Resolved<'d>) -> Target<'d> {
         match resolved {
-            (Target::Symbol { offset, .. }, Some(id)) => self.symbol_target(id, offset),
-            (t, _) => t,
+            Resolved::Symbol(id, offset) => self.symbol_target(id, offset),
+            Resolved::Other(target) => target,
         }
     }
 
@@ -598,6 +600,15 @@ pub enum Target<'d> {
     Snippet { section: &'d str, digest: u64 },
 }
 
+/// What a relocation refers to, a named symbol not yet named: by its own
+/// name, its twin's or its part ([`Refs::symbol_target`]), or its name's
+/// hash (the quick keys).
+enum Resolved<'d> {
+    /// A named symbol and the offset into it.
+    Symbol(SymbolId, i64),
+    Other(Target<'d>),
+}
+
 impl<'d> Target<'d> {
     /// What relocation `r` refers to; `adjusted` is its addend as an offset
     /// from the referenced symbol or section start.
@@ -619,32 +630,48 @@ impl<'d> Target<'d> {
         adjusted: i64,
         snippets: Option<Refs<'_, 'd>>,
     ) -> (Self, Option<SymbolId>) {
-        let (sec, at, named) = match obj.referent(r, adjusted.wrapping_sub(r.addend())) {
-            Referent::External(id) => {
-                return (Target::Symbol { name: obj.symbol(id).demangled(), offset: adjusted }, Some(id));
-            }
-            Referent::Place { section, offset, named } => (obj.section(section), offset, named),
+        match Self::resolve_ref(obj, r, adjusted, snippets) {
+            Resolved::Symbol(id, offset) => (Target::Symbol { name: obj.symbol(id).demangled(), offset }, Some(id)),
+            Resolved::Other(target) => (target, None),
+        }
+    }
+
+    /// [`Self::resolve_in`] up to naming a named symbol: the quick keys
+    /// name it by its place's name hash and [`Refs`] perhaps by its twin's
+    /// name, and reading the symbol for its own name was a cache miss for
+    /// each of a `vmlinux.o`'s references.
+    fn resolve_ref(obj: &ElfObject<'d>, r: &Reloc, adjusted: i64, snippets: Option<Refs<'_, 'd>>) -> Resolved<'d> {
+        let (section, at, named) = match obj.referent(r, adjusted.wrapping_sub(r.addend())) {
+            Referent::External(id) => return Resolved::Symbol(id, adjusted),
+            Referent::Place { section, offset, named } => (section, offset, named),
         };
-        if sec.is_strings() {
-            return (Target::String(u64::try_from(at).ok().and_then(|o| sec.c_str_at(o)).unwrap_or_default()), None);
-        }
-        if sec.is_constant_pool() {
-            let bytes = usize::try_from(at).ok().and_then(|o| sec.data.get(o..o.checked_add(sec.entsize as usize)?));
-            return (Target::Constant(bytes.unwrap_or_default()), None);
-        }
-        match named.symbol() {
-            Some(id) => {
-                let named = obj.symbol(id);
-                (Target::Symbol { name: named.demangled(), offset: at.wrapping_sub(named.value as i64) }, Some(id))
+        // The place says whether the section holds strings or constants:
+        // its header (a cache miss) is read only then, or for anonymous
+        // places.
+        if obj.place(r.symbol()).in_merged_section {
+            let sec = obj.section(section);
+            if sec.is_strings() {
+                return Resolved::Other(Target::String(
+                    u64::try_from(at).ok().and_then(|o| sec.c_str_at(o)).unwrap_or_default(),
+                ));
             }
-            None => match u64::try_from(at) {
-                Ok(entry) if let Some(refs) = snippets.filter(|_| sec.is_exec() && !sec.is_nobits()) => {
-                    let digest = snippet_digest(refs, sec, entry);
-                    (Target::Snippet { section: strip_numeric_suffix(sec.name), digest }, None)
-                }
-                _ => (Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: at }, None),
-            },
+            if sec.is_constant_pool() {
+                let bytes =
+                    usize::try_from(at).ok().and_then(|o| sec.data.get(o..o.checked_add(sec.entsize as usize)?));
+                return Resolved::Other(Target::Constant(bytes.unwrap_or_default()));
+            }
         }
+        if let Some(id) = named.symbol() {
+            return Resolved::Symbol(id, at.wrapping_sub(obj.place(id).value as i64));
+        }
+        let sec = obj.section(section);
+        Resolved::Other(match u64::try_from(at) {
+            Ok(entry) if let Some(refs) = snippets.filter(|_| sec.is_exec() && !sec.is_nobits()) => {
+                let digest = snippet_digest(refs, sec, entry);
+                Target::Snippet { section: strip_numeric_suffix(sec.name), digest }
+            }
+            _ => Target::Anonymous { section: strip_numeric_suffix(sec.name), offset: at },
+        })
     }
 
     fn feed(&self, buf: &mut Vec<u8>) {
@@ -706,7 +733,7 @@ fn snippet_digest(refs: Refs<'_, '_>, sec: &Section, entry: u64) -> u64 {
         for r in relocs {
             buf.push((r.offset() - ip) as u8);
             buf.extend_from_slice(&reloc::class(r.r_type()).to_le_bytes());
-            refs.named(Target::resolve_in(obj, r, adjusted_addend(r, end), None)).feed(&mut buf);
+            refs.named(Target::resolve_ref(obj, r, adjusted_addend(r, end), None)).feed(&mut buf);
         }
     }
     xxh3_64(&buf)

@@ -29,7 +29,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{ColdChildren, Refs, Target, entry_digest_in, strip_numeric_suffix};
+use super::{ColdChildren, Refs, Resolved, Target, entry_digest_in, strip_numeric_suffix};
 use crate::elf::{ElfObject, Reloc, Section, SymbolId, reloc};
 use crate::kernel::special::SpecialIndex;
 
@@ -211,9 +211,9 @@ fn feed_meaning(refs: Refs, r: &Reloc, buf: &mut Vec<u8>, scratch: &mut KeyScrat
     if !reloc::is_pc_relative(r.r_type()) {
         // No bias: exactly what the exact checksum resolves.
         buf.push(b'X');
-        match Target::resolve_in(refs.obj, r, r.addend(), Some(refs)) {
-            (Target::Symbol { offset, .. }, Some(id)) => feed_symbol(refs, id, offset, buf),
-            (target, _) => target.feed(buf),
+        match Target::resolve_ref(refs.obj, r, r.addend(), Some(refs)) {
+            Resolved::Symbol(id, offset) => feed_symbol(refs, id, offset, buf),
+            Resolved::Other(target) => target.feed(buf),
         }
         return Some(());
     }
