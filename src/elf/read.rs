@@ -679,7 +679,7 @@ pub fn demangle(name: &str) -> &str {
 /// Whether `name` has a `.`: the suffixes above all start with one, and
 /// most of a `vmlinux.o`'s 300,000 names have none.
 fn has_dot(name: &str) -> bool {
-    name.as_bytes().contains(&b'.')
+    memchr::memchr(b'.', name.as_bytes()).is_some()
 }
 
 fn check_header(data: &[u8]) -> Result<&FileHeader64<LE>> {
@@ -749,7 +749,7 @@ impl<'d> NameTable<'d> {
     /// no NUL ends the name within it.
     fn get(&self, offset: u32) -> Option<Result<&'d str>> {
         let start = usize::try_from(offset).ok()?;
-        let len = self.bytes.get(start..)?.iter().position(|&b| b == 0)?;
+        let len = memchr::memchr(0, self.bytes.get(start..)?)?;
         let raw = &self.bytes[start..start + len];
         Some(match self.text {
             Some(text) => text.get(start..start + len).map_or_else(|| utf8(raw), Ok),
