@@ -35,12 +35,29 @@ pub(super) fn is_named(sym: &Symbol) -> bool {
     !sym.name.is_empty() && sym.kind != SymbolKind::Section
 }
 
-/// The named symbols sorted by the hash of their demangled name
-/// ([`Symbol::demangled`]), then, where two names share a hash, by that
-/// name, then by index: each name's symbols are one run, in symbol-table
-/// order. A full name's symbols are among its demangled name's
-/// ([`ElfObject::symbols_named`](super::ElfObject::symbols_named)).
+/// Which name of a symbol an index groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NameKey {
+    /// [`Symbol::demangled`]: correlation's groups.
+    Demangled,
+    /// The full name: [`ElfObject::symbols_named`](super::ElfObject::symbols_named).
+    Full,
+}
+
+impl NameKey {
+    fn of<'d>(self, sym: &Symbol<'d>) -> &'d str {
+        match self {
+            NameKey::Demangled => sym.demangled(),
+            NameKey::Full => sym.name,
+        }
+    }
+}
+
+/// The named symbols sorted by the hash of their name (demangled or full,
+/// [`NameKey`]), then, where two names share a hash, by that name, then by
+/// index: each name's symbols are one run, in symbol-table order.
 pub(super) struct NameIndex {
+    key: NameKey,
     hashes: Vec<u64>,
     ids: Vec<SymbolId>,
     /// Where the hashes with each value of their top [`DIRECTORY_BITS`]
@@ -53,10 +70,11 @@ pub(super) struct NameIndex {
 
 impl NameIndex {
     /// The index of the named symbols ([`is_named`]) each with the hash
-    /// of its demangled name, gathered while the symbol table is read.
-    pub(super) fn from_entries(symbols: &[Symbol], unsorted: Vec<(u64, SymbolId)>) -> Self {
+    /// of its name as `key` takes it, gathered while the symbol table is
+    /// read.
+    pub(super) fn from_entries(key: NameKey, symbols: &[Symbol], unsorted: Vec<(u64, SymbolId)>) -> Self {
         let (mut entries, directory) = sort_by_bucket(&unsorted);
-        let name_of = |id: SymbolId| symbols[id.index()].demangled();
+        let name_of = |id: SymbolId| key.of(&symbols[id.index()]);
         let mut shared = Vec::new();
         let runs: Vec<Range<usize>> = runs_of(&entries, |e| e.0).filter(|r| r.len() > 1).collect();
         for run in runs {
@@ -68,10 +86,11 @@ impl NameIndex {
             }
         }
         let (hashes, ids): (Vec<u64>, Vec<SymbolId>) = entries.into_iter().unzip();
-        NameIndex { hashes, ids, directory, shared }
+        NameIndex { key, hashes, ids, directory, shared }
     }
 
-    /// The symbols whose demangled name is `name`, in symbol-table order.
+    /// The symbols whose name (as the index keys it) is `name`, in
+    /// symbol-table order.
     pub(super) fn group<'a>(&'a self, symbols: &[Symbol], name: &str) -> &'a [SymbolId] {
         self.group_hashed(symbols, name, name_hash(name))
     }
@@ -82,7 +101,7 @@ impl NameIndex {
         let lo = from as usize + near.partition_point(|&x| x < h);
         let hi = lo + self.hashes[lo..to as usize].partition_point(|&x| x == h);
         let run = &self.ids[lo..hi];
-        let name_of = |id: &SymbolId| symbols[id.index()].demangled();
+        let name_of = |id: &SymbolId| self.key.of(&symbols[id.index()]);
         if !self.is_shared(h) {
             // One name has this hash: `name`, or another.
             return match run.first() {
@@ -142,7 +161,7 @@ impl NameIndex {
         }
         let ordered: Vec<(u32, u32, u32, u32)> =
             by_first.into_iter().filter(|&k| k != u32::MAX).map(|k| both[k as usize]).collect();
-        let name_of = |symbols: &'a [Symbol<'d>], id: SymbolId| symbols[id.index()].demangled();
+        let name_of = |symbols: &'a [Symbol<'d>], id: SymbolId| self.key.of(&symbols[id.index()]);
         let any_shared = !(self.shared.is_empty() && other.shared.is_empty());
         ordered
             .into_par_iter()
@@ -161,7 +180,7 @@ impl NameIndex {
                     return Either::Left(found);
                 }
                 let name = name_of(symbols, self.ids[ours.start]);
-                let same = other_symbols[other.ids[theirs.start].index()].demangled() == name;
+                let same = other.key.of(&other_symbols[other.ids[theirs.start].index()]) == name;
                 Either::Right(same.then(|| (name, &self.ids[ours], &other.ids[theirs])).into_iter())
             })
             .flat_map_iter(|(name, ours, theirs)| each(name, ours, theirs))
@@ -172,7 +191,7 @@ impl NameIndex {
     fn names_in<'a, 'd>(&'a self, symbols: &'a [Symbol<'d>], run: Range<usize>) -> Vec<(&'d str, &'a [SymbolId])> {
         let shared = self.is_shared(self.hashes[run.start]);
         let ids = &self.ids[run];
-        let name_of = |id: &SymbolId| symbols[id.index()].demangled();
+        let name_of = |id: &SymbolId| self.key.of(&symbols[id.index()]);
         if !shared {
             return vec![(name_of(&ids[0]), ids)];
         }
@@ -236,9 +255,9 @@ mod tests {
     use crate::elf::read::tests::with_functions;
 
     /// The index with each name hashed by `hash`.
-    fn build_with(symbols: &[Symbol], hash: impl Fn(&Symbol) -> u64) -> NameIndex {
+    fn build_with(key: NameKey, symbols: &[Symbol], hash: impl Fn(&Symbol) -> u64) -> NameIndex {
         let entries = symbols.iter().filter(|s| is_named(s)).map(|s| (hash(s), s.id)).collect();
-        NameIndex::from_entries(symbols, entries)
+        NameIndex::from_entries(key, symbols, entries)
     }
 
     /// A hash under which many names collide: the shared-hash paths, which
@@ -283,7 +302,7 @@ mod tests {
     fn groups_are_exact_when_names_share_a_hash() {
         let data = with_functions(OURS);
         let obj = parse(&data);
-        let index = build_with(&obj.symbols, |s| colliding(s.demangled()));
+        let index = build_with(NameKey::Demangled, &obj.symbols, |s| colliding(s.demangled()));
         assert!(!index.shared.is_empty(), "no hash is shared: the test tests nothing");
         let mut listed: Vec<&str> = Vec::new();
         for (name, ids) in index.groups(&obj.symbols) {
@@ -307,7 +326,7 @@ mod tests {
         let (ours, theirs) = (with_functions(OURS), with_functions(THEIRS));
         let (a, b) = (parse(&ours), parse(&theirs));
         for hash in [|s: &Symbol| colliding(s.demangled()), |s: &Symbol| name_hash(s.demangled())] {
-            let build = |o: &ElfObject| build_with(&o.symbols, hash);
+            let build = |o: &ElfObject| build_with(NameKey::Demangled, &o.symbols, hash);
             let (ia, ib) = (build(&a), build(&b));
             let common = ia.common(&a.symbols, &ib, &b.symbols, |n, x, y| std::iter::once((n, x, y)));
             let mut expected: Vec<&str> = Vec::new();

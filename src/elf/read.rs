@@ -18,7 +18,7 @@ use object::elf::{self, FileHeader64, SectionHeader64, Sym64};
 use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
 use rayon::prelude::*;
 
-use super::names::{NameIndex, is_named};
+use super::names::{NameIndex, NameKey, is_named, name_hash};
 use crate::error::{Context, Error, Result, escaped};
 
 /// Index of a section in the section header table.
@@ -349,9 +349,10 @@ pub struct ElfObject<'data> {
     pub symbols: Vec<Symbol<'data>>,
     /// FILE symbols in symbol-table order.
     pub files: Vec<SymbolId>,
-    /// Named symbols by demangled name (and so by full name: see
-    /// [`Self::symbols_named`]).
+    /// Named symbols by demangled name.
     names: NameIndex,
+    /// Named symbols by full name.
+    full_names: NameIndex,
     /// The named (non-section, non-file) symbols of every section, section
     /// by section, each section's sorted by value, with what
     /// [`ElfObject::symbol_at`] needs of each: it runs for nearly every
@@ -395,13 +396,16 @@ impl<'data> ElfObject<'data> {
         check_disjoint(&sections)?;
         let table_pass = read_symbols(&table, data, &sections, &briefs)?;
         check_overlap(table_pass.covered, data.len() as u64)?;
-        let SymbolTablePass { symbols, places, files, section_symbols, spans_per_section, by_name, .. } = table_pass;
+        let SymbolTablePass {
+            symbols, places, files, section_symbols, spans_per_section, by_name, by_full_name, ..
+        } = table_pass;
         for (sec, id) in section_symbols {
             sections[sec.index()].section_symbol.get_or_insert(id);
         }
         let livepatch_relocs = attach_relocations(&table, data, &mut sections, &symbols)?;
         let (spans, span_starts, table_order) = index_section_symbols(spans_per_section, &symbols);
-        let names = NameIndex::from_entries(&symbols, by_name);
+        let names = NameIndex::from_entries(NameKey::Demangled, &symbols, by_name);
+        let full_names = NameIndex::from_entries(NameKey::Full, &symbols, by_full_name);
         Ok(ElfObject {
             spans,
             span_starts,
@@ -411,6 +415,7 @@ impl<'data> ElfObject<'data> {
             path: path.to_owned(),
             files,
             names,
+            full_names,
             sections,
             symbols,
         })
@@ -475,13 +480,9 @@ impl<'data> ElfObject<'data> {
     pub fn symbol_section(&self, sym: &Symbol) -> Option<&Section<'data>> {
         sym.section().map(|s| self.section(s))
     }
-    /// The symbols named `name`, in symbol-table order: those of its
-    /// demangled name's group that have exactly this name. An index of
-    /// full names cost a sixth of reading a `vmlinux.o`'s symbols, for
-    /// the few thousand names asked about.
-    pub fn symbols_named(&self, name: &str) -> Vec<SymbolId> {
-        let group = self.names.group(&self.symbols, demangle(name));
-        group.iter().copied().filter(|&id| self.symbol(id).name == name).collect()
+    /// The symbols named `name`, in symbol-table order.
+    pub fn symbols_named(&self, name: &str) -> &[SymbolId] {
+        self.full_names.group(&self.symbols, name)
     }
     /// The symbols whose demangled name is `name`, in symbol-table order.
     pub fn symbols_demangled(&self, name: &str) -> &[SymbolId] {
@@ -843,9 +844,10 @@ struct SymbolTablePass<'d> {
     /// The bytes the symbols in sections with bytes cover, summed (see
     /// [`check_overlap`]).
     covered: u64,
-    /// The named symbols with the hash of their demangled name
-    /// ([`NameIndex`]).
+    /// The named symbols with the hash of their demangled name, and of
+    /// their full name ([`NameIndex`]).
     by_name: Vec<(u64, SymbolId)>,
+    by_full_name: Vec<(u64, SymbolId)>,
 }
 
 fn read_symbols<'d>(
@@ -867,6 +869,7 @@ fn read_symbols<'d>(
         spans_per_section: vec![0; sections.len()],
         covered: 0,
         by_name: Vec::with_capacity(symtab.len()),
+        by_full_name: Vec::with_capacity(symtab.len()),
     };
     let mut current_file = None;
     for (i, sym) in symtab.iter().enumerate() {
@@ -951,6 +954,9 @@ impl<'d> SymbolTablePass<'d> {
         }
         if is_named(&sym) {
             self.by_name.push((place.name_hash, sym.id));
+            // Most names are their own demangled name, whose hash is at hand.
+            let full = if sym.demangled().len() == sym.name.len() { place.name_hash } else { name_hash(sym.name) };
+            self.by_full_name.push((full, sym.id));
         }
         self.places.push(place);
         self.symbols.push(sym);
