@@ -30,7 +30,7 @@
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{ColdChildren, Refs, Resolved, Target, entry_digest_in, strip_numeric_suffix};
-use crate::elf::{ElfObject, Reloc, Section, SectionId, SymbolId, reloc};
+use crate::elf::{ElfObject, Reloc, Section, SymbolId, reloc};
 use crate::kernel::special::SpecialIndex;
 
 /// The longest x86 instruction: a PC-relative field ends at most this far
@@ -55,19 +55,12 @@ struct SectionEnv {
 /// for a run of keys in one section. Keys are asked for section by section
 /// ([`super::compute`]), and a pass over every section ahead of them read
 /// each section's symbols a second time, after they had left the cache.
-/// Two are kept, the last first: a function's `.cold` part is keyed in
-/// the middle of it, from another section, and with one kept the next
-/// function of a merged `.text` (thousands of symbols) made it again.
 fn env_of<'s>(obj: &ElfObject, sec: &Section, scratch: &'s mut KeyScratch) -> Option<&'s SectionEnv> {
-    let kept = |slot: &Option<(SectionId, Option<SectionEnv>)>| slot.as_ref().is_some_and(|(id, _)| *id == sec.id);
-    if !kept(&scratch.envs[0]) {
-        if !kept(&scratch.envs[1]) {
-            let env = (sec.is_exec() && !sec.is_nobits()).then(|| env(obj, sec, &mut scratch.env_buf));
-            scratch.envs[1] = Some((sec.id, env));
-        }
-        scratch.envs.swap(0, 1);
+    if scratch.env.as_ref().is_none_or(|(id, _)| *id != sec.id) {
+        let env = (sec.is_exec() && !sec.is_nobits()).then(|| env(obj, sec, &mut scratch.env_buf));
+        scratch.env = Some((sec.id, env));
     }
-    scratch.envs[0].as_ref()?.1.as_ref()
+    scratch.env.as_ref()?.1.as_ref()
 }
 
 fn env(obj: &ElfObject, sec: &Section, buf: &mut Vec<u8>) -> SectionEnv {
@@ -106,8 +99,8 @@ pub struct KeyScratch {
     entry: Vec<u8>,
     changes: Vec<u64>,
     over: Vec<(u64, Option<SymbolId>)>,
-    /// The last two sections' environments ([`env_of`]).
-    envs: [Option<(SectionId, Option<SectionEnv>)>; 2],
+    /// The last section's environment ([`env_of`]).
+    env: Option<(crate::elf::SectionId, Option<SectionEnv>)>,
     env_buf: Vec<u8>,
 }
 
