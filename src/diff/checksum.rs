@@ -128,6 +128,7 @@ const STEAL_GRAIN: usize = 4096;
 /// Checksum every data object and compute the quick key of every function,
 /// in parallel. A function without quick key is decoded here.
 pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) -> Checksums {
+    let envs = quick::SectionEnvs::build(obj);
     let decoded = AtomicUsize::new(0);
     // Section by section, not in table order: the sections, their bytes,
     // relocations and special entries are then read front to back.
@@ -143,7 +144,7 @@ pub fn compute(obj: &ElfObject, specials: &SpecialIndex, cold: &ColdChildren) ->
             let sym = obj.symbol(id);
             match sym.kind {
                 SymbolKind::Func if is_code(obj, id) => {
-                    match quick::function_key(Refs::plain(obj), specials, cold, id, scratch) {
+                    match quick::function_key(Refs::plain(obj), specials, cold, &envs, id, scratch) {
                         Some(key) => (SumKind::Keyed, key),
                         None => {
                             decoded.fetch_add(1, Ordering::Relaxed);

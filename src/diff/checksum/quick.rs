@@ -27,6 +27,7 @@
 //! snippet at each of the 15 offsets cost more than decoding the few
 //! hundred functions that have such references.
 
+use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{ColdChildren, Refs, Resolved, Target, entry_digest_in, strip_numeric_suffix};
@@ -37,7 +38,9 @@ use crate::kernel::special::SpecialIndex;
 /// from where it starts.
 const MAX_BIAS: i64 = 15;
 
-/// What a branch without relocation can land in, in one section.
+/// Per section, what a branch without relocation can land in.
+pub struct SectionEnvs(Vec<Option<SectionEnv>>);
+
 struct SectionEnv {
     /// The section's name as the exact checksum names anonymous code, and
     /// its named symbols in symbol-table order (`symbol_at` breaks ties by
@@ -51,16 +54,14 @@ struct SectionEnv {
     cold_like: Vec<(Option<SymbolId>, SymbolId)>,
 }
 
-/// The environment of `sec`, `None` for a section without code: made once
-/// for a run of keys in one section. Keys are asked for section by section
-/// ([`super::compute`]), and a pass over every section ahead of them read
-/// each section's symbols a second time, after they had left the cache.
-fn env_of<'s>(obj: &ElfObject, sec: &Section, scratch: &'s mut KeyScratch) -> Option<&'s SectionEnv> {
-    if scratch.env.as_ref().is_none_or(|(id, _)| *id != sec.id) {
-        let env = (sec.is_exec() && !sec.is_nobits()).then(|| env(obj, sec, &mut scratch.env_buf));
-        scratch.env = Some((sec.id, env));
+impl SectionEnvs {
+    pub fn build(obj: &ElfObject) -> Self {
+        let envs = obj
+            .sections
+            .par_iter()
+            .map_init(Vec::new, |buf, s| (s.is_exec() && !s.is_nobits()).then(|| env(obj, s, buf)));
+        SectionEnvs(envs.collect())
     }
-    scratch.env.as_ref()?.1.as_ref()
 }
 
 fn env(obj: &ElfObject, sec: &Section, buf: &mut Vec<u8>) -> SectionEnv {
@@ -99,9 +100,6 @@ pub struct KeyScratch {
     entry: Vec<u8>,
     changes: Vec<u64>,
     over: Vec<(u64, Option<SymbolId>)>,
-    /// The last section's environment ([`env_of`]).
-    env: Option<(crate::elf::SectionId, Option<SectionEnv>)>,
-    env_buf: Vec<u8>,
 }
 
 /// The quick key of function `id` (with its `.cold` parts), or `None` when
@@ -110,11 +108,12 @@ pub fn function_key(
     refs: Refs<'_, '_>,
     specials: &SpecialIndex,
     cold: &ColdChildren,
+    envs: &SectionEnvs,
     id: SymbolId,
     scratch: &mut KeyScratch,
 ) -> Option<u64> {
     let mut key = std::mem::take(&mut scratch.key);
-    let found = part_key(refs, specials, cold, id, &mut key, scratch);
+    let found = part_key(refs, specials, cold, envs, id, &mut key, scratch);
     scratch.key = key;
     found
 }
@@ -127,6 +126,7 @@ fn part_key(
     refs: Refs<'_, '_>,
     specials: &SpecialIndex,
     cold: &ColdChildren,
+    envs: &SectionEnvs,
     id: SymbolId,
     buf: &mut Vec<u8>,
     scratch: &mut KeyScratch,
@@ -141,7 +141,7 @@ fn part_key(
     buf.clear();
     buf.extend_from_slice(&(code.len() as u64).to_le_bytes());
     buf.extend_from_slice(&xxh3_64(code).to_le_bytes());
-    feed_env(refs, env_of(obj, sec, scratch)?, obj.symbols_in_table_order(sec.id), start, buf);
+    feed_env(refs, envs.0[sec.id.index()].as_ref()?, obj.symbols_in_table_order(sec.id), start, buf);
     let relocs = sec.relocs_in(start, end);
     buf.extend_from_slice(&(relocs.len() as u64).to_le_bytes());
     for r in relocs {
@@ -158,7 +158,7 @@ fn part_key(
     buf.extend_from_slice(&(children.len() as u64).to_le_bytes());
     for &c in children {
         // Its own buffer: `buf` holds the parent's key so far.
-        let key = part_key(refs, specials, &ColdChildren::default(), c, &mut Vec::new(), scratch)?;
+        let key = part_key(refs, specials, &ColdChildren::default(), envs, c, &mut Vec::new(), scratch)?;
         buf.extend_from_slice(&key.to_le_bytes());
     }
     Some(xxh3_64(buf))
@@ -362,18 +362,14 @@ mod tests {
             let obj = ElfObject::parse(Path::new(name), data).unwrap();
             let specials = SpecialIndex::build(&obj, &EntrySizes::default()).unwrap();
             let cold = cold_children(&obj);
-            // One scratch for all, as `compute` has it, which must not
-            // change any key: it keeps the last section's environment.
-            let reused = &mut KeyScratch::default();
+            let envs = SectionEnvs::build(&obj);
             for s in obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func && is_code(&obj, s.id)) {
                 functions += 1;
                 let exact = function_checksum(Refs::plain(&obj), &specials, &cold, s.id);
-                let fresh = function_key(Refs::plain(&obj), &specials, &cold, s.id, &mut KeyScratch::default());
-                let Some(key) = function_key(Refs::plain(&obj), &specials, &cold, s.id, reused) else {
-                    assert_eq!(fresh, None, "{name}:{}", s.name);
+                let scratch = &mut KeyScratch::default();
+                let Some(key) = function_key(Refs::plain(&obj), &specials, &cold, &envs, s.id, scratch) else {
                     continue;
                 };
-                assert_eq!(fresh, Some(key), "{name}:{}: a reused scratch changes the key", s.name);
                 keyed += 1;
                 let first = seen.entry(key).or_insert((exact, format!("{name}:{}", s.name)));
                 assert_eq!(first.0, exact, "{name}:{} and {} share a quick key", s.name, first.1);
