@@ -816,7 +816,9 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> Users {
             // Instruction ends of the users met in this section, decoded once each.
             let mut decoded: HashMap<SymbolId, Boundaries> = HashMap::default();
             s.relocs.iter().filter_map(move |r| {
-                into_holding[r.symbol().index()].then_some(())?;
+                if !into_holding[r.symbol().index()] {
+                    return None;
+                }
                 let user = obj.symbol_at(s.id, r.offset()).filter(|&u| obj.symbol(u).kind == SymbolKind::Func)?;
                 // The field's distance to the end of its instruction is not
                 // always 4 (`addl $1, x(%rip)` has an immediate after it),

@@ -1006,8 +1006,7 @@ fn placement_of<'d>(
 /// rewrites symbols and relocation types) rely on it: an edit of one
 /// section must not silently change another one's contents.
 fn check_disjoint(sections: &[Section]) -> Result<()> {
-    // Section 0's size is the section count under extended numbering.
-    let with_bytes = || sections.iter().filter(|s| s.sh_type != elf::SHT_NULL.0 && !s.is_nobits() && s.size > 0);
+    let with_bytes = || sections.iter().filter(|s| occupies_file(s));
     // Linkers lay sections out in header order: each one usually starts
     // where the last one ended or later, and then none overlap. Only
     // otherwise are the ranges collected and sorted.
@@ -1027,6 +1026,12 @@ fn check_disjoint(sections: &[Section]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `sec` has bytes in the file that no other section may share.
+/// Section 0's size is the section count under extended numbering.
+fn occupies_file(sec: &Section) -> bool {
+    sec.sh_type != elf::SHT_NULL.0 && !sec.is_nobits() && sec.size > 0
 }
 
 /// `covered`: the sizes of the symbols (other than sections and files) in
@@ -1472,16 +1477,15 @@ pub(super) mod tests {
         // are checked without sorting: accepted when disjoint, refused when
         // one reaches into the next.
         let mut obj = ElfObject::parse(Path::new("p.o"), PKTDEMO).unwrap();
+        let with_bytes: Vec<usize> = obj.sections.iter().filter(|s| occupies_file(s)).map(|s| s.id.index()).collect();
+        assert!(with_bytes.len() > 3);
         let mut at = 0x40;
-        let mut with_bytes: Vec<&mut Section> =
-            obj.sections.iter_mut().filter(|s| s.sh_type != elf::SHT_NULL.0 && s.size > 0 && !s.is_nobits()).collect();
-        for s in with_bytes.iter_mut() {
+        for &i in &with_bytes {
+            let s = &mut obj.sections[i];
             (s.file_offset, at) = (at, at + s.size);
         }
-        assert!(with_bytes.len() > 3);
         check_disjoint(&obj.sections).expect("in file order, disjoint");
-        let third = obj.sections.iter().filter(|s| s.sh_type != elf::SHT_NULL.0 && s.size > 0 && !s.is_nobits()).nth(2);
-        let third = third.unwrap().id.index();
+        let third = with_bytes[2];
         obj.sections[third].size += 1;
         let e = check_disjoint(&obj.sections).expect_err("one byte into the next").to_string();
         assert!(e.contains(&format!("overlap those of section {}", obj.sections[third].name)), "{e}");
