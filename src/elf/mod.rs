@@ -5,7 +5,7 @@
 
 pub(crate) mod edit;
 pub(crate) mod linked;
-mod names;
+pub(crate) mod names;
 mod read;
 pub mod reloc;
 pub mod write;

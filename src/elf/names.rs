@@ -96,10 +96,9 @@ impl NameIndex {
     }
 
     fn group_hashed<'a>(&'a self, symbols: &[Symbol], name: &str, h: u64) -> &'a [SymbolId] {
-        let Some(&[from, to]) = self.directory.get(bucket(h)..bucket(h) + 2) else { return &[] };
-        let near = &self.hashes[from as usize..to as usize];
-        let lo = from as usize + near.partition_point(|&x| x < h);
-        let hi = lo + self.hashes[lo..to as usize].partition_point(|&x| x == h);
+        let near = bucket_range(&self.directory, h);
+        let lo = near.start + self.hashes[near.clone()].partition_point(|&x| x < h);
+        let hi = lo + self.hashes[lo..near.end].partition_point(|&x| x == h);
         let run = &self.ids[lo..hi];
         let name_of = |id: &SymbolId| self.key.of(&symbols[id.index()]);
         if !self.is_shared(h) {
@@ -209,12 +208,12 @@ fn bucket(h: u64) -> usize {
     (h >> (64 - DIRECTORY_BITS)) as usize
 }
 
-/// `entries` sorted (by hash, then index), and the directory of where each
+/// `entries` sorted (by hash, then value), and the directory of where each
 /// bucket starts: one counting pass by the top bits of the hash, then each
 /// bucket sorted alone. The hashes are uniform, so a bucket holds a
 /// handful of entries; a comparison sort of all 300,000 cost more than
 /// the rest of the index.
-fn sort_by_bucket(entries: &[(u64, SymbolId)]) -> (Vec<(u64, SymbolId)>, Vec<u32>) {
+pub(crate) fn sort_by_bucket<T: Copy + Ord>(entries: &[(u64, T)]) -> (Vec<(u64, T)>, Vec<u32>) {
     let mut directory = vec![0u32; (1 << DIRECTORY_BITS) + 1];
     for &(h, _) in entries {
         directory[bucket(h) + 1] += 1;
@@ -223,7 +222,8 @@ fn sort_by_bucket(entries: &[(u64, SymbolId)]) -> (Vec<(u64, SymbolId)>, Vec<u32
         directory[i] += directory[i - 1];
     }
     let mut next = directory.clone();
-    let mut sorted = vec![(0, SymbolId(0)); entries.len()];
+    // Every slot is written below; the copy only gives the vector its length.
+    let mut sorted = entries.to_vec();
     for &entry in entries {
         let slot = &mut next[bucket(entry.0)];
         sorted[*slot as usize] = entry;
@@ -233,6 +233,14 @@ fn sort_by_bucket(entries: &[(u64, SymbolId)]) -> (Vec<(u64, SymbolId)>, Vec<u32
         sorted[w[0] as usize..w[1] as usize].sort_unstable();
     }
     (sorted, directory)
+}
+
+/// Where in a [`sort_by_bucket`] result the hashes in `h`'s bucket are.
+pub(crate) fn bucket_range(directory: &[u32], h: u64) -> Range<usize> {
+    match directory.get(bucket(h)..bucket(h) + 2) {
+        Some(&[from, to]) => from as usize..to as usize,
+        _ => 0..0,
+    }
 }
 
 /// The maximal runs of `items` with equal keys.

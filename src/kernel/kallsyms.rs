@@ -2,10 +2,10 @@
 //! the linked object a livepatch targets (vmlinux or a `.ko`), as kallsyms
 //! sees it.
 
-use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use rustc_hash::FxBuildHasher;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::elf::MappedFile;
 use crate::elf::linked::{LinkedSymbol, linked_symbols};
@@ -34,20 +34,46 @@ pub struct ParentSymbols {
     files: Vec<String>,
     by_name: NameHashes,
     /// Local symbols by demangled name, to find a static whose numeric
-    /// suffix changed between builds.
-    by_demangled: NameHashes,
+    /// suffix changed between builds: made on the first such search, as
+    /// most diffs never need it and demangling every local is not free.
+    by_demangled: OnceLock<NameHashes>,
     /// Every listed name, back to back; `names[i]` is symbol `i`'s range.
     name_bytes: Vec<u8>,
     names: Vec<(u32, u32)>,
 }
 
-/// Symbol indexes sorted by the hash of a name: one array and no string
-/// per symbol (vmlinux lists 200,000 of them, and a diff asks about a few).
-#[derive(Debug, Default)]
-struct NameHashes(Vec<(u64, u32)>);
+/// Symbol indexes sorted by the hash of a name, with the directory of
+/// where each bucket of hashes starts: no string per symbol (vmlinux lists
+/// 200,000 of them, and a diff asks about a few), and no comparison sort
+/// of them all.
+#[derive(Debug)]
+struct NameHashes {
+    entries: Vec<(u64, u32)>,
+    directory: Vec<u32>,
+}
+
+impl NameHashes {
+    fn new(unsorted: &[(u64, u32)]) -> Self {
+        let (entries, directory) = crate::elf::names::sort_by_bucket(unsorted);
+        NameHashes { entries, directory }
+    }
+
+    /// The symbols whose name has hash `h`, in symbol-table order.
+    fn hashed(&self, h: u64) -> impl Iterator<Item = usize> + '_ {
+        let near = &self.entries[crate::elf::names::bucket_range(&self.directory, h)];
+        let from = near.partition_point(|&(k, _)| k < h);
+        near[from..].iter().take_while(move |&&(k, _)| k == h).map(|&(_, i)| i as usize)
+    }
+}
 
 fn name_hash(name: &[u8]) -> u64 {
-    FxBuildHasher.hash_one(name)
+    xxh3_64(name)
+}
+
+/// A name without the suffixes a compiler adds ([`crate::elf::demangle`]);
+/// a name that is not UTF-8 is its own.
+fn demangled(name: &[u8]) -> &[u8] {
+    std::str::from_utf8(name).map_or(name, |n| crate::elf::demangle(n).as_bytes())
 }
 
 /// How to find one of our symbols in the parent.
@@ -76,35 +102,38 @@ impl ParentSymbols {
             objname,
             symbols: Vec::with_capacity(linked.symbols.len()),
             files: Vec::new(),
-            by_name: NameHashes::default(),
-            by_demangled: NameHashes::default(),
+            by_name: NameHashes::new(&[]),
+            by_demangled: OnceLock::new(),
             name_bytes: Vec::new(),
             names: Vec::with_capacity(linked.symbols.len()),
         };
+        let mut hashes = Vec::with_capacity(linked.symbols.len());
         for sym in linked.symbols {
             match sym {
                 LinkedSymbol::File(name) => out.files.push(String::from_utf8_lossy(name).into_owned()),
                 LinkedSymbol::Listed { name, address, local } => {
                     let file = if local { out.files.len().checked_sub(1) } else { None };
+                    hashes.push((name_hash(name), out.symbols.len() as u32));
                     out.add(name, address, local, file);
                 }
             }
         }
-        out.by_name.0.sort_unstable();
-        out.by_demangled.0.sort_unstable();
+        out.by_name = NameHashes::new(&hashes);
         Ok(out)
     }
 
     fn add(&mut self, name: &[u8], address: u64, local: bool, file: Option<usize>) {
-        let i = self.symbols.len() as u32;
-        if local {
-            let demangled = std::str::from_utf8(name).map_or(name, |n| crate::elf::demangle(n).as_bytes());
-            self.by_demangled.0.push((name_hash(demangled), i));
-        }
-        self.by_name.0.push((name_hash(name), i));
         self.names.push((self.name_bytes.len() as u32, name.len() as u32));
         self.name_bytes.extend_from_slice(name);
         self.symbols.push(ParentSymbol { address, local, file });
+    }
+
+    fn by_demangled(&self) -> &NameHashes {
+        self.by_demangled.get_or_init(|| {
+            let locals = (0..self.symbols.len()).filter(|&i| self.symbols[i].local);
+            let hashes: Vec<(u64, u32)> = locals.map(|i| (name_hash(demangled(self.name_of(i))), i as u32)).collect();
+            NameHashes::new(&hashes)
+        })
     }
 
     fn name_of(&self, i: usize) -> &[u8] {
@@ -115,17 +144,11 @@ impl ParentSymbols {
     /// Symbols named `name` (or, with `demangled`, whose demangled name it
     /// is) in symbol-table order.
     fn lookup(&self, index: &NameHashes, name: &str, demangled: bool) -> Vec<usize> {
-        let h = name_hash(name.as_bytes());
-        let from = index.0.partition_point(|&(k, _)| k < h);
         let same = |i: usize| {
             let n = self.name_of(i);
-            if demangled {
-                std::str::from_utf8(n).is_ok_and(|n| crate::elf::demangle(n) == name)
-            } else {
-                n == name.as_bytes()
-            }
+            if demangled { self::demangled(n) == name.as_bytes() } else { n == name.as_bytes() }
         };
-        index.0[from..].iter().take_while(|&&(k, _)| k == h).map(|&(_, i)| i as usize).filter(|&i| same(i)).collect()
+        index.hashed(name_hash(name.as_bytes())).filter(|&i| same(i)).collect()
     }
 
     fn named(&self, name: &str) -> Vec<usize> {
@@ -167,7 +190,7 @@ impl ParentSymbols {
         let all = self.named(q.name);
         match all[..] {
             [] if q.local => {
-                let similar = self.lookup(&self.by_demangled, crate::elf::demangle(q.name), true);
+                let similar = self.lookup(self.by_demangled(), crate::elf::demangle(q.name), true);
                 let (file, _) = q.file.ok_or_else(|| format!("{} not found", q.name))?;
                 let in_file: Vec<usize> = similar
                     .iter()
@@ -223,5 +246,75 @@ impl ParentSymbols {
             [one] => Ok(*one),
             many => many.get(occurrence).copied().ok_or_else(ambiguous),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object::write::{Object, Symbol, SymbolSection};
+    use object::{Architecture, BinaryFormat, Endianness, SectionKind, SymbolFlags, SymbolKind, SymbolScope};
+
+    use super::*;
+
+    /// A module (`ET_REL`) whose symbol table is `symbols` in order: a
+    /// name with `file` set starts a FILE block, `local` marks a static.
+    fn module(symbols: &[(&str, bool)]) -> Vec<u8> {
+        let mut obj = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+        let data = obj.add_section(Vec::new(), b".data".to_vec(), SectionKind::Data);
+        obj.append_section_data(data, &[0; 64], 8);
+        for (i, &(name, local)) in symbols.iter().enumerate() {
+            let file = name.ends_with(".c");
+            obj.add_symbol(Symbol {
+                name: name.as_bytes().to_vec(),
+                value: if file { 0 } else { i as u64 },
+                size: 0,
+                kind: if file { SymbolKind::File } else { SymbolKind::Data },
+                scope: if local || file { SymbolScope::Compilation } else { SymbolScope::Linkage },
+                weak: false,
+                section: if file { SymbolSection::None } else { SymbolSection::Section(data) },
+                flags: SymbolFlags::None,
+            });
+        }
+        obj.write().unwrap()
+    }
+
+    const TABLE: &[(&str, bool)] = &[
+        ("a.c", true),
+        ("lock", true),
+        ("count.3", true),
+        ("b.c", true),
+        ("lock", true),
+        ("count.7", true),
+        ("unique", false),
+    ];
+
+    fn parent() -> ParentSymbols {
+        ParentSymbols::parse(Path::new("m.ko"), &module(TABLE)).unwrap()
+    }
+
+    fn local<'a>(name: &'a str, file: &'a str) -> SymbolQuery<'a> {
+        SymbolQuery { name, local: true, file: Some((file, 0)) }
+    }
+
+    #[test]
+    fn positions_count_same_named_symbols_in_table_order() {
+        let p = parent();
+        assert_eq!(p.count("lock"), 2);
+        assert_eq!(p.sympos(local("lock", "a.c")), Ok(1));
+        assert_eq!(p.sympos(local("lock", "b.c")), Ok(2));
+        assert_eq!(p.sympos(SymbolQuery { name: "unique", local: false, file: None }), Ok(0));
+        assert!(p.sympos(local("absent", "a.c")).is_err());
+        assert_eq!(p.klp_address("lock", 2), p.address(local("lock", "b.c")));
+    }
+
+    #[test]
+    fn a_renumbered_static_is_found_by_demangled_name_in_its_file() {
+        let p = parent();
+        // `count.3` of a.c is `count.5` in the patched build.
+        let a = p.address(local("count.5", "a.c")).unwrap();
+        assert_eq!(Ok(a), p.address(local("count.3", "a.c")));
+        assert_ne!(Ok(a), p.address(local("count.7", "b.c")));
+        assert!(p.address(local("count.5", "c.c")).is_err(), "no such file");
+        assert!(p.address(local("other.5", "a.c")).is_err(), "no such static");
     }
 }
