@@ -27,6 +27,8 @@
 //! snippet at each of the 15 offsets cost more than decoding the few
 //! hundred functions that have such references.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -38,9 +40,20 @@ use crate::kernel::special::SpecialIndex;
 /// from where it starts.
 const MAX_BIAS: i64 = 15;
 
-/// Per section, what a branch without relocation can land in.
+/// Per section with many symbols, what a branch without relocation can
+/// land in; a small section's environment is made for each key of it
+/// ([`SectionEnvs::of`]).
 pub struct SectionEnvs(Vec<Option<SectionEnv>>);
 
+/// The most symbols a section may have for its environment to be made
+/// for each of its keys: at most this many symbol reads a key, which the
+/// key reads again anyway. Made ahead, in a pass of their own, the
+/// environments of a `vmlinux.o`'s 125,000 one-function sections had left
+/// the cache by the time the keys read the same symbols; a merged `.text`
+/// of 100,000 functions needs its environment made once.
+const SMALL_SECTION: usize = 32;
+
+#[derive(Clone)]
 struct SectionEnv {
     /// The section's name as the exact checksum names anonymous code, and
     /// its named symbols in symbol-table order (`symbol_at` breaks ties by
@@ -56,12 +69,29 @@ struct SectionEnv {
 
 impl SectionEnvs {
     pub fn build(obj: &ElfObject) -> Self {
-        let envs = obj
-            .sections
-            .par_iter()
-            .map_init(Vec::new, |buf, s| (s.is_exec() && !s.is_nobits()).then(|| env(obj, s, buf)));
+        Self::made_ahead_above(obj, SMALL_SECTION)
+    }
+
+    /// The environments of the sections with more than `small` symbols.
+    fn made_ahead_above(obj: &ElfObject, small: usize) -> Self {
+        let envs = obj.sections.par_iter().map_init(Vec::new, |buf, s| {
+            (has_env(s) && obj.symbols_in_table_order(s.id).len() > small).then(|| env(obj, s, buf))
+        });
         SectionEnvs(envs.collect())
     }
+
+    /// The environment of `sec`; `None` for a section without code.
+    fn of<'e>(&'e self, obj: &ElfObject, sec: &Section, buf: &mut Vec<u8>) -> Option<Cow<'e, SectionEnv>> {
+        match self.0.get(sec.id.index())? {
+            Some(made) => Some(Cow::Borrowed(made)),
+            None => has_env(sec).then(|| Cow::Owned(env(obj, sec, buf))),
+        }
+    }
+}
+
+/// Whether keys of functions in `sec` have an environment: code in the file.
+fn has_env(sec: &Section) -> bool {
+    sec.is_exec() && !sec.is_nobits()
 }
 
 fn env(obj: &ElfObject, sec: &Section, buf: &mut Vec<u8>) -> SectionEnv {
@@ -100,6 +130,8 @@ pub struct KeyScratch {
     entry: Vec<u8>,
     changes: Vec<u64>,
     over: Vec<(u64, Option<SymbolId>)>,
+    /// For the environments of small sections.
+    env: Vec<u8>,
 }
 
 /// The quick key of function `id` (with its `.cold` parts), or `None` when
@@ -141,7 +173,8 @@ fn part_key(
     buf.clear();
     buf.extend_from_slice(&(code.len() as u64).to_le_bytes());
     buf.extend_from_slice(&xxh3_64(code).to_le_bytes());
-    feed_env(refs, envs.0[sec.id.index()].as_ref()?, obj.symbols_in_table_order(sec.id), start, buf);
+    let env = envs.of(obj, sec, &mut scratch.env)?;
+    feed_env(refs, &env, obj.symbols_in_table_order(sec.id), start, buf);
     let relocs = sec.relocs_in(start, end);
     buf.extend_from_slice(&(relocs.len() as u64).to_le_bytes());
     for r in relocs {
@@ -362,14 +395,17 @@ mod tests {
             let obj = ElfObject::parse(Path::new(name), data).unwrap();
             let specials = SpecialIndex::build(&obj, &EntrySizes::default()).unwrap();
             let cold = cold_children(&obj);
-            let envs = SectionEnvs::build(&obj);
+            // Every environment made ahead, and none: the same keys.
+            let (ahead, per_key) =
+                (SectionEnvs::made_ahead_above(&obj, 0), SectionEnvs::made_ahead_above(&obj, usize::MAX));
             for s in obj.symbols.iter().filter(|s| s.kind == SymbolKind::Func && is_code(&obj, s.id)) {
                 functions += 1;
                 let exact = function_checksum(Refs::plain(&obj), &specials, &cold, s.id);
-                let scratch = &mut KeyScratch::default();
-                let Some(key) = function_key(Refs::plain(&obj), &specials, &cold, &envs, s.id, scratch) else {
-                    continue;
-                };
+                let key_with =
+                    |envs| function_key(Refs::plain(&obj), &specials, &cold, envs, s.id, &mut KeyScratch::default());
+                let key = key_with(&ahead);
+                assert_eq!(key, key_with(&per_key), "{name}:{}", s.name);
+                let Some(key) = key else { continue };
                 keyed += 1;
                 let first = seen.entry(key).or_insert((exact, format!("{name}:{}", s.name)));
                 assert_eq!(first.0, exact, "{name}:{} and {} share a quick key", s.name, first.1);
