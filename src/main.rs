@@ -337,27 +337,33 @@ fn print_log_tail(log: &std::path::Path) {
 
 fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    // Independent files: one on each core.
-    let (exports, parent) = rayon::join(
-        || extract.symvers.as_deref().map(Exports::read).transpose(),
-        || extract.parent.as_deref().map(ParentSymbols::read).transpose(),
-    );
-    let (exports, parent) = (exports?, parent?);
-    let extras_ms = started.elapsed().as_secs_f64() * 1e3;
     let (fo, fp) = (MappedFile::open(&args.orig)?, MappedFile::open(&args.patched)?);
+    let (orig, patched) = (Input::from(&fo), Input::from(&fp));
+    let diff = DiffOptions { entry_sizes: entry_sizes(&args.entsize)?, line_rule: args.line_rule };
+    // Only extraction needs `--symvers` and `--parent`: they are read on a
+    // thread of their own while the objects are analysed, which keeps
+    // both cores busy nearly throughout and leaves idle moments.
+    let (extras, analysis) = std::thread::scope(|s| {
+        let extras = s.spawn(|| Extras::read(extract));
+        let analysis = klp::diff::analyze_bytes(orig, patched, &diff);
+        (extras.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), analysis)
+    });
+    // A bad `--symvers` or `--parent` is reported first, as when they were
+    // read before the objects.
+    let extras = extras?;
     let request = DiffRequest {
-        orig: Input::from(&fo),
-        patched: Input::from(&fp),
-        diff: DiffOptions { entry_sizes: entry_sizes(&args.entsize)?, line_rule: args.line_rule },
+        orig,
+        patched,
+        diff,
         extract: ExtractOptions {
             objname: extract.objname.clone(),
-            exports: exports.as_ref(),
-            parent: parent.as_ref(),
+            exports: extras.exports.as_ref(),
+            parent: extras.parent.as_ref(),
             format: extract.format,
         },
         explain: args.explain.clone(),
     };
-    let mut outcome = klp::pipeline::diff(&request)?;
+    let mut outcome = klp::pipeline::conclude(&request, analysis?)?;
     let times = outcome.report.times.take();
     if args.stats {
         outcome.report.times = times.clone();
@@ -393,14 +399,31 @@ fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> 
         let read = fo.bytes().len() + fp.bytes().len();
         let extra_files = [extract.symvers.as_deref(), extract.parent.as_deref()];
         let extra: u64 = extra_files.iter().flatten().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-        let stats = Stats { extras_ms, times: times.unwrap_or_default(), read_bytes: read as u64 + extra };
+        let stats = Stats { extras_ms: extras.ms, times: times.unwrap_or_default(), read_bytes: read as u64 + extra };
         print_stats(&stats, &outcome, started.elapsed());
     }
     Ok(code)
 }
 
+/// `--symvers` and `--parent`, read.
+struct Extras {
+    exports: Option<Exports>,
+    parent: Option<ParentSymbols>,
+    /// How long reading them took, beside the analysis.
+    ms: f64,
+}
+
+impl Extras {
+    fn read(args: &ExtractArgs) -> klp::error::Result<Self> {
+        let started = std::time::Instant::now();
+        let exports = args.symvers.as_deref().map(Exports::read).transpose()?;
+        let parent = args.parent.as_deref().map(ParentSymbols::read).transpose()?;
+        Ok(Extras { exports, parent, ms: started.elapsed().as_secs_f64() * 1e3 })
+    }
+}
+
 struct Stats {
-    /// Reading `--symvers` and `--parent`.
+    /// Reading `--symvers` and `--parent`, beside the other stages.
     extras_ms: f64,
     times: klp::diff::StageTimes,
     read_bytes: u64,
@@ -411,8 +434,8 @@ fn print_stats(s: &Stats, o: &klp::pipeline::DiffOutcome, wall: std::time::Durat
     let t = &s.times;
     let out = &o.output_times;
     eprintln!(
-        "stats: symvers+parent {:.1} ms, read {:.1} ms, checksum {:.1} ms, correlate {:.1} ms, classify {:.1} ms, extract {:.1} ms, write {:.1} ms",
-        s.extras_ms, t.read_ms, t.checksum_ms, t.correlate_ms, t.classify_ms, out.extract_ms, out.write_ms
+        "stats: read {:.1} ms, checksum {:.1} ms, correlate {:.1} ms, classify {:.1} ms, extract {:.1} ms, write {:.1} ms; symvers+parent {:.1} ms beside them",
+        t.read_ms, t.checksum_ms, t.correlate_ms, t.classify_ms, out.extract_ms, out.write_ms, s.extras_ms
     );
     for (side, c) in [("orig", &o.counts.0), ("patched", &o.counts.1)] {
         eprintln!(
