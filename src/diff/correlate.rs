@@ -168,15 +168,18 @@ impl SectionVerdict {
 fn is_uncorrelated_static(name: &str) -> bool {
     // GCC: `<var>.<n>`; Clang: `<func>.<var>[.<n>]`. Only numeric suffixes
     // are dropped here: `demangle` would also eat the `__` of `__func__`.
-    let mut base = name;
-    while let Some((head, tail)) = base.rsplit_once('.') {
-        if tail.is_empty() || !tail.bytes().all(|b| b.is_ascii_digit()) {
-            break;
+    // Byte by byte from the end: every local object's name is asked.
+    let bytes = name.as_bytes();
+    let mut end = bytes.len();
+    loop {
+        let digits = bytes[..end].iter().rev().take_while(|b| b.is_ascii_digit()).count();
+        match end.checked_sub(digits + 1) {
+            Some(dot) if digits > 0 && bytes[dot] == b'.' => end = dot,
+            _ => break,
         }
-        base = head;
     }
-    let var = base.rsplit('.').next().unwrap_or(base);
-    UNCORRELATED_STATICS.contains(&var)
+    let start = memchr::memrchr(b'.', &bytes[..end]).map_or(0, |dot| dot + 1);
+    UNCORRELATED_STATICS.contains(&&name[start..end])
 }
 
 /// Pair the symbols of `orig` and `patched`.
@@ -1031,6 +1034,32 @@ mod tests {
         for name in ["lock.65417", "counter.0", "__funcs", "my_key"] {
             assert!(!is_uncorrelated_static(name), "{name}");
         }
+    }
+
+    /// Every name of a few pieces, against a plain split on dots.
+    #[test]
+    fn per_site_statics_match_a_split_on_dots() {
+        let by_split = |name: &str| {
+            let mut parts: Vec<&str> = name.split('.').collect();
+            while parts.len() > 1
+                && parts.last().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                parts.pop();
+            }
+            UNCORRELATED_STATICS.contains(parts.last().unwrap())
+        };
+        let pieces = ["", ".", "7", "12", "__key", "_rs", "foo", "CSWTCH", "x1"];
+        let mut names = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let name = format!("{a}{b}{c}");
+                    assert_eq!(is_uncorrelated_static(&name), by_split(&name), "{name:?}");
+                    names += 1;
+                }
+            }
+        }
+        assert_eq!(names, pieces.len().pow(3));
     }
 
     #[test]

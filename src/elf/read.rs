@@ -646,12 +646,12 @@ impl<'data> ElfObject<'data> {
 /// static a unit exports to others gets its unit's hash, which changes
 /// whenever the unit's code does.
 pub fn promoted_unit(name: &str) -> Option<&str> {
-    // Most names have no dot: one byte scan instead of a substring search.
-    if !has_dot(name) {
-        return None;
-    }
-    let (_, hash) = name.rsplit_once(".llvm.")?;
-    (!hash.is_empty() && hash.bytes().all(|b| b.is_ascii_digit())).then_some(hash)
+    // From the end: the digits, then the marker right before them. A
+    // later `.llvm.` could not hide among the digits, so this is the last
+    // one, as a search for it would find, without a search on every name.
+    let digits = name.bytes().rev().take_while(u8::is_ascii_digit).count();
+    let (head, hash) = name.split_at(name.len() - digits);
+    (digits > 0 && head.ends_with(".llvm.")).then_some(hash)
 }
 
 /// Strip what compilers append to make names unique, so the same entity has
@@ -1333,6 +1333,10 @@ pub(super) mod tests {
         assert_eq!(promoted_unit("c_start"), None);
         assert_eq!(promoted_unit("x.llvm."), None);
         assert_eq!(promoted_unit("x.llvm.12a"), None);
+        assert_eq!(promoted_unit("x.llvm.1a.llvm.5"), Some("5"));
+        assert_eq!(promoted_unit("x.llvm.5.llvm.1a"), None);
+        assert_eq!(promoted_unit("llvm.5"), None);
+        assert_eq!(promoted_unit(".llvm.5"), Some("5"));
         assert_eq!(demangle("plain_name_2"), "plain_name_2");
         assert_eq!(demangle("..."), "...");
     }
