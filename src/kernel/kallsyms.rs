@@ -96,36 +96,33 @@ impl ParentSymbols {
         let linked = linked_symbols(data).in_file(path)?;
         let objname =
             if linked.is_module { module_name_from_path(&path.to_string_lossy()) } else { "vmlinux".to_owned() };
-        let mut out = ParentSymbols {
-            path: path.to_owned(),
-            is_module: linked.is_module,
-            objname,
-            symbols: Vec::with_capacity(linked.symbols.len()),
-            files: Vec::new(),
-            by_name: NameHashes::new(&[]),
-            by_demangled: OnceLock::new(),
-            name_bytes: Vec::new(),
-            names: Vec::with_capacity(linked.symbols.len()),
-        };
-        let mut hashes = Vec::with_capacity(linked.symbols.len());
+        let n = linked.symbols.len();
+        let (mut symbols, mut names, mut hashes) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut files, mut name_bytes) = (Vec::new(), Vec::new());
         for sym in linked.symbols {
             match sym {
-                LinkedSymbol::File(name) => out.files.push(String::from_utf8_lossy(name).into_owned()),
+                LinkedSymbol::File(name) => files.push(String::from_utf8_lossy(name).into_owned()),
                 LinkedSymbol::Listed { name, address, local } => {
-                    let file = if local { out.files.len().checked_sub(1) } else { None };
-                    hashes.push((name_hash(name), out.symbols.len() as u32));
-                    out.add(name, address, local, file);
+                    let file = if local { files.len().checked_sub(1) } else { None };
+                    hashes.push((name_hash(name), symbols.len() as u32));
+                    names.push((name_bytes.len() as u32, name.len() as u32));
+                    name_bytes.extend_from_slice(name);
+                    symbols.push(ParentSymbol { address, local, file });
                 }
             }
         }
-        out.by_name = NameHashes::new(&hashes);
-        Ok(out)
-    }
-
-    fn add(&mut self, name: &[u8], address: u64, local: bool, file: Option<usize>) {
-        self.names.push((self.name_bytes.len() as u32, name.len() as u32));
-        self.name_bytes.extend_from_slice(name);
-        self.symbols.push(ParentSymbol { address, local, file });
+        Ok(ParentSymbols {
+            path: path.to_owned(),
+            is_module: linked.is_module,
+            objname,
+            symbols,
+            files,
+            by_name: NameHashes::new(&hashes),
+            by_demangled: OnceLock::new(),
+            name_bytes,
+            names,
+        })
     }
 
     fn by_demangled(&self) -> &NameHashes {
