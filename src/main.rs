@@ -341,8 +341,9 @@ fn run_diff(args: &DiffArgs, extract: &ExtractArgs) -> anyhow::Result<ExitCode> 
     let (orig, patched) = (Input::from(&fo), Input::from(&fp));
     let diff = DiffOptions { entry_sizes: entry_sizes(&args.entsize)?, line_rule: args.line_rule };
     // Only extraction needs `--symvers` and `--parent`: they are read on a
-    // thread of their own while the objects are analysed, which keeps
-    // both cores busy nearly throughout and leaves idle moments.
+    // thread of their own while the objects are analysed. The analysis
+    // keeps both cores busy nearly throughout; this thread fills the idle
+    // moments it leaves.
     let (extras, analysis) = std::thread::scope(|s| {
         let extras = s.spawn(|| Extras::read(extract));
         let analysis = klp::diff::analyze_bytes(orig, patched, &diff);
