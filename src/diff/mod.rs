@@ -71,7 +71,7 @@ impl<'d> Analyzed<'d> {
         ObjectCounts {
             sections: o.sections.len(),
             symbols: o.symbols.len(),
-            relocations: o.sections.iter().map(|s| s.relocs.len() + o.own_relocs(s.id).len()).sum(),
+            relocations: o.relocation_count(),
             functions_checksummed: self.sums.functions,
             functions_decoded: self.sums.decoded() + decoded_again,
         }

@@ -372,6 +372,8 @@ pub struct ElfObject<'data> {
     /// The entries of each `SHF_RELA_LIVEPATCH` section, by section: they
     /// apply to section `info` but are not part of its ordinary `relocs`.
     livepatch_relocs: Vec<(SectionId, Cow<'data, [Reloc]>)>,
+    /// The entries of every RELA section, counted as they are attached.
+    relocation_count: usize,
 }
 
 impl<'data> ElfObject<'data> {
@@ -402,7 +404,8 @@ impl<'data> ElfObject<'data> {
         for (sec, id) in section_symbols {
             sections[sec.index()].section_symbol.get_or_insert(id);
         }
-        let livepatch_relocs = attach_relocations(&table, data, &mut sections, &symbols)?;
+        let Attached { livepatch_relocs, relocation_count } =
+            attach_relocations(&table, data, &mut sections, &symbols)?;
         let (spans, span_starts, table_order) = index_section_symbols(spans_per_section, &symbols);
         let names = NameIndex::from_entries(NameKey::Demangled, &symbols, by_name);
         let full_names = NameIndex::from_entries(NameKey::Full, &symbols, by_full_name);
@@ -412,6 +415,7 @@ impl<'data> ElfObject<'data> {
             table_order,
             places,
             livepatch_relocs,
+            relocation_count,
             path: path.to_owned(),
             files,
             names,
@@ -476,6 +480,11 @@ impl<'data> ElfObject<'data> {
             Ok(k) => &self.livepatch_relocs[k].1,
             Err(_) => &[],
         }
+    }
+    /// How many relocations the object has: the entries of all its RELA
+    /// sections, livepatch ones included.
+    pub fn relocation_count(&self) -> usize {
+        self.relocation_count
     }
     pub fn symbol_section(&self, sym: &Symbol) -> Option<&Section<'data>> {
         sym.section().map(|s| self.section(s))
@@ -1054,12 +1063,19 @@ fn within_section(sec: SectionBrief, value: u64, size: u64, kind: SymbolKind) ->
     matches!(kind, SymbolKind::Section | SymbolKind::File) || value.checked_add(size).is_some_and(|end| end <= sec.size)
 }
 
+/// What [`attach_relocations`] leaves outside the sections.
+struct Attached<'d> {
+    /// The entries of each `SHF_RELA_LIVEPATCH` section.
+    livepatch_relocs: Vec<(SectionId, Cow<'d, [Reloc]>)>,
+    relocation_count: usize,
+}
+
 fn attach_relocations<'d>(
     table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>,
     data: &'d [u8],
     sections: &mut [Section<'d>],
     symbols: &[Symbol<'d>],
-) -> Result<Vec<(SectionId, Cow<'d, [Reloc]>)>> {
+) -> Result<Attached<'d>> {
     let rela_sections: Vec<(usize, &SectionHeader64<LE>)> =
         table.iter().enumerate().filter(|(_, sh)| sh.sh_type(LE) == elf::SHT_RELA).collect();
     let nsections = sections.len();
@@ -1119,6 +1135,7 @@ fn attach_relocations<'d>(
         })
         .collect::<Result<_>>()?;
     let mut livepatch = Vec::new();
+    let relocation_count = parsed.iter().map(|(_, _, relocs)| relocs.len()).sum();
     for (rela, target, relocs) in parsed {
         if sections[rela].flags & super::SHF_RELA_LIVEPATCH != 0 {
             // Applied by the livepatch core, not the module loader: kept apart.
@@ -1136,7 +1153,7 @@ fn attach_relocations<'d>(
         }
         sec.rela_section = Some(SectionId(rela as u32));
     }
-    Ok(livepatch)
+    Ok(Attached { livepatch_relocs: livepatch, relocation_count })
 }
 
 /// The spans of every section (`spans_per_section` of each), where each
@@ -1318,6 +1335,30 @@ pub(super) mod tests {
             }
         }
         assert!(asked > 100, "{asked} ranges asked");
+    }
+
+    #[test]
+    fn relocation_count_is_every_rela_sections_entries() {
+        // Counted from the section headers alone: each RELA section's size
+        // over its entry size, livepatch ones (a converted module) included.
+        let objects: [(&str, &[u8]); 3] = [
+            ("pktdemo.o", PKTDEMO),
+            ("mem.orig.o", include_bytes!("../../corpus/kernel/def-scenario/mem.orig.o")),
+            ("converted.ko", include_bytes!("../../corpus/fuzz/post_link/pktdemo.current.converted.ko")),
+        ];
+        let mut livepatch = 0;
+        for (name, data) in objects {
+            let obj = ElfObject::parse(Path::new(name), data).unwrap();
+            let header = FileHeader64::<LE>::parse(data).unwrap();
+            let rela = header.section_headers(LE, data).unwrap().iter().filter(|sh| sh.sh_type(LE) == elf::SHT_RELA);
+            let wanted: u64 = rela
+                .inspect(|sh| livepatch += usize::from(sh.sh_flags(LE).0 & super::super::SHF_RELA_LIVEPATCH != 0))
+                .map(|sh| sh.sh_size(LE) / sh.sh_entsize(LE))
+                .sum();
+            assert!(wanted > 0, "{name} has relocations");
+            assert_eq!(obj.relocation_count() as u64, wanted, "{name}");
+        }
+        assert!(livepatch > 0, "a livepatch RELA section was counted");
     }
 
     #[test]
