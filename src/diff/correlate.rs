@@ -251,7 +251,7 @@ pub fn correlate(orig_side: &Side, patched_side: &Side) -> Twins {
         }
     }
     ctx.pair_clone_renames(&mut twins);
-    twins.pairs.sort_by_key(|t| t.patched);
+    twins.sort_pairs();
     twins.ambiguities.sort_by(|a, b| a.name.cmp(&b.name));
     twins
 }
@@ -261,6 +261,18 @@ impl Twins {
         self.orig_to_patched[t.orig.0.index()] = Some(t.patched);
         self.patched_to_orig[t.patched.0.index()] = Some(t.orig);
         self.pairs.push(t);
+    }
+
+    /// The pairs in patched symbol order: read off the patched side's map
+    /// in one pass, where sorting a `vmlinux.o`'s 250,000 pairs took 2.5 ms
+    /// of a diff's serial tail. Each symbol is paired once, so the map
+    /// holds every pair.
+    fn sort_pairs(&mut self) {
+        let paired = self.patched_to_orig.iter().enumerate();
+        let sorted: Vec<Twin> =
+            paired.filter_map(|(p, o)| Some(Twin { orig: (*o)?, patched: PatchedSym(SymbolId(p as u32)) })).collect();
+        debug_assert_eq!(sorted.len(), self.pairs.len(), "a symbol was paired twice");
+        self.pairs = sorted;
     }
 }
 
