@@ -71,14 +71,14 @@ fn one_line(warnings: Vec<String>) -> Vec<String> {
 
 /// Run `klp diff` on two objects in memory.
 pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
-    conclude(req, diff::analyze_bytes(req.orig, req.patched, &req.diff)?)
+    conclude(req, &diff::analyze_bytes(req.orig, req.patched, &req.diff)?)
 }
 
 /// The rest of [`diff`], given the analysis of `req`'s two objects with
 /// `req.diff` ([`diff::analyze_bytes`]). The analysis needs nothing of
 /// `req.extract`: a caller may read `--symvers` and `--parent` while it
 /// runs.
-pub fn conclude<'d>(req: &DiffRequest<'d>, analysis: diff::Analysis<'d>) -> Result<DiffOutcome> {
+pub fn conclude<'d>(req: &DiffRequest<'d>, analysis: &diff::Analysis<'d>) -> Result<DiffOutcome> {
     let mut report = analysis.report(&req.orig.path.display().to_string());
     report.times = Some(analysis.times.clone());
     let explanations = req.explain.iter().map(|name| analysis.explain(name)).collect::<Result<Vec<_>>>()?;
@@ -111,7 +111,7 @@ pub fn conclude<'d>(req: &DiffRequest<'d>, analysis: diff::Analysis<'d>) -> Resu
         return Ok(outcome(Verdict::Unchanged, warnings, OutputTimes::default()));
     }
     let started = Instant::now();
-    let extraction = match extract::extract(&analysis, &req.extract) {
+    let extraction = match extract::extract(analysis, &req.extract) {
         Ok(e) => e,
         Err(e) if e.kind == ErrorKind::Unpatchable => {
             return Ok(outcome(Verdict::Unpatchable(vec![e.to_string()]), warnings, OutputTimes::default()));
