@@ -1409,6 +1409,37 @@ pub(super) mod tests {
         assert!(e.starts_with("p.o: .rela.") && e.contains("links to section index 1, not to the symbol table"), "{e}");
     }
 
+    #[test]
+    fn the_first_bad_relocation_is_the_one_reported() {
+        // Entries of a RELA section of a kernel object made bad, one after another,
+        // each before the last: an offset past its section's end, a symbol
+        // index past the table's.
+        let rela = |data: &[u8]| {
+            let header = FileHeader64::<LE>::parse(data).unwrap();
+            let table = header.sections(LE, data).unwrap();
+            let mut rela = table.enumerate().filter(|(_, sh)| sh.sh_type(LE) == elf::SHT_RELA);
+            let (_, sh) = rela.find(|(_, sh)| sh.sh_size(LE) >= 4 * 24).unwrap();
+            let target = table.section(object::SectionIndex(sh.sh_info(LE) as usize)).unwrap();
+            (sh.sh_offset(LE) as usize, target.sh_size(LE))
+        };
+        let object: &[u8] = include_bytes!("../../corpus/kernel/def-scenario/mem.orig.o");
+        let (at, target_size) = rela(object);
+        let past_end = |data: &mut Vec<u8>, k: usize| {
+            data[at + k * 24..at + k * 24 + 8].copy_from_slice(&(target_size - 1).to_le_bytes())
+        };
+        let bad_symbol = |data: &mut Vec<u8>, k: usize| data[at + k * 24 + 12..at + k * 24 + 16].fill(0xff);
+        let mut data = object.to_vec();
+        past_end(&mut data, 2);
+        let e = error_of(&data);
+        assert!(e.contains("relocation #2 writes past the end of"), "{e}");
+        bad_symbol(&mut data, 1);
+        let e = error_of(&data);
+        assert!(e.contains("relocation #1 refers to symbol index 4294967295"), "{e}");
+        past_end(&mut data, 0);
+        let e = error_of(&data);
+        assert!(e.contains("relocation #0 writes past the end of"), "{e}");
+    }
+
     /// An object with a function of each name in `.text`, written by the
     /// `object` crate.
     pub(in crate::elf) fn with_functions(names: &[&str]) -> Vec<u8> {
