@@ -290,7 +290,7 @@ mod tests {
         // Spread hashes, hashes crowded in few buckets, and equal hashes
         // with ids out of order.
         let spread = (0..5000u64).map(|i| xxh3_64(&i.to_le_bytes()));
-        let crowded = (0..5000u64).map(|i| (i % 7) << 60 | (i * 7919) % 1000);
+        let crowded = (0..5000u64).map(|i| ((i % 7) << 60) | ((i * 7919) % 1000));
         for hashes in [spread.collect::<Vec<_>>(), crowded.collect()] {
             let entries: Vec<(u64, SymbolId)> =
                 hashes.iter().enumerate().map(|(i, &h)| (h, SymbolId((i as u32 * 31) % 5000))).collect();
