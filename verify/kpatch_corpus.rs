@@ -52,13 +52,13 @@ fn entsize_args(dir: &Path, case: &str) -> Vec<String> {
 }
 
 /// Check one case; `Err` says how we differ from the oracle.
-fn check(dir: &Path, case: &Case) -> Result<(), String> {
+fn check(dir: &Path, work: &Path, case: &Case) -> Result<(), String> {
     let orig = dir.join(format!("{}.ORIG.o", case.name));
     let mut patched = dir.join(format!("{}.PATCHED.o", case.name));
     if !patched.exists() {
         patched = dir.join(format!("{}.PATCHED.FAIL.o", case.name));
     }
-    let out = std::env::temp_dir().join(format!("klp-kpatch-{}.o", case.name));
+    let out = work.join(format!("{}.o", case.name));
     let mut args =
         vec!["diff".to_owned(), orig.display().to_string(), patched.display().to_string(), out.display().to_string()];
     args.push("--objname=vmlinux".to_owned());
@@ -110,9 +110,13 @@ fn kpatch_corpus_matches_the_oracle() {
     let dir = expected.parent().unwrap();
     let all = cases(dir);
     assert_eq!(all.len(), 37, "EXPECTED.tsv should list 37 cases");
+    // A directory of this run's own: two test runs at once (a CI clone
+    // beside a checkout) must not write each other's outputs.
+    let work = std::env::temp_dir().join(format!("klp-kpatch-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
     let mut differing = BTreeSet::new();
     for case in &all {
-        match check(dir, case) {
+        match check(dir, &work, case) {
             Ok(()) => eprintln!("ok      {}", case.name),
             Err(why) => {
                 eprintln!("DIFFERS {}: {why}", case.name);
@@ -120,6 +124,7 @@ fn kpatch_corpus_matches_the_oracle() {
             }
         }
     }
+    std::fs::remove_dir_all(&work).unwrap();
     let passed = all.len() - differing.len();
     eprintln!("{passed} of {} kpatch cases equal the oracle", all.len());
     assert!(passed >= 35, "only {passed} of 37 cases match EXPECTED.tsv");

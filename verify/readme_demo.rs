@@ -5,15 +5,17 @@ mod common;
 #[test]
 fn readme_demo_reports_the_new_and_changed_function() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/objects");
+    let out = std::env::temp_dir().join(format!("klp-readme-demo-{}.o", std::process::id()));
     let o = common::klp(&[
         "diff",
         dir.join("pktdemo.orig.o").to_str().unwrap(),
         dir.join("pktdemo.patched.o").to_str().unwrap(),
-        std::env::temp_dir().join("klp-readme-demo.o").to_str().unwrap(),
+        out.to_str().unwrap(),
         "--objname",
         "vmlinux",
     ]);
     assert!(o.status.success());
+    std::fs::remove_file(&out).unwrap();
     assert_eq!(common::reported(&o.stdout, "new function"), ["pkt_csum"]);
     assert_eq!(common::reported(&o.stdout, "changed function"), ["pkt_receive"]);
 }
