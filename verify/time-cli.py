@@ -10,7 +10,8 @@
 #   verify/time-cli.py RUNS KERNEL plain|extras OLD/klp NEW/klp ...
 #
 # KERNEL is a directory of target/bench-assets (6.12-def, 6.12-slim; `cargo
-# bench` fills it); `extras` adds --symvers and --parent.
+# bench` fills it); `extras` adds --symvers (../shared/kernel/KERNEL's
+# Module.symvers) and --parent.
 import os
 import statistics as st
 import subprocess
@@ -29,7 +30,8 @@ def main():
     runs, kernel, mode, bins = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     d = os.path.join(here, "target/bench-assets", kernel)
-    extra = ["--symvers", f"{d}/Module.symvers", "--parent", f"{d}/vmlinux"] if mode == "extras" else []
+    symvers = os.path.join(os.path.dirname(here), "shared/kernel", kernel, "Module.symvers")
+    extra = ["--symvers", symvers, "--parent", f"{d}/vmlinux"] if mode == "extras" else []
     out = f"/tmp/time-cli-{os.getpid()}.o"
     seen = {b: [] for b in bins}
     before = steal()
