@@ -8,6 +8,7 @@ pub(crate) mod linked;
 pub(crate) mod names;
 mod read;
 pub mod reloc;
+mod spans;
 pub mod write;
 
 pub use read::*;

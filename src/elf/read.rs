@@ -19,6 +19,7 @@ use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
 use rayon::prelude::*;
 
 use super::names::{NameIndex, NameKey, is_named, name_hash};
+use super::spans::{SectionSpans, is_spanned};
 use crate::error::{Context, Error, Result, escaped};
 
 /// Index of a section in the section header table.
@@ -353,20 +354,11 @@ pub struct ElfObject<'data> {
     names: NameIndex,
     /// Named symbols by full name.
     full_names: NameIndex,
-    /// The named (non-section, non-file) symbols of every section, section
-    /// by section, each section's sorted by value, with what
-    /// [`ElfObject::symbol_at`] needs of each: it runs for nearly every
-    /// relocation, and reading this one array instead of the symbol table
-    /// keeps it in cache. One array rather than a vector per section: a
-    /// `vmlinux.o` has 165,000 sections.
-    spans: Vec<SymbolSpan>,
-    /// Where each section's spans start: section `i`'s are
-    /// `span_starts[i]..span_starts[i + 1]`, in both `spans` and
-    /// `table_order`. Its own array, not a field of [`Section`]: 4 bytes a
-    /// section stay in cache where 160 do not.
-    span_starts: Vec<u32>,
-    /// The same symbols, each section's in symbol-table order.
-    table_order: Vec<SymbolId>,
+    /// The named (non-section, non-file) symbols of every section, with
+    /// what [`ElfObject::symbol_at`] needs of each: it runs for nearly
+    /// every relocation, and reading these instead of the symbol table
+    /// keeps it in cache.
+    spans: SectionSpans,
     /// Each symbol's [`SymbolPlace`], by index.
     places: Vec<SymbolPlace>,
     /// The entries of each `SHF_RELA_LIVEPATCH` section, by section: they
@@ -406,13 +398,11 @@ impl<'data> ElfObject<'data> {
         }
         let Attached { livepatch_relocs, relocation_count } =
             attach_relocations(&table, data, &mut sections, &symbols)?;
-        let (spans, span_starts, table_order) = index_section_symbols(spans_per_section, &symbols);
+        let spans = SectionSpans::build(spans_per_section, &symbols);
         let names = NameIndex::from_entries(NameKey::Demangled, &symbols, by_name);
         let full_names = NameIndex::from_entries(NameKey::Full, &symbols, by_full_name);
         Ok(ElfObject {
             spans,
-            span_starts,
-            table_order,
             places,
             livepatch_relocs,
             relocation_count,
@@ -427,7 +417,7 @@ impl<'data> ElfObject<'data> {
 
     /// The named symbols defined in `section`, in symbol-table order.
     pub fn symbols_in_table_order(&self, section: SectionId) -> &[SymbolId] {
-        &self.table_order[self.span_range(section)]
+        self.spans.in_table_order(section)
     }
 
     /// Every symbol once: first those [`Self::symbols_in_table_order`]
@@ -437,7 +427,7 @@ impl<'data> ElfObject<'data> {
     /// functions come after all locals, each in a section far from the last.
     pub fn section_major_order(&self) -> Vec<SymbolId> {
         let mut order = Vec::with_capacity(self.symbols.len());
-        order.extend_from_slice(&self.table_order);
+        order.extend_from_slice(self.spans.all_in_table_order());
         order.extend(self.symbols.iter().filter(|s| !(is_spanned(s) && s.section().is_some())).map(|s| s.id));
         order
     }
@@ -447,16 +437,7 @@ impl<'data> ElfObject<'data> {
         &self,
         section: SectionId,
     ) -> impl ExactSizeIterator<Item = SymbolId> + DoubleEndedIterator + Clone + '_ {
-        self.spans_of(section).iter().map(|s| s.id)
-    }
-
-    fn spans_of(&self, section: SectionId) -> &[SymbolSpan] {
-        &self.spans[self.span_range(section)]
-    }
-
-    fn span_range(&self, section: SectionId) -> std::ops::Range<usize> {
-        let i = section.index();
-        self.span_starts[i] as usize..self.span_starts[i + 1] as usize
+        self.spans.by_value(section)
     }
 
     pub fn symbol(&self, id: SymbolId) -> &Symbol<'data> {
@@ -547,23 +528,9 @@ impl<'data> ElfObject<'data> {
         }
         let (Some(first), Some(last)) = (r.addend().checked_add(1), r.addend().checked_add(15)) else { return true };
         let (Ok(first), Ok(last)) = (u64::try_from(first), u64::try_from(last)) else { return true };
-        let at_first = self.symbol_at(section, first);
-        self.possible_changes(section, first, last).any(|at| self.symbol_at(section, at) != at_first)
-    }
-
-    /// The offsets in `(first, last]` of `section` where [`Self::symbol_at`]
-    /// may change its answer (unsorted, perhaps repeated): a symbol's rank
-    /// at an offset changes only at its start and end and one past them
-    /// (the exact-start and one-past-the-end ranks).
-    fn possible_changes(&self, section: SectionId, first: u64, last: u64) -> impl Iterator<Item = u64> + '_ {
-        let spans = self.spans_of(section);
-        let upto = spans.partition_point(|s| s.value <= last);
-        spans[..upto]
-            .iter()
-            .rev()
-            .take_while(move |s| s.max_end >= first)
-            .flat_map(|s| [s.value, s.value.saturating_add(1), s.end, s.end.saturating_add(1)])
-            .filter(move |&at| first < at && at <= last)
+        let window = self.spans.window(section, first, last);
+        let at_first = window.symbol_at(first);
+        window.possible_changes(first, last).any(|at| window.symbol_at(at) != at_first)
     }
 
     /// The named symbol covering `offset` in `section`: FUNC/OBJECT preferred
@@ -571,28 +538,7 @@ impl<'data> ElfObject<'data> {
     /// at `offset`, or one ending exactly there (a "one past the end" pointer),
     /// is accepted only when nothing covers the offset.
     pub fn symbol_at(&self, section: SectionId, offset: u64) -> Option<SymbolId> {
-        let spans = self.spans_of(section);
-        let upto = spans.partition_point(|s| s.value <= offset);
-        let mut best: Option<(u8, SymbolId)> = None;
-        for s in spans[..upto].iter().rev() {
-            if s.max_end < offset {
-                break;
-            }
-            let rank = if offset < s.end {
-                s.covering_rank
-            } else if s.value == offset {
-                1
-            } else if s.end == offset && s.sized {
-                0
-            } else {
-                continue;
-            };
-            // Among equal ranks keep the lowest symbol index: deterministic.
-            if best.is_none_or(|(r, id)| rank > r || (rank == r && s.id < id)) {
-                best = Some((rank, s.id));
-            }
-        }
-        best.map(|(_, id)| id)
+        self.spans.symbol_at(section, offset)
     }
 
     /// What [`Self::symbol_at`] finds at each offset of `[first, last]` of
@@ -615,13 +561,14 @@ impl<'data> ElfObject<'data> {
         changes: &mut Vec<u64>,
         out: &mut Vec<(u64, Option<SymbolId>)>,
     ) {
+        let window = self.spans.window(section, first, last);
         changes.clear();
-        changes.extend(self.possible_changes(section, first, last));
+        changes.extend(window.possible_changes(first, last));
         changes.sort_unstable();
         changes.dedup();
         out.clear();
         for &at in std::iter::once(&first).chain(changes.iter()) {
-            let found = self.symbol_at(section, at);
+            let found = window.symbol_at(at);
             if out.last().is_none_or(|&(_, f)| f != found) {
                 out.push((at, found));
             }
@@ -972,12 +919,6 @@ impl<'d> SymbolTablePass<'d> {
     }
 }
 
-/// Whether `symbol_at` and the spans see a symbol: named, and neither a
-/// section nor a file.
-fn is_spanned(sym: &Symbol) -> bool {
-    !matches!(sym.kind, SymbolKind::Section | SymbolKind::File) && !sym.name.is_empty()
-}
-
 fn placement_of<'d>(
     symtab: &object::read::elf::SymbolTable<'d, FileHeader64<LE>, &'d [u8]>,
     sym: &Sym64<LE>,
@@ -1156,45 +1097,6 @@ fn attach_relocations<'d>(
     Ok(Attached { livepatch_relocs: livepatch, relocation_count })
 }
 
-/// The spans of every section (`spans_per_section` of each), where each
-/// section's start (see [`ElfObject::span_starts`]), and their symbols in
-/// symbol-table order.
-fn index_section_symbols(
-    spans_per_section: Vec<u32>,
-    symbols: &[Symbol],
-) -> (Vec<SymbolSpan>, Vec<u32>, Vec<SymbolId>) {
-    // A counting sort by section: each section's spans in symbol order.
-    let mut starts = Vec::with_capacity(spans_per_section.len() + 1);
-    starts.push(0u32);
-    for count in spans_per_section {
-        // Fewer spans than symbols, whose count fits 32 bits.
-        starts.push(starts[starts.len() - 1] + count);
-    }
-    let placeholder = SymbolSpan { value: 0, end: 0, max_end: 0, id: SymbolId(0), covering_rank: 0, sized: false };
-    let mut spans = vec![placeholder; starts[starts.len() - 1] as usize];
-    let mut cursor = starts.clone();
-    for sym in symbols.iter().filter(|s| is_spanned(s)) {
-        let Some(sec) = sym.section() else { continue };
-        spans[cursor[sec.index()] as usize] = SymbolSpan::of(sym);
-        cursor[sec.index()] += 1;
-    }
-    let table_order = spans.iter().map(|s| s.id).collect();
-    // Sort each section's spans and note the largest end so far. Most
-    // sections hold one or two symbols: one pass, no task per section.
-    for w in starts.windows(2) {
-        let chunk = &mut spans[w[0] as usize..w[1] as usize];
-        if !chunk.is_sorted_by_key(|s| (s.value, s.id)) {
-            chunk.sort_by_key(|s| (s.value, s.id));
-        }
-        let mut max_end = 0;
-        for s in chunk.iter_mut() {
-            max_end = max_end.max(s.end);
-            s.max_end = max_end;
-        }
-    }
-    (spans, starts, table_order)
-}
-
 /// Where a symbol is, as resolving a relocation against it needs: one
 /// small record per symbol in its own array, which stays in cache where
 /// the symbol table (72 bytes a symbol, 21 MB in a `vmlinux.o`) does not.
@@ -1263,32 +1165,6 @@ impl SectionBrief {
             merged: sec.is_strings() || sec.is_constant_pool(),
             code: sec.is_exec() && !sec.is_nobits(),
         }
-    }
-}
-
-/// A named symbol of a section as [`ElfObject::symbol_at`] sees it.
-#[derive(Debug, Clone, Copy)]
-struct SymbolSpan {
-    value: u64,
-    end: u64,
-    /// The largest end of this and the spans before it, so containment
-    /// queries can stop scanning backwards early.
-    max_end: u64,
-    id: SymbolId,
-    /// Its rank at an offset it covers: FUNC/OBJECT/TLS over other kinds
-    /// over prefixes (`__pfx_`, `__cfi_`).
-    covering_rank: u8,
-    sized: bool,
-}
-
-impl SymbolSpan {
-    fn of(sym: &Symbol) -> Self {
-        let covering_rank = match (sym.kind, sym.is_prefix()) {
-            (SymbolKind::Func | SymbolKind::Object | SymbolKind::Tls, false) => 4,
-            (_, false) => 3,
-            (_, true) => 2,
-        };
-        SymbolSpan { value: sym.value, end: sym.end(), max_end: 0, id: sym.id, covering_rank, sized: sym.size > 0 }
     }
 }
 
