@@ -158,29 +158,49 @@ impl Builder<'_, '_> {
     }
 }
 
-/// The sections that hold an included symbol: an entry none of whose
-/// relocations points into one describes no clone, and is passed over
-/// without resolving them (a `vmlinux.o` has 100,000 entries, a livepatch
-/// copies a few).
+/// Where the included symbols are: an entry none of whose relocations can
+/// resolve to one describes no clone, and is passed over without resolving
+/// them (a `vmlinux.o` has 100,000 entries, a livepatch copies a few; a
+/// merged `.text` holds an included function and the places of most of
+/// them).
 #[derive(Default)]
 struct HoldingIncluded {
-    /// How many symbols were included when `sections` was made.
+    /// How many symbols were included when `spans` was made.
     included: usize,
-    sections: rustc_hash::FxHashSet<SectionId>,
+    /// Per section holding an included symbol, the `[value, end]` of each
+    /// (both ends in: a place resolves to a symbol only between them).
+    spans: rustc_hash::FxHashMap<SectionId, Vec<(u64, u64)>>,
 }
 
 impl HoldingIncluded {
     fn refresh(&mut self, b: &Builder) {
-        if b.plan.included.len() != self.included {
-            self.included = b.plan.included.len();
-            self.sections = b.plan.included.iter().filter_map(|&id| b.p.symbol(id).section()).collect();
+        if b.plan.included.len() == self.included {
+            return;
+        }
+        self.included = b.plan.included.len();
+        self.spans.clear();
+        for &id in &b.plan.included {
+            let s = b.p.symbol(id);
+            if let Some(sec) = s.section() {
+                self.spans.entry(sec).or_default().push((s.value, s.end()));
+            }
         }
     }
 
     /// False only for an entry that cannot describe an included symbol:
-    /// every relocation of it points into a section holding none (a
-    /// relocation's named symbol lies in the section it points into).
+    /// no relocation of it resolves into one. A named or undefined symbol
+    /// is its own target; a section symbol's covers the place or starts or
+    /// ends there ([`crate::elf::ElfObject::symbol_at`]).
     fn may_describe_clone(&self, b: &Builder, relocs: &[Reloc]) -> bool {
-        relocs.iter().any(|r| b.p.place(r.symbol()).section().is_none_or(|s| self.sections.contains(&s)))
+        relocs.iter().any(|r| {
+            let place = b.p.place(r.symbol());
+            if place.section().is_none() || !place.is_section_symbol {
+                return b.plan.included.contains(&r.symbol());
+            }
+            let Some(spans) = place.section().and_then(|sec| self.spans.get(&sec)) else { return false };
+            // As `referent` computes the place: before the section, nothing.
+            let Ok(at) = u64::try_from(place.base().saturating_add(r.addend())) else { return false };
+            spans.iter().any(|&(value, end)| value <= at && at <= end)
+        })
     }
 }
