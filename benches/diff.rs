@@ -8,10 +8,13 @@
 //! `cargo bench --bench diff -- --save-baseline before`, change, then
 //! `cargo bench --bench diff -- --baseline before`.
 
+#[macro_use]
+mod harness;
+
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use klp::diff::{DiffOptions, analyze_bytes, stages};
 use klp::elf::ElfObject;
 use klp::extract::ExtractOptions;
@@ -113,4 +116,4 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(diff_benches, benches);
-criterion_main!(diff_benches);
+main_like_klp!(diff_benches);

@@ -3,11 +3,14 @@
 //! `ld -r` as verify/common/module.rs does, then converted and checked in
 //! memory. `cargo bench --bench module`.
 
+#[macro_use]
+mod harness;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use klp::diff::Input;
 use klp::elf::ElfObject;
 use klp::pipeline::{DiffRequest, Verdict, diff};
@@ -64,4 +67,4 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(module_benches, benches);
-criterion_main!(module_benches);
+main_like_klp!(module_benches);

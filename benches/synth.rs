@@ -14,11 +14,14 @@
 //! 5.08 s and 20.0 s under load, 71 times). Synthesis takes 0.2 s, 2.3 s
 //! and 10.4 s for 10k, 100k and 300k.
 
+#[macro_use]
+mod harness;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group};
 use klp::diff::Input;
 use klp::pipeline::{DiffRequest, diff};
 use klp::synth::{Layout, Request, synthesize};
@@ -68,4 +71,4 @@ fn synthesized(c: &mut Criterion) {
 }
 
 criterion_group!(benches, synthesized);
-criterion_main!(benches);
+main_like_klp!(benches);

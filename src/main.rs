@@ -206,7 +206,7 @@ impl BuildArgs {
 const EXIT_UNPATCHABLE: u8 = 2;
 
 fn main() -> ExitCode {
-    keep_freed_memory();
+    klp::pipeline::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Diff {
@@ -460,27 +460,6 @@ fn print_stats(s: &Stats, o: &klp::pipeline::DiffOutcome, wall: std::time::Durat
         s.read_bytes as f64 / 1e6,
         peak_rss().map_or("unknown".to_owned(), |kb| format!("{:.0} MB", kb as f64 / 1024.0))
     );
-}
-
-/// Have glibc's malloc reuse freed memory instead of handing it back.
-/// By default a block over 128 KiB is a mapping of its own, unmapped when
-/// freed, so the next one faults in fresh zeroed pages: page faults were
-/// a sixth of a `vmlinux.o` diff's CPU time, and reusing the parse's and
-/// the checksums' freed blocks saves 10,000 of its 54,000. Blocks up to
-/// 32 MiB (glibc's largest threshold) now come from the heap, which is
-/// not trimmed, and two arenas keep the rayon workers' freed blocks from
-/// sitting idle in arenas of their own. A process that lives for one
-/// command loses nothing by keeping them.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` only sets allocator parameters; called before any
-    // other thread exists. A refused value (another libc's limits) leaves
-    // the default, which is only slower.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }
 
 /// The process's peak resident set (`VmHWM`), in KiB.
