@@ -840,11 +840,13 @@ fn users_of(obj: &ElfObject, targets: &HashSet<SymbolId>) -> Users {
         .flat_map_iter(|s| {
             // Instruction ends of the users met in this section, decoded once each.
             let mut decoded: HashMap<SymbolId, Boundaries> = HashMap::default();
+            // The relocations are in order: each user is near the last.
+            let mut users = obj.symbol_cursor();
             s.relocs.iter().filter_map(move |r| {
                 if !into_holding[r.symbol().index()] {
                     return None;
                 }
-                let user = obj.symbol_at(s.id, r.offset()).filter(|&u| obj.symbol(u).kind == SymbolKind::Func)?;
+                let user = users.symbol_at(s.id, r.offset()).filter(|&u| obj.symbol(u).kind == SymbolKind::Func)?;
                 // The field's distance to the end of its instruction is not
                 // always 4 (`addl $1, x(%rip)` has an immediate after it),
                 // and a wrong guess lands on the neighbouring static.

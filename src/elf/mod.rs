@@ -12,6 +12,7 @@ mod spans;
 pub mod write;
 
 pub use read::*;
+pub use spans::SymbolCursor;
 
 /// `SHN_LIVEPATCH`: the section index of symbols the livepatch core resolves.
 pub const SHN_LIVEPATCH: u16 = 0xff20;

@@ -19,7 +19,7 @@ use object::read::elf::{FileHeader, SectionHeader, SectionTable, Sym};
 use rayon::prelude::*;
 
 use super::names::{NameIndex, NameKey, is_named, name_hash};
-use super::spans::{SectionSpans, is_spanned};
+use super::spans::{SectionSpans, SymbolCursor, is_spanned};
 use crate::error::{Context, Error, Result, escaped};
 
 /// Index of a section in the section header table.
@@ -502,14 +502,34 @@ impl<'data> ElfObject<'data> {
     /// instruction). The one place that turns a symbol and an addend into a
     /// place; each stage then decides what a place means to it.
     pub fn referent(&self, r: &Reloc, bias: i64) -> Referent {
+        self.referent_by(r, bias, |section, offset| self.symbol_at(section, offset))
+    }
+
+    /// [`Self::referent`], the covering symbol found by `cursor`: for
+    /// relocations whose places mostly grow.
+    pub fn referent_near(&self, r: &Reloc, bias: i64, cursor: &mut SymbolCursor) -> Referent {
+        self.referent_by(r, bias, |section, offset| cursor.symbol_at(section, offset))
+    }
+
+    fn referent_by(
+        &self,
+        r: &Reloc,
+        bias: i64,
+        symbol_at: impl FnOnce(SectionId, u64) -> Option<SymbolId>,
+    ) -> Referent {
         let place = self.place(r.symbol());
         let Some(section) = place.section() else { return Referent::External(r.symbol()) };
         let offset = place.base().saturating_add(r.addend()).saturating_add(bias);
         let named = match place.is_section_symbol {
-            true => Named::Covering(u64::try_from(offset).ok().and_then(|o| self.symbol_at(section, o))),
+            true => Named::Covering(u64::try_from(offset).ok().and_then(|o| symbol_at(section, o))),
             false => Named::Direct(r.symbol()),
         };
         Referent::Place { section, offset, named }
+    }
+
+    /// A [`SymbolCursor`] over this object's sections.
+    pub fn symbol_cursor(&self) -> SymbolCursor<'_> {
+        SymbolCursor::new(&self.spans)
     }
 
     /// Where symbol `id` is (see [`SymbolPlace`]).

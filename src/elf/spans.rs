@@ -180,6 +180,63 @@ impl SectionSpans {
     }
 }
 
+/// [`SectionSpans::symbol_at`] for a run of lookups that mostly stay in
+/// one section at growing offsets (a section's relocations in order,
+/// special entries in address order): each search starts where the last
+/// one ended, usually a step or two away, where a search of the whole
+/// section missed the cache at each of its last steps.
+pub struct SymbolCursor<'a> {
+    all: &'a SectionSpans,
+    section: Option<SectionId>,
+    /// The spans of `section`, and the last partition point in them.
+    spans: &'a [SymbolSpan],
+    at: usize,
+}
+
+impl<'a> SymbolCursor<'a> {
+    pub(super) fn new(all: &'a SectionSpans) -> Self {
+        SymbolCursor { all, section: None, spans: &[], at: 0 }
+    }
+
+    /// The same as [`crate::elf::ElfObject::symbol_at`].
+    pub fn symbol_at(&mut self, section: SectionId, offset: u64) -> Option<SymbolId> {
+        if self.section != Some(section) {
+            (self.section, self.spans, self.at) = (Some(section), &self.all.spans[self.all.range(section)], 0);
+        }
+        self.at = gallop(self.spans, self.at, offset);
+        best_at(&self.spans[..self.at], offset)
+    }
+}
+
+/// The number of `spans` whose value is at most `offset` (the partition
+/// point), searched outwards from `from` in growing steps: a few
+/// comparisons when it is near.
+fn gallop(spans: &[SymbolSpan], from: usize, offset: u64) -> usize {
+    let le = |i: usize| spans[i].value <= offset;
+    let n = spans.len();
+    let from = from.min(n);
+    let (lo, hi) = if from < n && le(from) {
+        // After `from`: every span before `lo` is at most `offset`.
+        let (mut lo, mut step) = (from + 1, 1);
+        while lo + step <= n && le(lo + step - 1) {
+            lo += step;
+            step *= 2;
+        }
+        (lo, (lo + step - 1).min(n))
+    } else if from > 0 && !le(from - 1) {
+        // Before `from`: span `hi` is past `offset`.
+        let (mut hi, mut step) = (from - 1, 1);
+        while hi >= step && !le(hi - step) {
+            hi -= step;
+            step *= 2;
+        }
+        (hi.saturating_sub(step), hi)
+    } else {
+        return from;
+    };
+    lo + spans[lo..hi].partition_point(|s| s.value <= offset)
+}
+
 /// The spans of a section that may matter at some offset of a range
 /// ([`SectionSpans::window`]).
 pub(super) struct SpanWindow<'a>(&'a [SymbolSpan]);
@@ -313,6 +370,14 @@ mod tests {
                 for (offset, &w) in wanted.iter().enumerate() {
                     assert_eq!(obj.symbol_at(sec.id, offset as u64), w, "{} {count} at {offset}", sec.name);
                     asked += 1;
+                }
+                // Through one cursor: growing offsets, then falling, then
+                // jumping about.
+                let mut cursor = obj.symbol_cursor();
+                let jumps = (0..wanted.len()).map(|k| (k * 7919) % wanted.len());
+                for offset in (0..wanted.len()).chain((0..wanted.len()).rev()).chain(jumps) {
+                    let w = wanted[offset];
+                    assert_eq!(cursor.symbol_at(sec.id, offset as u64), w, "{} {count} cursor at {offset}", sec.name);
                 }
                 for first in 0..sec.size + 5 {
                     let last = first + 14;

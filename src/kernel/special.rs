@@ -14,7 +14,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::elf::{ElfObject, Referent, Reloc, Section, SectionId, SymbolId, SymbolKind};
+use crate::elf::{ElfObject, Referent, Reloc, Section, SectionId, SymbolCursor, SymbolId, SymbolKind};
 use crate::error::{Context, Error, Result};
 
 /// The special sections we know, with the entry size of recent x86-64
@@ -169,9 +169,11 @@ impl SpecialIndex {
 /// The entries of special section `sec` (of `size`-byte entries) that
 /// belong to a function, with it.
 fn owned_entries(obj: &ElfObject, sec: &Section, size: u64) -> Vec<(SymbolId, SpecialEntry)> {
+    // Most sections' entries are in the order of the code they describe.
+    let mut cursor = obj.symbol_cursor();
     entries_with_relocs(sec, size)
         .filter_map(|(offset, end, relocs)| {
-            let owner = entry_owner(obj, &sec.relocs[relocs.clone()])?;
+            let owner = entry_owner(obj, &sec.relocs[relocs.clone()], &mut cursor)?;
             // Offsets below the section's size and reloc indexes below its
             // reloc count, both checked to fit 32 bits.
             let entry = SpecialEntry {
@@ -221,7 +223,7 @@ fn entry_range(section_size: u64, size: u64, i: u64) -> (u64, u64) {
 /// The function an entry describes: the first relocation target that is a
 /// function in executable code (section references resolved to the symbol
 /// containing them).
-fn entry_owner(obj: &ElfObject, relocs: &[Reloc]) -> Option<SymbolId> {
+fn entry_owner(obj: &ElfObject, relocs: &[Reloc], cursor: &mut SymbolCursor) -> Option<SymbolId> {
     relocs.iter().find_map(|r| {
         // The target's section is the place's (the symbol covering a
         // section offset is in that section), and the place says when it
@@ -231,7 +233,7 @@ fn entry_owner(obj: &ElfObject, relocs: &[Reloc]) -> Option<SymbolId> {
         if !(place.in_code || place.section().is_some_and(|s| obj.section(s).is_exec())) {
             return None;
         }
-        let id = resolve_data_reference(obj, r)?;
+        let id = named_target(obj.referent_near(r, 0, cursor))?;
         let sym = obj.symbol(id);
         (sym.kind == SymbolKind::Func && !sym.is_prefix()).then_some(id)
     })
@@ -239,7 +241,11 @@ fn entry_owner(obj: &ElfObject, relocs: &[Reloc]) -> Option<SymbolId> {
 
 /// The named symbol a data relocation points at (section symbols resolved).
 pub fn resolve_data_reference(obj: &ElfObject, r: &Reloc) -> Option<SymbolId> {
-    match obj.referent(r, 0) {
+    named_target(obj.referent(r, 0))
+}
+
+fn named_target(referent: Referent) -> Option<SymbolId> {
+    match referent {
         Referent::External(id) => Some(id),
         Referent::Place { named, .. } => named.symbol(),
     }
