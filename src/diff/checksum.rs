@@ -111,12 +111,9 @@ pub type ColdChildren = HashMap<SymbolId, Vec<SymbolId>>;
 
 pub fn cold_children(obj: &ElfObject) -> ColdChildren {
     let mut map = ColdChildren::default();
-    for sym in &obj.symbols {
-        if sym.kind == SymbolKind::Func
-            && sym.is_cold_child()
-            && let Some(parent) = obj.cold_parent(sym.id)
-        {
-            map.entry(parent).or_default().push(sym.id);
+    for &(child, parent) in obj.cold_parents() {
+        if obj.symbol(child).kind == SymbolKind::Func {
+            map.entry(parent).or_default().push(child);
         }
     }
     map

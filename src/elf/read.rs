@@ -366,6 +366,10 @@ pub struct ElfObject<'data> {
     livepatch_relocs: Vec<(SectionId, Cow<'data, [Reloc]>)>,
     /// The entries of every RELA section, counted as they are attached.
     relocation_count: usize,
+    /// Each symbol named like a `.cold` part that has a parent
+    /// ([`Self::cold_parent`]), with it, by child: found once, in
+    /// parallel, where each key and reference asked the name index again.
+    cold_parents: Vec<(SymbolId, SymbolId)>,
 }
 
 impl<'data> ElfObject<'data> {
@@ -391,7 +395,15 @@ impl<'data> ElfObject<'data> {
         let table_pass = read_symbols(&table, data, &sections, &briefs)?;
         check_overlap(table_pass.covered, data.len() as u64)?;
         let SymbolTablePass {
-            symbols, places, files, section_symbols, spans_per_section, by_name, by_full_name, ..
+            symbols,
+            places,
+            files,
+            cold_children,
+            section_symbols,
+            spans_per_section,
+            by_name,
+            by_full_name,
+            ..
         } = table_pass;
         for (sec, id) in section_symbols {
             sections[sec.index()].section_symbol.get_or_insert(id);
@@ -401,11 +413,16 @@ impl<'data> ElfObject<'data> {
         let spans = SectionSpans::build(spans_per_section, &symbols);
         let names = NameIndex::from_entries(NameKey::Demangled, &symbols, by_name);
         let full_names = NameIndex::from_entries(NameKey::Full, &symbols, by_full_name);
+        let cold_parents = cold_children
+            .into_par_iter()
+            .filter_map(|child| Some((child, find_cold_parent(&symbols, &full_names, child)?)))
+            .collect();
         Ok(ElfObject {
             spans,
             places,
             livepatch_relocs,
             relocation_count,
+            cold_parents,
             path: path.to_owned(),
             files,
             names,
@@ -597,25 +614,40 @@ impl<'data> ElfObject<'data> {
 
     /// The function a `.cold` part was split from: the symbol named like the
     /// part up to `.cold`, a local of the same FILE first, else a global.
-    ///
-    /// Candidates are in symbol-table order, where a FILE's locals follow
-    /// it and globals come last: both are found by bisection, not by a scan
-    /// of every function of that name (thousands of static `show` in a
-    /// `vmlinux.o` made that quadratic: 9% of a 100k-function diff).
     pub fn cold_parent(&self, child: SymbolId) -> Option<SymbolId> {
-        let c = self.symbol(child);
-        let parent_name = &c.name[..c.name.find(".cold")?];
-        let candidates = self.symbols_named(parent_name);
-        let is_func = |id: &&SymbolId| self.symbol(**id).kind == SymbolKind::Func;
-        let same_file = |id: &SymbolId| self.symbol(*id).is_local() && self.symbol(*id).file == c.file;
-        let from = c.file.map_or(0, |f| candidates.partition_point(|&id| id <= f));
-        let locals_end = candidates.partition_point(|&id| self.symbol(id).is_local());
-        let local = match c.file {
-            Some(_) => candidates[from.min(locals_end)..locals_end].iter().take_while(|id| same_file(id)).find(is_func),
-            None => candidates.iter().filter(|id| same_file(id)).find(is_func),
-        };
-        local.or_else(|| candidates[locals_end..].iter().find(is_func)).copied()
+        if !self.symbol(child).cold_child {
+            return find_cold_parent(&self.symbols, &self.full_names, child);
+        }
+        let at = self.cold_parents.binary_search_by_key(&child, |&(c, _)| c).ok()?;
+        Some(self.cold_parents[at].1)
     }
+
+    /// The `.cold` parts with a parent, each with it, in symbol-table order.
+    pub fn cold_parents(&self) -> &[(SymbolId, SymbolId)] {
+        &self.cold_parents
+    }
+}
+
+/// [`ElfObject::cold_parent`] from the names.
+///
+/// Candidates are in symbol-table order, where a FILE's locals follow
+/// it and globals come last: both are found by bisection, not by a scan
+/// of every function of that name (thousands of static `show` in a
+/// `vmlinux.o` made that quadratic: 9% of a 100k-function diff).
+fn find_cold_parent(symbols: &[Symbol], full_names: &NameIndex, child: SymbolId) -> Option<SymbolId> {
+    let symbol = |id: SymbolId| &symbols[id.index()];
+    let c = symbol(child);
+    let parent_name = &c.name[..c.name.find(".cold")?];
+    let candidates = full_names.group(symbols, parent_name);
+    let is_func = |id: &&SymbolId| symbol(**id).kind == SymbolKind::Func;
+    let same_file = |id: &SymbolId| symbol(*id).is_local() && symbol(*id).file == c.file;
+    let from = c.file.map_or(0, |f| candidates.partition_point(|&id| id <= f));
+    let locals_end = candidates.partition_point(|&id| symbol(id).is_local());
+    let local = match c.file {
+        Some(_) => candidates[from.min(locals_end)..locals_end].iter().take_while(|id| same_file(id)).find(is_func),
+        None => candidates.iter().filter(|id| same_file(id)).find(is_func),
+    };
+    local.or_else(|| candidates[locals_end..].iter().find(is_func)).copied()
 }
 
 /// The ThinLTO unit hash of a promoted static, `name.llvm.<hash>`: every
@@ -813,6 +845,8 @@ struct SymbolTablePass<'d> {
     places: Vec<SymbolPlace>,
     /// FILE symbols in symbol-table order.
     files: Vec<SymbolId>,
+    /// The symbols named like `.cold` parts, in symbol-table order.
+    cold_children: Vec<SymbolId>,
     /// Each section's first section symbol.
     section_symbols: Vec<(SectionId, SymbolId)>,
     /// How many spanned symbols each section has (see [`is_spanned`]).
@@ -841,6 +875,7 @@ fn read_symbols<'d>(
         // Built beside the symbols, while each name is in cache.
         places: Vec::with_capacity(symtab.len()),
         files: Vec::new(),
+        cold_children: Vec::new(),
         section_symbols: Vec::new(),
         spans_per_section: vec![0; sections.len()],
         covered: 0,
@@ -927,6 +962,9 @@ impl<'d> SymbolTablePass<'d> {
         }
         if let (true, Some(sec)) = (is_spanned(&sym), sym.section()) {
             self.spans_per_section[sec.index()] += 1;
+        }
+        if sym.cold_child {
+            self.cold_children.push(sym.id);
         }
         if is_named(&sym) {
             self.by_name.push((place.name_hash, sym.id));
@@ -1404,6 +1442,33 @@ pub(super) mod tests {
             assert_eq!(obj.symbols_demangled(probe), expected(probe).as_slice(), "lookup of {probe}");
             assert_eq!(obj.symbols_named(probe), full(probe).as_slice(), "{probe} by full name");
         }
+    }
+
+    #[test]
+    fn cold_parents_are_the_functions_their_names_and_files_say() {
+        // Synthesized objects have `.cold` parts of statics and globals,
+        // among other functions and statics of the same name.
+        let by_scan = |obj: &ElfObject, c: &Symbol| -> Option<SymbolId> {
+            let name = &c.name[..c.name.find(".cold")?];
+            let functions = || obj.symbols.iter().filter(|s| s.name == name && s.kind == SymbolKind::Func);
+            let local = functions().find(|s| s.is_local() && s.file == c.file);
+            local.or_else(|| functions().find(|s| !s.is_local())).map(|s| s.id)
+        };
+        let (mut asked, mut found) = (0, 0);
+        for (seed, merged) in [(1, true), (2, false)] {
+            let layout = crate::synth::Layout { merged, sections_over_64k: false };
+            let request = crate::synth::Request { seed, functions: 1500, mutations: 3, layout };
+            let pair = crate::synth::synthesize(&request).unwrap();
+            for bytes in [&pair.orig, &pair.patched] {
+                let obj = ElfObject::parse(Path::new("synth.o"), bytes).unwrap();
+                for c in obj.symbols.iter().filter(|s| s.name.contains(".cold")) {
+                    let parent = obj.cold_parent(c.id);
+                    assert_eq!(parent, by_scan(&obj, c), "{}", c.name);
+                    (asked, found) = (asked + 1, found + parent.is_some() as usize);
+                }
+            }
+        }
+        assert!(found > 100, "{found} parents of {asked} parts");
     }
 
     #[test]
