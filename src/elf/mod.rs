@@ -18,3 +18,14 @@ pub use spans::SymbolCursor;
 pub const SHN_LIVEPATCH: u16 = 0xff20;
 /// `SHF_RELA_LIVEPATCH`: flag of relocation sections applied by the livepatch core.
 pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
+
+/// Ask the CPU to start loading `value`'s cache line: a hint, which
+/// changes no result.
+pub(crate) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only loads a cache line, of memory that `value`
+    // makes valid; x86-64 always has SSE.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((value as *const T).cast());
+    }
+}

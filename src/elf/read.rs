@@ -554,6 +554,16 @@ impl<'data> ElfObject<'data> {
         self.places[id.index()]
     }
 
+    /// Start loading [`Self::place`] of `id` into the cache, for a loop that
+    /// will ask for it a little later: the places of a large object's
+    /// relocation targets are read at random, and each was a cache miss
+    /// that the loop's own work could not hide.
+    pub fn prefetch_place(&self, id: SymbolId) {
+        if let Some(place) = self.places.get(id.index()) {
+            super::prefetch(place);
+        }
+    }
+
     /// Whether [`Self::referent`] of `r` may name a different symbol for
     /// different biases of a PC-relative field (1 to 15 bytes to the end of
     /// its instruction): only then must its instruction be decoded to know.
@@ -753,6 +763,13 @@ impl<'d> NameTable<'d> {
         NameTable { bytes, text: std::str::from_utf8(bytes).ok() }
     }
 
+    /// Start loading the name at `offset` into the cache.
+    fn prefetch(&self, offset: u32) {
+        if let Some(byte) = self.bytes.get(offset as usize) {
+            super::prefetch(byte);
+        }
+    }
+
     /// The name at `offset`: `None` if the offset is outside the table or
     /// no NUL ends the name within it.
     fn get(&self, offset: u32) -> Option<Result<&'d str>> {
@@ -860,6 +877,9 @@ struct SymbolTablePass<'d> {
     by_full_name: Vec<(u64, SymbolId)>,
 }
 
+/// How many symbols ahead the symbol pass asks for a name.
+const NAME_PREFETCH_AHEAD: usize = 8;
+
 fn read_symbols<'d>(
     table: &SectionTable<'d, FileHeader64<LE>, &'d [u8]>,
     data: &'d [u8],
@@ -883,8 +903,14 @@ fn read_symbols<'d>(
         by_full_name: Vec::with_capacity(symtab.len()),
     };
     let mut current_file = None;
-    for (i, sym) in symtab.iter().enumerate() {
-        let sym: &Sym64<LE> = sym;
+    let all = symtab.symbols();
+    for (i, sym) in all.iter().enumerate() {
+        // The names are read in symbol order from a string table that
+        // holds them in another (a merged one shares tails): asked for
+        // ahead, a large object's name reads overlap.
+        if let Some(ahead) = all.get(i + NAME_PREFETCH_AHEAD) {
+            strings.prefetch(ahead.st_name(LE));
+        }
         let numbered = || format!("#{i}");
         let name = strings.get(sym.st_name(LE)).ok_or_else(|| {
             Error::malformed(format!("name offset {:#x} is outside the string table", sym.st_name(LE)))

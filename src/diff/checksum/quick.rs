@@ -40,6 +40,9 @@ use crate::kernel::special::SpecialIndex;
 /// from where it starts.
 const MAX_BIAS: i64 = 15;
 
+/// How many relocations ahead a key asks for the target's place.
+const PREFETCH_AHEAD: usize = 4;
+
 /// Per section with many symbols, what a branch without relocation can
 /// land in; a small section's environment is made for each key of it
 /// ([`SectionEnvs::of`]). By section, sorted: a handful of a `vmlinux.o`'s
@@ -179,7 +182,10 @@ fn part_key(
     feed_env(refs, &env, obj.symbols_in_table_order(sec.id), start, buf);
     let relocs = sec.relocs_in(start, end);
     buf.extend_from_slice(&(relocs.len() as u64).to_le_bytes());
-    for r in relocs {
+    for (k, r) in relocs.iter().enumerate() {
+        if let Some(ahead) = relocs.get(k + PREFETCH_AHEAD) {
+            obj.prefetch_place(ahead.symbol());
+        }
         buf.extend_from_slice(&(r.offset() - start).to_le_bytes());
         buf.extend_from_slice(&r.r_type().to_le_bytes());
         feed_meaning(refs, r, buf, scratch)?;
