@@ -180,61 +180,49 @@ impl SectionSpans {
     }
 }
 
-/// [`SectionSpans::symbol_at`] for a run of lookups that mostly stay in
-/// one section at growing offsets (a section's relocations in order,
-/// special entries in address order): each search starts where the last
-/// one ended, usually a step or two away, where a search of the whole
-/// section missed the cache at each of its last steps.
+/// [`SectionSpans::symbol_at`] for a run of lookups at growing offsets in
+/// each section (a section's relocations in order, special entries in
+/// address order, which alternate between a merged `.text` and sections
+/// of one function each): in a large section, each steps forward from
+/// where the last one there ended, usually a span or two, where a search
+/// missed the cache at each of its last steps. Any other lookup searches.
 pub struct SymbolCursor<'a> {
     all: &'a SectionSpans,
-    section: Option<SectionId>,
-    /// The spans of `section`, and the last partition point in them.
-    spans: &'a [SymbolSpan],
-    at: usize,
+    /// Where the last lookup in each large section ended (its partition
+    /// point in the section's spans).
+    at: rustc_hash::FxHashMap<SectionId, usize>,
 }
 
 impl<'a> SymbolCursor<'a> {
     pub(super) fn new(all: &'a SectionSpans) -> Self {
-        SymbolCursor { all, section: None, spans: &[], at: 0 }
+        SymbolCursor { all, at: Default::default() }
     }
 
     /// The same as [`crate::elf::ElfObject::symbol_at`].
     pub fn symbol_at(&mut self, section: SectionId, offset: u64) -> Option<SymbolId> {
-        if self.section != Some(section) {
-            (self.section, self.spans, self.at) = (Some(section), &self.all.spans[self.all.range(section)], 0);
+        let range = self.all.range(section);
+        if range.len() <= 2 * FENCE {
+            return self.all.symbol_at(section, offset);
         }
-        self.at = gallop(self.spans, self.at, offset);
-        best_at(&self.spans[..self.at], offset)
+        let spans = &self.all.spans[range];
+        let last = self.at.entry(section).or_default();
+        *last = step_forward(spans, *last, offset).unwrap_or_else(|| self.all.upto(section, offset).len());
+        best_at(&spans[..*last], offset)
     }
 }
 
+/// How far a [`SymbolCursor`] steps forward before it searches instead.
+const NEAR: usize = 8;
+
 /// The number of `spans` whose value is at most `offset` (the partition
-/// point), searched outwards from `from` in growing steps: a few
-/// comparisons when it is near.
-fn gallop(spans: &[SymbolSpan], from: usize, offset: u64) -> usize {
-    let le = |i: usize| spans[i].value <= offset;
-    let n = spans.len();
-    let from = from.min(n);
-    let (lo, hi) = if from < n && le(from) {
-        // After `from`: every span before `lo` is at most `offset`.
-        let (mut lo, mut step) = (from + 1, 1);
-        while lo + step <= n && le(lo + step - 1) {
-            lo += step;
-            step *= 2;
-        }
-        (lo, (lo + step - 1).min(n))
-    } else if from > 0 && !le(from - 1) {
-        // Before `from`: span `hi` is past `offset`.
-        let (mut hi, mut step) = (from - 1, 1);
-        while hi >= step && !le(hi - step) {
-            hi -= step;
-            step *= 2;
-        }
-        (hi.saturating_sub(step), hi)
-    } else {
-        return from;
-    };
-    lo + spans[lo..hi].partition_point(|s| s.value <= offset)
+/// point) if it is at most [`NEAR`] spans after `from`, which is not past it.
+fn step_forward(spans: &[SymbolSpan], from: usize, offset: u64) -> Option<usize> {
+    if from > 0 && spans[from - 1].value > offset {
+        return None;
+    }
+    let ahead = &spans[from..spans.len().min(from + NEAR)];
+    let at = from + ahead.iter().take_while(|s| s.value <= offset).count();
+    (at < from + NEAR || at == spans.len()).then_some(at)
 }
 
 /// The spans of a section that may matter at some offset of a range
