@@ -7,12 +7,15 @@
 //! `cargo bench -p klp-benches --bench synth`; `SYNTH_BENCH_SIZES=1000,10000`
 //! runs fewer sizes.
 //!
-//! Measured on the 2-core machine, quiet, after the fixes of a91899e (a
-//! function's key asked about every cold part of its section; the funnel
-//! compared every static of a name with every other): 4.88 ms, 81.3 ms,
-//! 1.20 s and 3.06 s, 37.7 times from 10k to 300k (before: 23.7 ms, 283 ms,
-//! 5.08 s and 20.0 s under load, 71 times). Synthesis takes 0.2 s, 2.3 s
-//! and 10.4 s for 10k, 100k and 300k.
+//! Measured on the 2-core machine at 4bcf32b (2026-12-04, one full run):
+//! 5.08 ms, 59.7 ms, 685 ms and 2.08 s, 34.8 times from 10k to 300k; in
+//! four more runs of 10k and 300k alone (`SYNTH_BENCH_SIZES=10000,300000`)
+//! 32.2, 24.0, 29.1 and 25.2 times. The 10k case moves most with the
+//! machine's phase (52 to 104 ms). Synthesis takes 0.3 s, 2.8 s and 8.7 s
+//! for 10k, 100k and 300k. Before (a91899e: a function's key asked about
+//! every cold part of its section; the funnel compared every static of a
+//! name with every other): 23.7 ms, 283 ms, 5.08 s and 20.0 s under load,
+//! 71 times.
 
 #[macro_use]
 mod harness;
