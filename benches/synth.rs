@@ -7,15 +7,16 @@
 //! `cargo bench -p klp-benches --bench synth`; `SYNTH_BENCH_SIZES=1000,10000`
 //! runs fewer sizes.
 //!
-//! Measured on the 2-core machine at 4bcf32b (2026-12-04, one full run):
-//! 5.08 ms, 59.7 ms, 685 ms and 2.08 s, 34.8 times from 10k to 300k; in
-//! four more runs of 10k and 300k alone (`SYNTH_BENCH_SIZES=10000,300000`)
-//! 32.2, 24.0, 29.1 and 25.2 times. The 10k case moves most with the
-//! machine's phase (52 to 104 ms). Synthesis takes 0.3 s, 2.8 s and 8.7 s
-//! for 10k, 100k and 300k. Before (a91899e: a function's key asked about
-//! every cold part of its section; the funnel compared every static of a
-//! name with every other): 23.7 ms, 283 ms, 5.08 s and 20.0 s under load,
-//! 71 times.
+//! Measured on the 2-core machine at 4bcf32b (2026-12-04): one full run
+//! gave 5.08 ms, 59.7 ms, 685 ms and 2.08 s; eleven runs of 10k and 300k
+//! alone (`SYNTH_BENCH_SIZES=10000,300000`) gave 300k/10k ratios from 24
+//! to 43, median 31. The ratio is highest when the machine is fastest: the
+//! 10k case (38-104 ms) speeds up more than the 300k one (1.62-2.51 s),
+//! whose time is mostly waiting on memory; the fastest runs of each give
+//! 42. Synthesis takes 0.3 s, 2.8 s and 8.7 s for 10k, 100k and 300k.
+//! Before a91899e (a function's key asked about every cold part of its
+//! section; the funnel compared every static of a name with every other):
+//! 23.7 ms, 283 ms, 5.08 s and 20.0 s under load, 71 times.
 
 #[macro_use]
 mod harness;
