@@ -194,10 +194,10 @@ impl HoldingIncluded {
     fn may_describe_clone(&self, b: &Builder, relocs: &[Reloc]) -> bool {
         relocs.iter().any(|r| {
             let place = b.p.place(r.symbol());
-            if place.section().is_none() || !place.is_section_symbol {
+            let Some(sec) = place.section().filter(|_| place.is_section_symbol) else {
                 return b.plan.included.contains(&r.symbol());
-            }
-            let Some(spans) = place.section().and_then(|sec| self.spans.get(&sec)) else { return false };
+            };
+            let Some(spans) = self.spans.get(&sec) else { return false };
             // As `referent` computes the place: before the section, nothing.
             let Ok(at) = u64::try_from(place.base().saturating_add(r.addend())) else { return false };
             spans.iter().any(|&(value, end)| value <= at && at <= end)
