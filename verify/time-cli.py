@@ -4,7 +4,8 @@
 # Time `klp diff` on a kernel vmlinux.o pair with several klp binaries,
 # their runs interleaved (these machines' speed drifts within minutes, so
 # only runs side by side compare): wall (from fork to wait, in ms), CPU
-# (user + system) and peak RSS of each run, medians printed per binary,
+# (user + system) and peak RSS of each run as its `--stats` give them
+# (the process that did the work), medians printed per binary,
 # and the CPU time the hypervisor took away meanwhile ("steal").
 #
 #   verify/time-cli.py RUNS KERNEL plain|extras OLD/klp NEW/klp ...
@@ -13,6 +14,7 @@
 # bench` fills it); `extras` adds --symvers (../shared/kernel/KERNEL's
 # Module.symvers) and --parent.
 import os
+import re
 import statistics as st
 import subprocess
 import sys
@@ -37,14 +39,26 @@ def main():
     before = steal()
     for _ in range(runs):
         for b in bins:
-            args = [b, "diff", "--objname", "vmlinux", *extra, f"{d}/vmlinux.o.orig", f"{d}/vmlinux.o.patched", out]
+            args = [b, "diff", "--stats", "--objname", "vmlinux", *extra]
+            args += [f"{d}/vmlinux.o.orig", f"{d}/vmlinux.o.patched", out]
+            # A pause, as between a user's commands: `klp diff` returns
+            # before its teardown (src/detach.rs), which must not land in
+            # the next run.
+            time.sleep(0.3)
             start = time.perf_counter()
-            child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             _, status, usage = os.wait4(child.pid, 0)
             wall = time.perf_counter() - start
             if status != 0:
                 sys.exit(f"{b} exited with status {status >> 8}")
-            seen[b].append((wall * 1e3, (usage.ru_utime + usage.ru_stime) * 1e3, usage.ru_maxrss / 1024))
+            # CPU and peak RSS as the working process saw them: wait4 sees
+            # only the parent that waits for it. Builds from before the
+            # child printed no CPU time, and did all in the process waited for.
+            stats = child.stderr.read().decode()
+            cpu = re.search(r" ([0-9.]+) s CPU,", stats)
+            cpu_ms = float(cpu.group(1)) * 1e3 if cpu else (usage.ru_utime + usage.ru_stime) * 1e3
+            rss = re.search(r"peak RSS ([0-9]+) MB", stats)
+            seen[b].append((wall * 1e3, cpu_ms, float(rss.group(1)) if rss else usage.ru_maxrss / 1024))
     for b, v in seen.items():
         walls = sorted(x[0] for x in v)
         print(
