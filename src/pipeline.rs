@@ -74,7 +74,7 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     conclude(req, &diff::analyze_bytes(req.orig, req.patched, &req.diff)?)
 }
 
-/// The rest of [`diff`], given the analysis of `req`'s two objects with
+/// The rest of [`diff()`], given the analysis of `req`'s two objects with
 /// `req.diff` ([`diff::analyze_bytes`]). The analysis needs nothing of
 /// `req.extract`: a caller may read `--symvers` and `--parent` while it
 /// runs.

@@ -180,7 +180,7 @@ impl SectionSpans {
     }
 }
 
-/// [`SectionSpans::symbol_at`] for a run of lookups at growing offsets in
+/// `SectionSpans::symbol_at` for a run of lookups at growing offsets in
 /// each section (a section's relocations in order, special entries in
 /// address order, which alternate between a merged `.text` and sections
 /// of one function each): in a large section, each steps forward from

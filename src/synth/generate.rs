@@ -111,7 +111,7 @@ fn header_helpers(e: &mut Entropy, p: &mut Program) {
     }
 }
 
-/// Whether `name` is one of [`HEADER_HELPERS`] (copies in several units).
+/// Whether `name` is one of the `static inline` header helpers (copies in several units).
 pub fn is_header_helper(name: &str) -> bool {
     HEADER_HELPERS.contains(&name)
 }

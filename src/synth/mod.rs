@@ -2,7 +2,7 @@
 //!
 //! From a seed (or a fuzzer's bytes) [`generate`] builds a [`model::Program`] of
 //! several translation units; [`mutate`] applies mutations whose effect on
-//! `klp diff` is known and records it in a [`truth::Truth`]; [`write`]
+//! `klp diff` is known and records it in a [`truth::Truth`]; [`write`](mod@write)
 //! turns each side into an x86-64 relocatable object (code by [`encode`],
 //! ELF by [`elf`]), in the translation-unit or the merged form of
 //! [`layout`].
