@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # Diff every kpatch pair, the 6.12 kernel pairs (vmlinux.o with and without
-# --symvers/--parent, the cmdline/version units, the global-function pair and
-# units) and our scenario objects with two klp binaries, and compare what
-# each printed (stdout and stderr), its exit status and its OUT.o, byte for
-# byte. For refactorings that must not change any output:
+# --symvers/--parent, the cmdline/version units, the ThinLTO vmlinux.o, the
+# global-function pair and units) and our scenario objects with two klp
+# binaries, and compare what each printed (stdout and stderr), its exit
+# status and its OUT.o, byte for byte. For refactorings that must not change any output:
 #
 #   verify/compare-outputs.sh OLD/klp NEW/klp [WORK_DIR]
 set -uo pipefail
@@ -41,6 +41,17 @@ for k in slim def; do
     run "$k-vmlinux-noexp" "$work/k/$k.vmlinux.o.orig" "$work/k/$k.vmlinux.o.patched" --objname vmlinux
     for u in cmdline version; do run "$k-$u" "$d/$u.orig.o" "$d/$u.patched.o" "${args[@]}"; done
 done
+# The clang ThinLTO pair (promoted statics, another compiler's code).
+d=$K/6.12-lto
+if [ -d "$d" ]; then
+    for f in vmlinux.o.orig vmlinux.o.patched vmlinux; do
+        [ -f "$work/k/lto.$f" ] || zstd -dqf "$d/$f.zst" -o "$work/k/lto.$f"
+    done
+    run lto-vmlinux "$work/k/lto.vmlinux.o.orig" "$work/k/lto.vmlinux.o.patched" \
+        --objname vmlinux --symvers "$d/Module.symvers" --parent "$work/k/lto.vmlinux"
+else
+    echo "no $d"
+fi
 d=$K/6.12-def
 if [ -f "$d/vmlinux.o.global.zst" ]; then
     [ -f "$work/k/def.vmlinux.o.global" ] || zstd -dqf "$d/vmlinux.o.global.zst" -o "$work/k/def.vmlinux.o.global"
