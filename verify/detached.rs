@@ -1,7 +1,8 @@
 //! `klp diff` answers from a child process and leaves the teardown to it
 //! (src/detach.rs): what the caller sees must be exactly what `--no-fork`,
 //! the work done in the process itself, gives: stdout, stderr, exit
-//! status and OUT.o, for each of the three outcomes.
+//! status and OUT.o, for each of the three outcomes, and a child's death
+//! by a signal.
 
 mod common;
 
@@ -94,4 +95,39 @@ fn bad_input_is_answered_alike() {
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
     assert_eq!(same_answer("bad", &bad, &good), Some(1));
+}
+
+/// The process a caller waits for is the parent; the work is its child's.
+/// A child that dies of a signal before it has reported a status must be
+/// seen as the parent's own death, not as some exit status.
+#[test]
+fn a_child_killed_by_a_signal_is_the_parent_killed_alike() {
+    use std::os::unix::process::ExitStatusExt;
+    let assets = kernel_assets(&["6.12-def"], &["vmlinux.o.orig.zst", "vmlinux.o.patched.zst"]);
+    // A whole vmlinux.o pair: the child works long enough (0.3 s) to be found.
+    let Some(p) = require(&strs(&assets), &["zstd"]) else { return };
+    let (orig, patched) = (unzstd_cached(&p[0]), unzstd_cached(&p[1]));
+    let out = work_dir("killed").join("out.o");
+    let mut parent = Command::new(env!("CARGO_BIN_EXE_klp"))
+        .args(["diff", "--objname", "vmlinux"])
+        .args([&orig, &patched, &out])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run klp");
+    let children = format!("/proc/{0}/task/{0}/children", parent.id());
+    let started = std::time::Instant::now();
+    let child: i32 = loop {
+        let listed = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(pid) = listed.split_whitespace().next() {
+            break pid.parse().unwrap();
+        }
+        assert!(started.elapsed().as_secs() < 10, "klp diff started no child");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    // SAFETY: sends a signal to the process just listed as klp's child.
+    assert_eq!(unsafe { libc::kill(child, libc::SIGKILL) }, 0, "kill {child}");
+    let status = parent.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the parent ended with {status:?}");
+    assert!(!out.exists(), "no output from a killed diff");
 }
