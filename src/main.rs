@@ -1,11 +1,11 @@
 //! The `klp` command: argument parsing and output formatting only; the work
 //! is in the library.
 
+mod detach;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-mod detach;
 
 use clap::{Parser, Subcommand};
 use klp::diff::{DiffOptions, DiffReport, Input};
